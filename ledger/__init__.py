@@ -1,0 +1,21 @@
+"""mrm-ledger's trust core: seven audit tables, one HMAC chain, Parquet segments."""
+
+from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
+from .keys import Keyring
+from .ledger import Ledger
+from .schema import TABLE_NAMES, TABLES
+from .verify import Problem, VerifyReport, verify_ledger
+
+__all__ = [
+    "EntryError",
+    "KeyringError",
+    "Keyring",
+    "Ledger",
+    "LedgerError",
+    "LedgerFormatError",
+    "Problem",
+    "TABLE_NAMES",
+    "TABLES",
+    "VerifyReport",
+    "verify_ledger",
+]

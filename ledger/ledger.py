@@ -1,0 +1,648 @@
+"""The Ledger: append-only writing with group commit, recovery, sealing and key rotation.
+
+Durability (the guarantee the README states):
+
+* ``log_*`` and ``append`` validate, number, encode and MAC the entry, then may return
+  before it is on disk. A background flush writes and fsyncs everything pending at most
+  ``flush_interval`` seconds (default 0.1) after the first unsynced entry.
+* ``flush()``, leaving the ``with`` block, ``close()`` and any call with ``durable=True``
+  return only once everything written before them is fsynced in the write-ahead log.
+  Such entries are *acknowledged* and survive any crash.
+* A writer holds an exclusive lock on the ledger from its first unsynced entry until that
+  fsync, so several processes can write one ledger without forking the chain; each one
+  picks up the head the others left.
+* Opening a ledger recovers from a crash at any instant: a torn or incomplete commit at the
+  end of the log is dropped (none of it was acknowledged), an interrupted seal is finished
+  or undone, and the head is re-derived.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import getpass
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import wal
+from .chain import GENESIS_PREV, ChainMac, leaf_hash, leaf_hashes
+from .encoding import RowEncoder, encode_table
+from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
+from .keys import Keyring, key_check
+from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
+from .schema import FORMAT_VERSION, TABLE_NAMES, TABLES, table_spec
+from .storage import (
+    NO_PREV,
+    Head,
+    Layout,
+    LedgerMeta,
+    SegmentFile,
+    SegmentRecord,
+    append_manifest,
+    new_meta,
+    read_head,
+    read_manifest,
+    read_meta,
+    record_mac,
+    write_head,
+    write_meta,
+    write_segment_file,
+)
+from .storage_io import fsync_dir, sha256_file
+
+DEFAULT_FLUSH_INTERVAL = 0.1
+DEFAULT_SEAL_ENTRIES = 250_000
+FRAME_ROWS = 100_000  # rows per WAL frame for large batches
+
+
+def default_actor() -> str:
+    return os.environ.get("MRM_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+class Ledger:
+    """An open ledger. Use `Ledger.create` or `Ledger.open`, preferably as a context manager."""
+
+    # ------------------------------------------------------------------ opening
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        keyring: Keyring,
+        *,
+        actor: str | None = None,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        seal_entries: int = DEFAULT_SEAL_ENTRIES,
+    ):
+        if not isinstance(keyring, Keyring):
+            raise KeyringError("a Keyring is required (there is no default key)")
+        self.layout = Layout(Path(path))
+        self.meta: LedgerMeta = read_meta(self.layout)
+        self.keyring = keyring
+        self.actor = actor or default_actor()
+        self.flush_interval = flush_interval
+        self.seal_entries = seal_entries
+        self._ledger_id = self.meta.ledger_id_bytes
+        self._normalizers = {t: RowNormalizer(TABLES[t]) for t in TABLE_NAMES}
+        self._encoders = {t: RowEncoder(TABLES[t], self._ledger_id) for t in TABLE_NAMES}
+        self._macs: dict[str, ChainMac] = {}
+        self._mutex = threading.RLock()
+        self._cond = threading.Condition(self._mutex)
+        self._pending: list[tuple[str, Any]] = []  # ("row", (table, row)) or ("batch", (table, pa.Table))
+        self._deadline: float | None = None
+        self._background_error: BaseException | None = None
+        self._closed = False
+        self._locked = False
+        self._lock_fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        with self._mutex:
+            self._acquire(recover=True)
+            self._release()
+        self._flusher = threading.Thread(target=self._flush_loop, name="mrm-ledger-flush", daemon=True)
+        self._flusher.start()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], keyring: Keyring, **options: Any) -> "Ledger":
+        return cls(path, keyring, **options)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], keyring: Keyring, **options: Any) -> "Ledger":
+        """Create a ledger whose genesis entry binds its id, format version and first key.
+        The directory appears whole or not at all."""
+        root = Path(path)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise LedgerFormatError(f"{root}: already exists and is not an empty directory")
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = root.parent / f".{root.name}.creating-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            layout = Layout(staging)
+            meta = new_meta()
+            write_meta(layout, meta)
+            key_id = keyring.active
+            write_head(layout, Head(-1, GENESIS_PREV.hex(), key_id, 0, -1), durable=True)
+            with cls(staging, keyring, **options) as ledger:
+                ledger.log_operation(
+                    event_type="genesis",
+                    component="ledger",
+                    status="created",
+                    details={
+                        "ledger_id": meta.ledger_id,
+                        "format_version": FORMAT_VERSION,
+                        "key_id": key_id,
+                        "key_check": key_check(keyring.key(key_id), meta.ledger_id_bytes),
+                    },
+                    durable=True,
+                )
+            if root.exists():
+                root.rmdir()
+            os.replace(staging, root)
+            fsync_dir(root.parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return cls(root, keyring, **options)
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.layout.root)!r}, ledger_id={self.meta.ledger_id!r})"
+
+    @property
+    def path(self) -> Path:
+        return self.layout.root
+
+    @property
+    def ledger_id(self) -> str:
+        return self.meta.ledger_id
+
+    @property
+    def head(self) -> Head:
+        with self._mutex:
+            return self._head
+
+    # ------------------------------------------------------------------ locking and recovery
+    def _acquire(self, *, recover: bool = False) -> None:
+        """Take the writers' lock and adopt the head other writers left (mutex held)."""
+        if self._locked:
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._locked = True
+        try:
+            head = read_head(self.layout)
+            wal_size = os.fstat(self._wal_fd).st_size
+            if recover or head is None or wal_size != head.wal_size:
+                head = self._recover()
+            self._set_head(head)
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        if self._locked:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._locked = False
+
+    def _set_head(self, head: Head) -> None:
+        self._head = head
+        self._prev_mac = bytes.fromhex(head.mac)
+
+    def _recover(self) -> Head:
+        """Re-derive the head from the manifest and the log; finish or undo a crashed seal;
+        drop a torn tail (lock held)."""
+        records, problems = read_manifest(self.layout)
+        if problems:
+            raise LedgerFormatError(f"{self.layout.manifest}: {problems[0]}; run `mrm verify`")
+        last = records[-1] if records else None
+        listed = {f.path for f in last.files} if last else set()
+        for rel in list(self.layout.data_files()):
+            if rel.endswith(".parquet.tmp"):
+                final = rel[: -len(".tmp")]
+                if final in listed:
+                    os.replace(self.layout.root / rel, self.layout.root / final)
+                else:
+                    os.unlink(self.layout.root / rel)
+        for table in TABLE_NAMES:
+            if self.layout.table_dir(table).exists():
+                fsync_dir(self.layout.table_dir(table))
+        old = read_head(self.layout)
+        if last:
+            head = Head(last.last_seq, last.last_mac, last.key_id, 0, last.last_seq)
+        elif old is not None and old.seq == -1:
+            head = old  # a ledger being created: nothing written yet
+        else:
+            head = Head(-1, GENESIS_PREV.hex(), old.key_id if old else self.keyring.active, 0, -1)
+        with open(self.layout.wal, "rb") as f:
+            result = wal.scan(f)
+        frames = [fr for fr in result.frames if fr.last_seq > head.sealed_seq]
+        if frames and frames[0].first_seq != head.seq + 1:
+            raise LedgerFormatError(
+                f"{self.layout.wal}: starts at sequence {frames[0].first_seq}, expected {head.seq + 1}; run `mrm verify`"
+            )
+        if not frames:
+            keep = 0  # empty, or every frame already sealed
+        else:
+            keep = result.valid_end
+            tail = frames[-1]
+            head = Head(tail.last_seq, tail.last_mac.hex(), tail.next_key_id, keep, head.sealed_seq)
+        if result.file_size != keep:
+            os.truncate(self.layout.wal, keep)
+            os.fsync(self._wal_fd)
+        head = replace(head, wal_size=keep)
+        write_head(self.layout, head, durable=True)
+        return head
+
+    # ------------------------------------------------------------------ writing
+    def _mac_for(self, key_id: str) -> ChainMac:
+        mac = self._macs.get(key_id)
+        if mac is None:
+            mac = self._macs[key_id] = ChainMac(self.keyring.key(key_id))
+        return mac
+
+    def _check_writable(self) -> None:
+        if self._closed:
+            raise LedgerError(f"{self.layout.root}: the ledger is closed")
+        if self._background_error is not None:
+            error, self._background_error = self._background_error, None
+            raise LedgerError(f"a background flush failed: {error}") from error
+
+    def log(self, table: str, row: Mapping[str, Any], *, durable: bool = False) -> int:
+        """Write one entry to `table`; returns its sequence number."""
+        normalizer = self._normalizers.get(table) or self._normalizers[table_spec(table).name]
+        if row.get("ts") is None or row.get("actor") is None:
+            row = dict(row)
+            if row.get("ts") is None:
+                row["ts"] = dt.datetime.now(dt.timezone.utc)
+            if row.get("actor") is None:
+                row["actor"] = self.actor
+        entry = normalizer(row)
+        with self._mutex:
+            self._check_writable()
+            self._acquire()
+            head = self._head
+            seq = head.seq + 1
+            entry["seq"], entry["table_name"], entry["key_id"] = seq, table, head.key_id
+            mac = self._mac_for(head.key_id)(self._prev_mac, leaf_hash(self._encoders[table](entry)))
+            entry["mac"] = mac
+            self._pending.append(("row", (table, entry)))
+            self._prev_mac = mac
+            self._head = replace(head, seq=seq, mac="")  # hex filled in at commit
+            self._after_write(durable)
+        return seq
+
+    def append(self, table: str, rows: Any, *, durable: bool = False) -> range:
+        """Write a batch (list of dicts, pyarrow Table or pandas DataFrame) to one table,
+        all or nothing; returns the range of sequence numbers assigned."""
+        spec = table_spec(table)
+        normalizer = self._normalizers[table]
+        if isinstance(rows, pa.Table):
+            batch = normalize_arrow(spec, rows, normalizer)
+        elif _is_dataframe(rows):
+            batch = normalize_arrow(spec, pa.Table.from_pandas(rows, preserve_index=False), normalizer)
+        else:
+            if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
+                raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
+            batch = rows_to_arrow(spec, [normalizer(_with_defaults(r, self.actor), index=i) for i, r in enumerate(rows)], include_assigned=False)
+        n = len(batch)
+        if n == 0:
+            return range(0)
+        batch = batch.set_column(
+            batch.schema.get_field_index("ts"), "ts", pc.fill_null(batch.column("ts"), pa.scalar(_now_micros(), spec.column("ts").type))
+        )
+        batch = batch.set_column(batch.schema.get_field_index("actor"), "actor", pc.fill_null(batch.column("actor"), self.actor))
+        with self._mutex:
+            self._check_writable()
+            self._acquire()
+            head = self._head
+            first = head.seq + 1
+            full = _with_assigned(spec, batch, first, head.key_id)
+            canonical = encode_table(spec, self._ledger_id, full)
+            macs = self._mac_for(head.key_id).chain(self._prev_mac, leaf_hashes(canonical.to_pylist()))
+            full = full.append_column(spec.arrow_schema.field("mac"), pa.array(macs, pa.binary(32)))
+            self._pending.append(("batch", (table, full)))
+            self._prev_mac = macs[-1]
+            self._head = replace(head, seq=first + n - 1, mac="")
+            self._after_write(durable)
+        return range(first, first + n)
+
+    def _after_write(self, durable: bool) -> None:
+        if durable or self.flush_interval <= 0:
+            self._commit()
+        elif self._deadline is None:
+            self._deadline = time.monotonic() + self.flush_interval
+            self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Return once every entry written before this call is fsynced."""
+        with self._mutex:
+            self._check_writable()
+            self._commit()
+
+    def _frames(self) -> list[bytes]:
+        """WAL frames for the pending entries, in sequence order; one commit."""
+        frames: list[tuple[int, int, bytes, dict[str, pa.Table]]] = []
+        rows: dict[str, list[dict]] = {}
+        first_row = last_row = -1
+        last_row_mac = b""
+
+        def close_rows() -> None:
+            nonlocal rows, first_row
+            if rows:
+                tables = {t: rows_to_arrow(TABLES[t], r, include_assigned=True) for t, r in rows.items()}
+                frames.append((first_row, last_row, last_row_mac, tables))
+                rows, first_row = {}, -1
+
+        for kind, (table, item) in self._pending:
+            if kind == "row":
+                if first_row < 0:
+                    first_row = item["seq"]
+                last_row, last_row_mac = item["seq"], item["mac"]
+                rows.setdefault(table, []).append(item)
+            else:
+                close_rows()
+                for start in range(0, len(item), FRAME_ROWS):
+                    chunk = item.slice(start, FRAME_ROWS)
+                    seqs = chunk.column("seq")
+                    frames.append((seqs[0].as_py(), seqs[-1].as_py(), chunk.column("mac")[-1].as_py(), {table: chunk}))
+        close_rows()
+        key_id = self._head.key_id
+        return [
+            wal.encode_frame(first, last, mac, key_id, tables, more=i < len(frames) - 1)
+            for i, (first, last, mac, tables) in enumerate(frames)
+        ]
+
+    def _commit(self) -> None:
+        """Write and fsync everything pending, publish the new head, release the lock."""
+        self._deadline = None
+        if not self._pending:
+            self._release()
+            return
+        committed = read_head(self.layout) or self._head
+        try:
+            data = b"".join(self._frames())
+            view = memoryview(data)
+            while view:
+                written = os.write(self._wal_fd, view)
+                view = view[written:]
+            os.fsync(self._wal_fd)
+        except BaseException:
+            # Nothing of this commit was acknowledged: put the log back as it was.
+            self._pending.clear()
+            try:
+                os.truncate(self.layout.wal, committed.wal_size)
+            finally:
+                self._set_head(committed)
+                self._release()
+            raise
+        self._pending.clear()
+        head = replace(self._head, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
+        self._set_head(head)
+        write_head(self.layout, head, durable=False)
+        if head.seq - head.sealed_seq >= self.seal_entries:
+            self._seal()
+        self._release()
+
+    def _flush_loop(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._cond.wait(remaining)
+                    continue
+                try:
+                    self._commit()
+                except BaseException as e:  # surfaced to the next caller
+                    self._background_error = e
+
+    # ------------------------------------------------------------------ sealing
+    def seal(self) -> SegmentRecord | None:
+        """Flush, then move everything in the write-ahead log into Parquet segments."""
+        with self._mutex:
+            self._check_writable()
+            self._commit()
+            self._acquire()
+            try:
+                return self._seal()
+            finally:
+                self._release()
+
+    def _seal(self) -> SegmentRecord | None:
+        head = self._head
+        if head.seq <= head.sealed_seq:
+            return None
+        parts: dict[str, list[pa.Table]] = {}
+        first = None
+        for frame, tables in wal.iter_tables(self.layout.wal):
+            if frame.last_seq <= head.sealed_seq:
+                continue
+            first = frame.first_seq if first is None else first
+            for name, table in tables.items():
+                parts.setdefault(name, []).append(table)
+        if first is None:
+            return None
+        last = head.seq
+        records, _ = read_manifest(self.layout)
+        files, temps = [], []
+        for name in TABLE_NAMES:
+            if name not in parts:
+                continue
+            table = pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema)
+            rel = self.layout.segment_name(name, first, last)
+            tmp = self.layout.root / (rel + ".tmp")
+            write_segment_file(tmp, table)
+            temps.append((tmp, self.layout.root / rel))
+            files.append(SegmentFile(name, rel, len(table), tmp.stat().st_size, sha256_file(tmp)))
+        body = SegmentRecord(
+            first, last, head.mac, tuple(files), records[-1].line_hash if records else NO_PREV, head.key_id, ""
+        ).body()
+        record = SegmentRecord(first, last, head.mac, tuple(files), body["prev"], head.key_id, record_mac(self.keyring.key(head.key_id), body))
+        append_manifest(self.layout, record)
+        for tmp, final in temps:
+            os.replace(tmp, final)
+        for name in {f.table for f in files}:
+            fsync_dir(self.layout.table_dir(name))
+        os.truncate(self.layout.wal, 0)
+        os.fsync(self._wal_fd)
+        head = replace(head, wal_size=0, sealed_seq=last)
+        self._set_head(head)
+        write_head(self.layout, head, durable=True)
+        return record
+
+    # ------------------------------------------------------------------ keys
+    def rotate_key(self, keyring: Keyring, *, reason: str = "scheduled key rotation", actor: str | None = None) -> int:
+        """Start MACing with `keyring.active`. The rotation entry is MACed under the old key
+        and records the new key id and its check value. Save `keyring` before calling this:
+        a ledger whose newest key is lost can no longer be written or verified."""
+        new_key_id = keyring.active
+        with self._mutex:
+            self._check_writable()
+            self._acquire()
+            old_key_id = self._head.key_id
+            if new_key_id == old_key_id:
+                raise KeyringError(f"key id {new_key_id!r} is already the ledger's key")
+            keyring.key(old_key_id)  # the new keyring must still verify the old entries
+            new_key = keyring.key(new_key_id)
+            self.keyring = keyring
+            seq = self.log_operation(
+                event_type="key_rotation",
+                component="ledger",
+                status="rotated",
+                actor=actor,
+                details={
+                    "previous_key_id": old_key_id,
+                    "new_key_id": new_key_id,
+                    "new_key_check": key_check(new_key, self._ledger_id),
+                    "reason": reason,
+                },
+            )
+            self._head = replace(self._head, key_id=new_key_id)
+            self._commit()
+        return seq
+
+    # ------------------------------------------------------------------ closing
+    def close(self) -> None:
+        """Flush, seal the write-ahead log into Parquet, and release every resource."""
+        with self._mutex:
+            if self._closed:
+                return
+            try:
+                self._commit()
+                self._acquire()
+                self._seal()
+            finally:
+                self._release()
+                self._closed = True
+                self._cond.notify_all()
+        self._flusher.join()
+        os.close(self._wal_fd)
+        os.close(self._lock_fd)
+
+    # ------------------------------------------------------------------ typed writers
+    def log_operation(self, *, event_type: str, component: str, status: str, correlation_id: str | None = None, **common: Any) -> int:
+        return self._log_typed("operation", locals(), common)
+
+    def log_model_inference(
+        self,
+        *,
+        request_id: str,
+        subject_id: str,
+        model_slot: str,
+        model_version: str,
+        input_digest: str,
+        decision: str,
+        latency_ms: float,
+        scores: Mapping[str, float] | None = None,
+        route: str | None = None,
+        **common: Any,
+    ) -> int:
+        return self._log_typed("model_inference", locals(), common)
+
+    def log_data_access(
+        self,
+        *,
+        operator: str,
+        subject_id: str,
+        dataset: str,
+        columns: Sequence[str],
+        purpose: str,
+        access_type: str,
+        row_count: int,
+        request_id: str | None = None,
+        **common: Any,
+    ) -> int:
+        return self._log_typed("data_access", locals(), common)
+
+    def log_dimension_change(
+        self,
+        *,
+        component: str,
+        new_schema_digest: str,
+        new_dimension: int,
+        features_added: Sequence[str],
+        features_removed: Sequence[str],
+        reason: str,
+        old_schema_digest: str | None = None,
+        old_dimension: int | None = None,
+        **common: Any,
+    ) -> int:
+        return self._log_typed("dimension_change", locals(), common)
+
+    def log_attribution(self, *, request_id: str, model_version: str, method: str, top_features: Sequence[Mapping[str, Any]], **common: Any) -> int:
+        return self._log_typed("attribution", locals(), common)
+
+    def log_guardrail(
+        self,
+        *,
+        request_id: str,
+        gate: str,
+        verdict: str,
+        criteria: Mapping[str, float],
+        reason: str | None = None,
+        original_output: str | None = None,
+        final_output: str | None = None,
+        **common: Any,
+    ) -> int:
+        return self._log_typed("guardrail", locals(), common)
+
+    def log_model_promotion(
+        self,
+        *,
+        slot: str,
+        challenger_version: str,
+        decision: str,
+        trigger: str,
+        reason: str,
+        champion_version: str | None = None,
+        operator: str | None = None,
+        comparison: Sequence[Mapping[str, Any]] | None = None,
+        significance: Sequence[Mapping[str, Any]] | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        **common: Any,
+    ) -> int:
+        return self._log_typed("model_promotion", locals(), common)
+
+    _COMMON = frozenset({"ts", "actor", "details", "durable"})
+
+    def _log_typed(self, table: str, fields: dict[str, Any], common: dict[str, Any]) -> int:
+        unknown = set(common) - self._COMMON
+        if unknown:
+            raise EntryError(f"unknown field; log_{table} takes the table's fields and ts, actor, details, durable", table=table, field=sorted(unknown)[0])
+        row = {k: v for k, v in fields.items() if k not in ("self", "common")}
+        durable = bool(common.pop("durable", False))
+        row.update(common)
+        return self.log(table, row, durable=durable)
+
+    # ------------------------------------------------------------------ reading
+    def verify(self, **options: Any):
+        """Flush, then verify the whole ledger with this ledger's keyring."""
+        from .verify import verify_ledger
+
+        self.flush()
+        return verify_ledger(self.layout.root, self.keyring, **options)
+
+
+def _is_dataframe(obj: Any) -> bool:
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict") and type(obj).__module__.startswith("pandas")
+
+
+def _with_defaults(row: Any, actor: str) -> Any:
+    if isinstance(row, Mapping) and (row.get("ts") is None or row.get("actor") is None):
+        row = dict(row)
+        row.setdefault("ts", None)
+        if row["ts"] is None:
+            row["ts"] = dt.datetime.now(dt.timezone.utc)
+        if row.get("actor") is None:
+            row["actor"] = actor
+    return row
+
+
+def _with_assigned(spec, batch: pa.Table, first_seq: int, key_id: str) -> pa.Table:
+    """The batch in the table's column order with seq, table_name and key_id filled in."""
+    n = len(batch)
+    assigned = {
+        "seq": pa.array(range(first_seq, first_seq + n), pa.int64()),
+        "table_name": pa.repeat(pa.scalar(spec.name, pa.string()), n),
+        "key_id": pa.repeat(pa.scalar(key_id, pa.string()), n),
+    }
+    columns = [assigned[c.name] if c.name in assigned else batch.column(c.name) for c in spec.encoded_columns]
+    fields = [spec.arrow_schema.field(c.name) for c in spec.encoded_columns]
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))

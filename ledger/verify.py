@@ -1,0 +1,551 @@
+"""Verification with the HMAC key: every MAC and link, every file, every gap.
+
+Problems are reported by kind, with the first affected sequence number, the table and the
+file wherever they are known:
+
+    INVALID    an entry's MAC does not match what is stored (edited values, typed columns
+               that no longer encode to what was MACed, a forged or re-chained row, a row
+               moved to another table)
+    GAP        sequence numbers missing
+    DUPLICATE  a sequence number present more than once
+    ORDER      rows out of sequence order inside a file
+    MISSING    a file the manifest lists is absent
+    EXTRA      a file the manifest does not list, or rows outside their segment
+    FILE       a listed file whose bytes, size or row count differ from the manifest
+    MANIFEST   a manifest line whose MAC or hash link is broken, or that overlaps another
+    KEY        no key for a key id, a key that does not match the ledger's key check value
+               (wrong key, or a re-keyed ledger), or a key change without a rotation entry
+    TRUNCATED  the data ends before the persisted head
+    HEAD       the persisted head names an entry the data does not hold
+
+Segments are verified in parallel processes, each in memory bounded by one segment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import fcntl
+import io
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import wal
+from .chain import GENESIS_PREV, ChainMac, leaf_hashes
+from .encoding import encode_table
+from .errors import KeyringError
+from .keys import Keyring, key_check
+from .schema import TABLES
+from .storage import NO_PREV, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
+from .storage_io import sha256_file
+
+KINDS = ("INVALID", "GAP", "DUPLICATE", "ORDER", "MISSING", "EXTRA", "FILE", "MANIFEST", "KEY", "TRUNCATED", "HEAD")
+MAX_PROBLEMS_PER_KIND = 50  # per segment; the total count is still reported
+PARALLEL_MIN_ENTRIES = 200_000
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    kind: str
+    message: str
+    seq: int | None = None
+    table: str | None = None
+    file: str | None = None
+    key_id: str | None = None  # the key an INVALID entry claims; lets a wrong key be told apart
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def __str__(self) -> str:
+        where = []
+        if self.seq is not None:
+            where.append(f"seq {self.seq}")
+        if self.table:
+            where.append(self.table)
+        if self.file:
+            where.append(self.file)
+        return f"{self.kind:<9} {'  '.join(where)}{': ' if where else ''}{self.message}"
+
+
+@dataclass
+class VerifyReport:
+    path: str
+    ledger_id: str
+    entries: int = 0
+    tables: dict[str, int] = field(default_factory=dict)
+    segments: int = 0
+    files: int = 0
+    wal_entries: int = 0
+    head_seq: int | None = None
+    key_ids: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    suppressed: dict[str, int] = field(default_factory=dict)  # problems beyond the per-kind cap
+    notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        seqs = [p.seq for p in self.problems if p.seq is not None]
+        return min(seqs) if seqs else None
+
+    def kinds(self) -> set[str]:
+        return {p.kind for p in self.problems}
+
+    def to_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "path": self.path,
+            "ledger_id": self.ledger_id,
+            "entries": self.entries,
+            "tables": self.tables,
+            "segments": self.segments,
+            "files": self.files,
+            "wal_entries": self.wal_entries,
+            "head_seq": self.head_seq,
+            "key_ids": self.key_ids,
+            "first_bad_seq": self.first_bad_seq,
+            "problems": [p.to_dict() for p in self.problems],
+            "suppressed": self.suppressed,
+            "notes": self.notes,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    def to_text(self) -> str:
+        lines = [
+            f"ledger   {self.path} ({self.ledger_id})",
+            f"entries  {self.entries} in {self.segments} segments, {self.files} files"
+            + (f", {self.wal_entries} in the write-ahead log" if self.wal_entries else ""),
+            "tables   " + ", ".join(f"{t} {n}" for t, n in sorted(self.tables.items())),
+            f"keys     {', '.join(self.key_ids)}",
+        ]
+        lines += [f"note     {n}" for n in self.notes]
+        if self.ok:
+            lines.append(f"OK       every MAC, link, sequence number and file verified in {self.elapsed_s:.2f}s")
+        else:
+            lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
+            lines += [f"  {p}" for p in self.problems]
+            lines += [f"  ... and {n} more {kind} problem(s)" for kind, n in self.suppressed.items()]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- one segment
+
+
+@dataclass
+class _Task:
+    root: str
+    ledger_id: bytes
+    first_seq: int
+    last_seq: int
+    prev_mac: bytes  # MAC of entry first_seq - 1 (as the manifest records it)
+    files: list[tuple[str, str, int, str]]  # (table, relative path, rows, sha256) of present files
+    wal_tables: dict[str, pa.Table] | None = None  # instead of files, for the unsealed log
+
+
+@dataclass
+class _Result:
+    first_seq: int
+    last_seq: int
+    problems: list[Problem]
+    suppressed: dict[str, int]
+    tables: dict[str, int]
+    entries: int
+    last_mac: bytes | None  # stored MAC of last_seq, if present
+    key_changes: list[tuple[int, str]]  # (seq, key id) where the key id differs from the previous row
+    first_key_id: str | None
+    key_events: list[tuple[int, str, str]]  # (seq, key id, details JSON) of genesis / key_rotation
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def _init_worker(keys: dict[str, bytes]) -> None:
+    _KEYS.clear()
+    _KEYS.update(keys)
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.counts: dict[str, int] = {}
+
+    def add(self, problem: Problem) -> None:
+        n = self.counts.get(problem.kind, 0) + 1
+        self.counts[problem.kind] = n
+        if n <= MAX_PROBLEMS_PER_KIND:
+            self.problems.append(problem)
+
+    def suppressed(self) -> dict[str, int]:
+        return {k: n - MAX_PROBLEMS_PER_KIND for k, n in self.counts.items() if n > MAX_PROBLEMS_PER_KIND}
+
+
+def _ranges(values: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive runs in a sorted array of ints."""
+    if not len(values):
+        return []
+    breaks = np.flatnonzero(np.diff(values) != 1)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(values) - 1]))
+    return [(int(values[s]), int(values[e])) for s, e in zip(starts, ends)]
+
+
+def _load_file(task: _Task, table: str, rel: str, rows: int, digest: str, out: _Collector) -> pa.Table | None:
+    path = Path(task.root, rel)
+    actual = sha256_file(path)
+    if actual != digest:
+        out.add(Problem("FILE", f"SHA-256 is {actual[:16]}..., the manifest lists {digest[:16]}...", table=table, file=rel))
+    try:
+        data = pq.read_table(path)
+    except Exception as e:  # any unreadable file is reported, never raised
+        out.add(Problem("FILE", f"unreadable Parquet ({type(e).__name__}: {e})", table=table, file=rel))
+        return None
+    if len(data) != rows:
+        out.add(Problem("FILE", f"holds {len(data)} rows, the manifest lists {rows}", table=table, file=rel))
+    return data
+
+
+def _conform(spec, data: pa.Table, rel: str | None, out: _Collector) -> pa.Table | None:
+    """The table in exactly the schema a reader is promised, or None (reported)."""
+    names = [c.name for c in spec.columns]
+    if data.column_names != names:
+        out.add(Problem("INVALID", f"columns are {data.column_names}, expected {names}", table=spec.name, file=rel))
+        return None
+    try:
+        return data.cast(spec.arrow_schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
+        out.add(Problem("INVALID", f"column types differ from the table schema ({e})", table=spec.name, file=rel))
+        return None
+
+
+def verify_segment(task: _Task) -> _Result:
+    out = _Collector()
+    parts: list[tuple[str, str | None, pa.Table]] = []
+    if task.wal_tables is not None:
+        parts = [(name, None, t) for name, t in task.wal_tables.items()]
+    else:
+        for table, rel, rows, digest in task.files:
+            data = _load_file(task, table, rel, rows, digest, out)
+            if data is not None:
+                parts.append((table, rel, data))
+
+    seq_parts, leaf_parts, mac_parts, key_parts = [], [], [], []
+    counts: dict[str, int] = {}
+    key_events: list[tuple[int, str, str]] = []
+    for table, rel, data in parts:
+        spec = TABLES[table]
+        data = _conform(spec, data, rel, out)
+        if data is None:
+            continue
+        counts[table] = counts.get(table, 0) + len(data)
+        seqs = data.column("seq").to_numpy()
+        if len(seqs) > 1:
+            backwards = np.flatnonzero(np.diff(seqs) <= 0)
+            for i in backwards[:MAX_PROBLEMS_PER_KIND]:
+                out.add(Problem("ORDER", f"follows seq {int(seqs[i])} in the file", int(seqs[i + 1]), table, rel))
+        outside = (seqs < task.first_seq) | (seqs > task.last_seq)
+        for i in np.flatnonzero(outside)[:MAX_PROBLEMS_PER_KIND]:
+            out.add(Problem("EXTRA", f"outside its segment {task.first_seq}-{task.last_seq}", int(seqs[i]), table, rel))
+        moved = pc.not_equal(data.column("table_name"), table)
+        if pc.any(moved).as_py():
+            names = data.column("table_name").to_pylist()
+            for i in np.flatnonzero(np.asarray(moved))[:MAX_PROBLEMS_PER_KIND]:
+                out.add(Problem("INVALID", f"row of table {names[i]!r} stored in table {table!r}", int(seqs[i]), table, rel))
+        canonical = encode_table(spec, task.ledger_id, data)
+        seq_parts.append(seqs)
+        leaf_parts.extend(leaf_hashes(canonical.to_pylist()))
+        mac_parts.extend(data.column("mac").to_pylist())
+        key_parts.extend(data.column("key_id").to_pylist())
+        if table == "operation":
+            events = pc.is_in(data.column("event_type"), value_set=pa.array(["genesis", "key_rotation"]))
+            if pc.any(events).as_py():
+                picked = data.filter(events)
+                for s, k, d in zip(picked["seq"].to_pylist(), picked["key_id"].to_pylist(), picked["details"].to_pylist()):
+                    key_events.append((s, k, d or "{}"))
+
+    seqs = np.concatenate(seq_parts) if seq_parts else np.empty(0, dtype=np.int64)
+    order = np.argsort(seqs, kind="stable")
+    seqs = seqs[order]
+    leaves = [leaf_parts[i] for i in order]
+    macs = [mac_parts[i] for i in order]
+    key_ids = [key_parts[i] for i in order]
+
+    dup = np.flatnonzero(np.diff(seqs) == 0) if len(seqs) > 1 else np.empty(0, dtype=np.int64)
+    for i in dup[:MAX_PROBLEMS_PER_KIND]:
+        out.add(Problem("DUPLICATE", "sequence number stored more than once", int(seqs[i])))
+    expected = np.arange(task.first_seq, task.last_seq + 1, dtype=np.int64)
+    for lo, hi in _ranges(np.setdiff1d(expected, seqs, assume_unique=True)):
+        out.add(Problem("GAP", f"entries {lo}-{hi} are missing" if hi > lo else f"entry {lo} is missing", lo))
+
+    # Links: each entry against the stored MAC of its predecessor.
+    positions_by_key: dict[str, list[int]] = {}
+    prevs: list[bytes | None] = [None] * len(seqs)
+    last_index_of: dict[int, int] = {}
+    for i, s in enumerate(seqs.tolist()):
+        last_index_of[s] = i
+    for i, s in enumerate(seqs.tolist()):
+        if i and dup.size and seqs[i - 1] == s:
+            continue  # the duplicate was reported; check the first copy only
+        if s == task.first_seq:
+            prevs[i] = task.prev_mac
+        else:
+            j = last_index_of.get(s - 1)
+            if j is None:
+                continue  # predecessor missing: reported as a GAP
+            prevs[i] = macs[j]
+        positions_by_key.setdefault(key_ids[i], []).append(i)
+    for key_id, positions in positions_by_key.items():
+        key = _KEYS.get(key_id)
+        if key is None:
+            continue  # reported once by the caller as a KEY problem
+        mac = ChainMac(key)
+        for b in mac.bad_links([prevs[i] for i in positions], [leaves[i] for i in positions], [macs[i] for i in positions]):
+            i = positions[b]
+            out.add(Problem("INVALID", "MAC does not match the entry and its predecessor", int(seqs[i]), key_id=key_id))
+
+    key_changes = [(int(seqs[i]), key_ids[i]) for i in range(1, len(seqs)) if key_ids[i] != key_ids[i - 1]]
+    last = last_index_of.get(task.last_seq)
+    return _Result(
+        task.first_seq,
+        task.last_seq,
+        out.problems,
+        out.suppressed(),
+        counts,
+        len(seqs),
+        macs[last] if last is not None else None,
+        key_changes,
+        key_ids[0] if key_ids else None,
+        key_events,
+    )
+
+
+# ---------------------------------------------------------------------------- whole ledger
+
+
+@dataclass
+class _Snapshot:
+    records: list[SegmentRecord]
+    manifest_problems: list[str]
+    head: object
+    wal_bytes: bytes
+    data_files: list[str]
+
+
+def _snapshot(layout: Layout) -> _Snapshot:
+    """Manifest, head, log and file list as of one instant (writers paused briefly)."""
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        records, problems = read_manifest(layout)
+        head = read_head(layout)
+        try:
+            wal_bytes = layout.wal.read_bytes()
+        except FileNotFoundError:
+            wal_bytes = b""
+        files = sorted(layout.data_files())
+    finally:
+        os.close(fd)
+    return _Snapshot(records, problems, head, wal_bytes, files)
+
+
+def verify_ledger(
+    path: str | os.PathLike[str],
+    keyring: Keyring,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    """Verify everything the ledger can check with its HMAC keys."""
+    started = time.perf_counter()
+    layout = Layout(Path(path))
+    meta = read_meta(layout)
+    ledger_id = meta.ledger_id_bytes
+    snap = _snapshot(layout)
+    report = VerifyReport(str(layout.root), meta.ledger_id)
+    collector = _Collector()
+    add = collector.add
+
+    # 1. The manifest: MACs, hash links, contiguous ranges.
+    for message in snap.manifest_problems:
+        add(Problem("MANIFEST", message))
+    prev_line, expected_first = NO_PREV, 0
+    missing_keys: dict[str, int] = {}
+    for r in snap.records:
+        if r.prev != prev_line:
+            add(Problem("MANIFEST", "hash link to the previous manifest line is broken (a line was removed, edited or reordered)", r.first_seq))
+        if r.key_id in keyring.keys:
+            if record_mac(keyring.key(r.key_id), r.body()) != r.mac:
+                add(Problem("MANIFEST", f"manifest line for {r.first_seq}-{r.last_seq} fails its MAC", r.first_seq, key_id=r.key_id))
+        else:
+            missing_keys.setdefault(r.key_id, r.first_seq)
+        if r.first_seq > expected_first:
+            add(Problem("GAP", f"no segment holds entries {expected_first}-{r.first_seq - 1}", expected_first))
+        elif r.first_seq < expected_first:
+            add(Problem("MANIFEST", f"segment {r.first_seq}-{r.last_seq} overlaps the previous one", r.first_seq))
+        expected_first = max(expected_first, r.last_seq + 1)
+        prev_line = r.line_hash
+
+    # 2. The set of files.
+    listed = {f.path: (r, f) for r in snap.records for f in r.files}
+    present = set(snap.data_files)
+    for rel in sorted(present - listed.keys()):
+        add(Problem("EXTRA", "file is not listed in the manifest", file=rel))
+    for rel in sorted(listed.keys() - present):
+        r, f = listed[rel]
+        add(Problem("MISSING", f"listed file of segment {r.first_seq}-{r.last_seq} ({f.rows} rows) is absent", table=f.table, file=rel))
+
+    # 3. Segments, in parallel.
+    tasks = []
+    prev_mac = GENESIS_PREV
+    for r in snap.records:
+        files = [(f.table, f.path, f.rows, f.sha256) for f in r.files if f.path in present]
+        tasks.append(_Task(str(layout.root), ledger_id, r.first_seq, r.last_seq, prev_mac, files))
+        prev_mac = bytes.fromhex(r.last_mac)
+    results = _run(tasks, keyring, workers, progress, sum(r.last_seq - r.first_seq + 1 for r in snap.records))
+
+    # 4. The write-ahead log (entries acknowledged but not yet sealed).
+    scan = wal.scan(io.BytesIO(snap.wal_bytes), keep_payload=True)
+    sealed_to = snap.records[-1].last_seq if snap.records else -1
+    frames = [fr for fr in scan.frames if fr.last_seq > sealed_to]
+    if scan.problem:
+        report.notes.append(f"write-ahead log: {scan.problem}; those bytes were never acknowledged and are dropped when the ledger is next opened")
+    if frames:
+        tables: dict[str, list[pa.Table]] = {}
+        for fr in frames:
+            for name, t in fr.tables().items():
+                tables.setdefault(name, []).append(t)
+        if frames[0].first_seq != expected_first:
+            add(Problem("GAP", f"write-ahead log starts at {frames[0].first_seq}, expected {expected_first}", min(expected_first, frames[0].first_seq)))
+        _init_worker(keyring.keys)
+        wal_task = _Task(str(layout.root), ledger_id, frames[0].first_seq, frames[-1].last_seq, prev_mac, [], {n: pa.concat_tables(ts) for n, ts in tables.items()})
+        wal_result = verify_segment(wal_task)
+        results.append(wal_result)
+        report.wal_entries = wal_result.entries
+        if wal_result.last_mac is not None and wal_result.last_mac != frames[-1].last_mac:
+            add(Problem("INVALID", "write-ahead log frame header disagrees with its last entry", frames[-1].last_seq))
+
+    # 5. Join the segments: boundaries, keys, head.
+    key_changes: list[tuple[int, str]] = []
+    key_events: list[tuple[int, str, str]] = []
+    previous_key: str | None = None
+    data_end = -1
+    for record, result in zip(snap.records + [None] * (len(results) - len(snap.records)), results):
+        for p in result.problems:
+            add(p)
+        for kind, n in result.suppressed.items():
+            report.suppressed[kind] = report.suppressed.get(kind, 0) + n
+        for t, n in result.tables.items():
+            report.tables[t] = report.tables.get(t, 0) + n
+        report.entries += result.entries
+        if record is not None and result.last_mac is not None and result.last_mac.hex() != record.last_mac:
+            add(Problem("INVALID", "last entry's MAC differs from the one its manifest line records", record.last_seq))
+        if result.first_key_id is not None:
+            if previous_key is not None and result.first_key_id != previous_key:
+                key_changes.append((result.first_seq, result.first_key_id))
+            elif previous_key is None:
+                key_changes.append((result.first_seq, result.first_key_id))
+            key_changes.extend(result.key_changes)
+            previous_key = key_changes[-1][1] if key_changes else previous_key
+        key_events.extend(result.key_events)
+        if result.entries:
+            data_end = max(data_end, result.last_seq if result.last_mac is not None else data_end)
+    report.segments = len(snap.records)
+    report.files = len(listed)
+
+    _check_keys(meta.ledger_id, keyring, key_changes, key_events, missing_keys, collector, report)
+    _check_head(snap.head, data_end, results, collector, report)
+
+    problems = collector.problems
+    for kind, n in collector.suppressed().items():
+        report.suppressed[kind] = report.suppressed.get(kind, 0) + n
+    report.problems = sorted(problems, key=lambda p: (p.seq if p.seq is not None else -1, KINDS.index(p.kind), p.file or ""))
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector: _Collector, report: VerifyReport) -> None:
+    """Key ids must follow the genesis and rotation entries, and each key must be the one
+    the ledger recorded when it started using it."""
+    ledger_id = bytes.fromhex(ledger_id_hex)
+    events = {seq: (key_id, json.loads(details)) for seq, key_id, details in sorted(key_events)}
+    expected_checks: dict[str, tuple[int, str]] = {}
+    announced: dict[int, str] = {}  # seq of first entry under a new key -> key id
+    genesis = events.get(0)
+    if genesis is None or genesis[1].get("ledger_id") != ledger_id_hex:
+        if genesis is not None:
+            collector.add(Problem("INVALID", "genesis entry names another ledger id", 0, "operation"))
+    else:
+        expected_checks[genesis[1].get("key_id")] = (0, genesis[1].get("key_check"))
+        announced[0] = genesis[1].get("key_id")
+    for seq, (key_id, details) in events.items():
+        if seq and "new_key_id" in details:
+            expected_checks[details["new_key_id"]] = (seq, details.get("new_key_check"))
+            announced[seq + 1] = details["new_key_id"]
+    report.key_ids = sorted({k for _, k in key_changes})
+
+    wrong: set[str] = set()
+    for key_id in report.key_ids:
+        first_seq = next(s for s, k in key_changes if k == key_id)
+        if key_id not in keyring.keys:
+            collector.add(Problem("KEY", f"no key for key id {key_id!r} in {keyring.source}; its entries cannot be verified", first_seq, key_id=key_id))
+            continue
+        recorded = expected_checks.get(key_id)
+        if recorded is not None and recorded[1] != key_check(keyring.key(key_id), ledger_id):
+            wrong.add(key_id)
+            collector.add(
+                Problem("KEY", f"the key given for key id {key_id!r} is not the one this ledger recorded: a wrong key, or the ledger was re-keyed", first_seq, key_id=key_id)
+            )
+    for key_id, seq in missing_keys.items():
+        if key_id not in {k for _, k in key_changes}:
+            collector.add(Problem("KEY", f"no key for key id {key_id!r}; its manifest lines cannot be verified", seq, key_id=key_id))
+    for seq, key_id in key_changes:
+        if announced.get(seq) != key_id:
+            collector.add(Problem("KEY", f"entries switch to key id {key_id!r} without a rotation entry announcing it", seq, key_id=key_id))
+    if wrong:
+        # With the wrong key every MAC fails: that is one KEY problem, not millions of edits.
+        collector.problems = [p for p in collector.problems if not (p.kind in ("INVALID", "MANIFEST") and p.key_id in wrong)]
+
+
+def _check_head(head, data_end: int, results: list[_Result], collector: _Collector, report: VerifyReport) -> None:
+    if head is None:
+        collector.add(Problem("HEAD", "the persisted head (HEAD) is missing or unreadable"))
+        return
+    report.head_seq = head.seq
+    if head.seq > data_end:
+        collector.add(Problem("TRUNCATED", f"the data ends at {data_end} but the persisted head is at {head.seq}", data_end + 1))
+    elif head.seq < data_end:
+        report.notes.append(f"entries {head.seq + 1}-{data_end} are past the persisted head (a writer did not close); they verify and are kept")
+
+
+def _run(tasks: list[_Task], keyring: Keyring, workers: int | None, progress, total: int) -> list[_Result]:
+    workers = workers or os.cpu_count() or 1
+    done = 0
+    results: list[_Result] = []
+    if workers <= 1 or len(tasks) <= 1 or total < PARALLEL_MIN_ENTRIES:
+        _init_worker(keyring.keys)
+        for t in tasks:
+            results.append(verify_segment(t))
+            done += t.last_seq - t.first_seq + 1
+            if progress:
+                progress(done, total)
+        return results
+    ctx = multiprocessing.get_context("fork")
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(dict(keyring.keys),)) as pool:
+        for t, r in zip(tasks, pool.map(verify_segment, tasks)):
+            results.append(r)
+            done += t.last_seq - t.first_seq + 1
+            if progress:
+                progress(done, total)
+    return results

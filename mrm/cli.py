@@ -1,0 +1,108 @@
+"""The `mrm` command line. Exit codes: 0 ok, 1 integrity failure found, 2 usage or input error."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ledger import Keyring, LedgerError
+
+EXIT_OK, EXIT_INTEGRITY, EXIT_USAGE = 0, 1, 2
+
+
+class UsageFailure(click.ClickException):
+    """An input or usage error: printed as `error: ...`, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn the library's refusals into exit code 2 with their message (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LedgerError as e:
+            raise UsageFailure(str(e)) from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
+            raise UsageFailure(f"{e.filename}: {e.strerror}") from None
+
+    return wrapper
+
+
+def default_keyring_path(ledger_path: str | os.PathLike[str]) -> Path:
+    """Where `mrm init` keeps a generated keyring: beside the ledger, never inside it."""
+    p = Path(ledger_path)
+    return p.with_name(p.name + ".keyring.json")
+
+
+def resolve_keyring(ledger_path: str | None, keyring_file: str | None) -> Keyring:
+    """--keyring, else $MRM_KEYRING / $MRM_HMAC_KEY, else the keyring `mrm init` wrote."""
+    if keyring_file:
+        return Keyring.load(keyring_file)
+    from_env = Keyring.from_env()
+    if from_env is not None:
+        return from_env
+    if ledger_path is not None:
+        beside = default_keyring_path(ledger_path)
+        if beside.exists():
+            return Keyring.load(beside)
+    raise UsageFailure(
+        "no HMAC key: pass --keyring FILE, or set MRM_KEYRING (a keyring file) or MRM_HMAC_KEY (KEY_ID:BASE64)"
+    )
+
+
+keyring_option = click.option(
+    "--keyring",
+    "keyring_file",
+    type=click.Path(dir_okay=False),
+    help="Keyring or key file. Default: $MRM_KEYRING, $MRM_HMAC_KEY, or PATH.keyring.json beside the ledger.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+def emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
+
+class OrderedGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
+
+
+@click.group(cls=OrderedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="mrm-ledger")
+def main() -> None:
+    """mrm: tamper-evident evidence of what models decided, and why.
+
+    \b
+    Start with:
+      mrm demo --out demo-out          build the demo ledger and its reports
+      mrm status demo-out/ledger       what the ledger holds
+      mrm verify demo-out/ledger --keyring demo-out/ledger.keyring.json
+    """
+
+
+def _register() -> None:
+    from . import cmd_demo, cmd_ledger
+
+    for module in (cmd_demo, cmd_ledger):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
