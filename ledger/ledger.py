@@ -264,7 +264,7 @@ class Ledger:
 
     def log(self, table: str, row: Mapping[str, Any], *, durable: bool = False) -> int:
         """Write one entry to `table`; returns its sequence number."""
-        normalizer = self._normalizers.get(table) or self._normalizers[table_spec(table).name]
+        normalizer = self._normalizers.get(table) or self._normalizers[table_spec(table).name]  # names the tables if unknown
         if row.get("ts") is None or row.get("actor") is None:
             row = dict(row)
             if row.get("ts") is None:
@@ -294,7 +294,7 @@ class Ledger:
         if isinstance(rows, pa.Table):
             batch = normalize_arrow(spec, rows, normalizer)
         elif _is_dataframe(rows):
-            batch = normalize_arrow(spec, pa.Table.from_pandas(rows, preserve_index=False), normalizer)
+            batch = normalize_arrow(spec, _from_pandas(spec, rows), normalizer)
         else:
             if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
                 raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
@@ -622,6 +622,25 @@ class Ledger:
 
 def _is_dataframe(obj: Any) -> bool:
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict") and type(obj).__module__.startswith("pandas")
+
+
+def _from_pandas(spec, frame: Any) -> pa.Table:
+    """A DataFrame as Arrow, typed by the table's schema where pandas' own guess fails.
+    As everywhere in pandas, NaN and None in a column mean a missing value."""
+    known = {f.name: f for f in spec.arrow_schema}
+    for name in frame.columns:
+        dtype = frame[name].dtype
+        if name in known and pa.types.is_timestamp(known[name].type) and dtype.kind == "M" and getattr(dtype, "tz", None) is None:
+            raise EntryError("naive datetime column: give a timezone (UTC is stored)", table=spec.name, field=name)
+    fields = [known[c] if c in known else None for c in frame.columns]
+    try:
+        if all(fields):
+            return pa.Table.from_pandas(frame, schema=pa.schema(fields), preserve_index=False)
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        records = frame.to_dict("records")
+        rows = [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()} for r in records]
+        return pa.Table.from_pylist(rows) if rows else pa.table({})
 
 
 def _with_defaults(row: Any, actor: str) -> Any:

@@ -422,7 +422,7 @@ def normalize_arrow(spec: TableSpec, table: pa.Table, row_normalizer: RowNormali
             if pc.any(empty).as_py():
                 raise EntryError("required field is empty", table=name, field=c.name, row=_first_true(empty))
         if c.enum is not None:
-            outside = pc.invert(pc.is_in(col, value_set=pa.array(c.enum))).fill_null(False)
+            outside = pc.and_(pc.is_valid(col), pc.invert(pc.is_in(col, value_set=pa.array(c.enum))))
             if pc.any(outside).as_py():
                 i = _first_true(outside)
                 raise EntryError(f"{col[i].as_py()!r} is not one of {', '.join(c.enum)}", table=name, field=c.name, row=i)

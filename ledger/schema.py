@@ -12,6 +12,8 @@ from typing import Mapping
 
 import pyarrow as pa
 
+from .errors import EntryError
+
 FORMAT_VERSION = 1
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -190,4 +192,4 @@ def table_spec(name: str) -> TableSpec:
     try:
         return TABLES[name]
     except KeyError:
-        raise KeyError(f"unknown table {name!r}; the tables are {', '.join(TABLE_NAMES)}") from None
+        raise EntryError(f"unknown table {name!r}; the tables are {', '.join(TABLE_NAMES)}") from None

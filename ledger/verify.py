@@ -241,7 +241,8 @@ def verify_segment(task: _Task) -> _Result:
             if data is not None:
                 parts.append((table, rel, data))
 
-    seq_parts, leaf_parts, mac_parts, key_parts = [], [], [], []
+    seq_parts, leaf_parts, mac_parts, key_parts, source_parts = [], [], [], [], []
+    sources: list[tuple[str, str | None]] = []  # (table, file) of each part
     counts: dict[str, int] = {}
     key_events: list[tuple[int, str, str]] = []
     for table, rel, data in parts:
@@ -265,6 +266,8 @@ def verify_segment(task: _Task) -> _Result:
                 out.add(Problem("INVALID", f"row of table {names[i]!r} stored in table {table!r}", int(seqs[i]), table, rel))
         canonical = encode_table(spec, task.ledger_id, data)
         seq_parts.append(seqs)
+        source_parts.append(np.full(len(seqs), len(sources), dtype=np.int32))
+        sources.append((table, rel))
         leaf_parts.extend(leaf_hashes(canonical.to_pylist()))
         mac_parts.extend(data.column("mac").to_pylist())
         key_parts.extend(data.column("key_id").to_pylist())
@@ -281,10 +284,12 @@ def verify_segment(task: _Task) -> _Result:
     leaves = [leaf_parts[i] for i in order]
     macs = [mac_parts[i] for i in order]
     key_ids = [key_parts[i] for i in order]
+    source_of = np.concatenate(source_parts)[order] if source_parts else np.empty(0, dtype=np.int32)
 
     dup = np.flatnonzero(np.diff(seqs) == 0) if len(seqs) > 1 else np.empty(0, dtype=np.int64)
     for i in dup[:MAX_PROBLEMS_PER_KIND]:
-        out.add(Problem("DUPLICATE", "sequence number stored more than once", int(seqs[i])))
+        table, rel = sources[source_of[i + 1]]
+        out.add(Problem("DUPLICATE", "sequence number stored more than once", int(seqs[i]), table, rel))
     expected = np.arange(task.first_seq, task.last_seq + 1, dtype=np.int64)
     for lo, hi in _ranges(np.setdiff1d(expected, seqs, assume_unique=True)):
         out.add(Problem("GAP", f"entries {lo}-{hi} are missing" if hi > lo else f"entry {lo} is missing", lo))
@@ -313,7 +318,8 @@ def verify_segment(task: _Task) -> _Result:
         mac = ChainMac(key)
         for b in mac.bad_links([prevs[i] for i in positions], [leaves[i] for i in positions], [macs[i] for i in positions]):
             i = positions[b]
-            out.add(Problem("INVALID", "MAC does not match the entry and its predecessor", int(seqs[i]), key_id=key_id))
+            table, rel = sources[source_of[i]]
+            out.add(Problem("INVALID", "MAC does not match the entry and its predecessor", int(seqs[i]), table, rel, key_id=key_id))
 
     key_changes = [(int(seqs[i]), key_ids[i]) for i in range(1, len(seqs)) if key_ids[i] != key_ids[i - 1]]
     last = last_index_of.get(task.last_seq)
@@ -440,7 +446,6 @@ def verify_ledger(
     key_changes: list[tuple[int, str]] = []
     key_events: list[tuple[int, str, str]] = []
     previous_key: str | None = None
-    data_end = -1
     for record, result in zip(snap.records + [None] * (len(results) - len(snap.records)), results):
         for p in result.problems:
             add(p)
@@ -459,13 +464,12 @@ def verify_ledger(
             key_changes.extend(result.key_changes)
             previous_key = key_changes[-1][1] if key_changes else previous_key
         key_events.extend(result.key_events)
-        if result.entries:
-            data_end = max(data_end, result.last_seq if result.last_mac is not None else data_end)
     report.segments = len(snap.records)
     report.files = len(listed)
 
     _check_keys(meta.ledger_id, keyring, key_changes, key_events, missing_keys, collector, report)
-    _check_head(snap.head, data_end, results, collector, report)
+    covered_to = max(expected_first - 1, frames[-1].last_seq if frames else -1)
+    _check_head(snap.head, covered_to, collector, report)
 
     problems = collector.problems
     for kind, n in collector.suppressed().items():
@@ -518,15 +522,16 @@ def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, c
         collector.problems = [p for p in collector.problems if not (p.kind in ("INVALID", "MANIFEST") and p.key_id in wrong)]
 
 
-def _check_head(head, data_end: int, results: list[_Result], collector: _Collector, report: VerifyReport) -> None:
+def _check_head(head, covered_to: int, collector: _Collector, report: VerifyReport) -> None:
+    """`covered_to` is the last sequence number the manifest and the log account for."""
     if head is None:
         collector.add(Problem("HEAD", "the persisted head (HEAD) is missing or unreadable"))
         return
     report.head_seq = head.seq
-    if head.seq > data_end:
-        collector.add(Problem("TRUNCATED", f"the data ends at {data_end} but the persisted head is at {head.seq}", data_end + 1))
-    elif head.seq < data_end:
-        report.notes.append(f"entries {head.seq + 1}-{data_end} are past the persisted head (a writer did not close); they verify and are kept")
+    if head.seq > covered_to:
+        collector.add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}", covered_to + 1))
+    elif head.seq < covered_to:
+        report.notes.append(f"entries {head.seq + 1}-{covered_to} are past the persisted head (a writer did not close); they verify and are kept")
 
 
 def _run(tasks: list[_Task], keyring: Keyring, workers: int | None, progress, total: int) -> list[_Result]:

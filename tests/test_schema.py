@@ -1,6 +1,7 @@
 import pyarrow as pa
 import pytest
 
+from ledger.errors import EntryError
 from ledger.schema import COMMON_HEAD, TABLE_NAMES, TABLES, table_spec
 
 
@@ -20,5 +21,5 @@ def test_seven_tables_share_the_common_columns():
 
 
 def test_unknown_table_is_named_in_the_error():
-    with pytest.raises(KeyError, match="unknown table 'inference'"):
+    with pytest.raises(EntryError, match="unknown table 'inference'"):
         table_spec("inference")

@@ -1,0 +1,97 @@
+"""Test utilities: file fingerprints, and an attacker's tools for editing a ledger."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ledger.chain import ChainMac, leaf_hash
+from ledger.encoding import RowEncoder
+from ledger.normalize import rows_to_arrow
+from ledger.schema import TABLES
+from ledger.storage import Layout, read_manifest, read_meta
+
+
+def fingerprint(path: Path) -> dict[str, str]:
+    """SHA-256 of every file under `path` (LOCK excluded: it is only ever flocked)."""
+    return {
+        p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name != "LOCK"
+    }
+
+
+def segment_files(path: Path, table: str) -> list[Path]:
+    return sorted((path / "tables" / table).glob("*.parquet"))
+
+
+def read_rows(file: Path) -> list[dict]:
+    return pq.read_table(file).to_pylist()
+
+
+def write_rows(file: Path, table: str, rows: list[dict]) -> None:
+    """Rewrite a segment file with `rows` (Python values as pyarrow returns them)."""
+    schema = TABLES[table].arrow_schema
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), file, compression="zstd")
+
+
+def edit_rows(file: Path, table: str, edit: Callable[[list[dict]], list[dict]]) -> None:
+    write_rows(file, table, edit(read_rows(file)))
+
+
+def all_rows(path: Path) -> list[dict]:
+    rows = []
+    for table in TABLES:
+        for f in segment_files(path, table):
+            rows.extend(read_rows(f))
+    return sorted(rows, key=lambda r: r["seq"])
+
+
+def rechain(path: Path, key_id: str, key: bytes, *, start_seq: int = 0, modify: Callable[[dict], dict] | None = None) -> None:
+    """What an attacker without the real key can do: rewrite every entry from `start_seq`
+    on (optionally modified) and MAC it with a key of their own, in place."""
+    ledger_id = read_meta(Layout(path)).ledger_id_bytes
+    rows = all_rows(path)
+    mac = ChainMac(key)
+    prev = bytes(32) if start_seq == 0 else next(r["mac"] for r in rows if r["seq"] == start_seq - 1)
+    by_file: dict[Path, list[dict]] = {}
+    for table in TABLES:
+        for f in segment_files(path, table):
+            by_file[f] = read_rows(f)
+    index = {r["seq"]: r for rs in by_file.values() for r in rs}
+    for seq in sorted(index):
+        if seq < start_seq:
+            continue
+        r = index[seq]
+        if modify:
+            r.update(modify(dict(r)))
+        r["key_id"] = key_id
+        normalised = rows_to_arrow(TABLES[r["table_name"]], [r], include_assigned=True).to_pylist()[0]
+        canonical = RowEncoder(TABLES[r["table_name"]], ledger_id)(_as_normalised(normalised))
+        r["mac"] = prev = mac(prev, leaf_hash(canonical))
+    for f, rs in by_file.items():
+        write_rows(f, f.parent.name, rs)
+
+
+def _as_normalised(row: dict) -> dict:
+    """pyarrow's Python values -> the ledger's normalised row values."""
+    import datetime as dt
+
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, dt.datetime):
+            v = (v - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+        out[k] = v
+    return out
+
+
+def manifest_lines(path: Path) -> list[bytes]:
+    return [l for l in (path / "manifest.jsonl").read_bytes().split(b"\n") if l]
+
+
+def records(path: Path):
+    return read_manifest(Layout(path))[0]
