@@ -367,7 +367,7 @@ def _functional_checks(policy: Policy, champ: Evaluation, chal: Evaluation,
                 elif seen.lower() != a.sha256:
                     problems.append(f"digest mismatch: {a.path}")
         out.append(CheckResult("artifact_digests", not problems,
-                               "; ".join(problems) if problems else f"{len(chal.lineage.artifacts)} artifacts match their SHA-256"))
+                               "; ".join(problems) if problems else f"{len(chal.lineage.artifacts)} artifact(s) match their SHA-256"))
     else:
         out.append(CheckResult("artifact_digests", True, "disabled by policy"))
 
@@ -481,7 +481,8 @@ def _competition(policy: Policy, champ: Evaluation, chal: Evaluation):
             raise MissingMetric(f"{chal.version}: guardrail {name!r} has no value; a missing value is an error, never a zero")
         v = float(chal.guardrails[name])
         ok = bounds.contains(v)
-        checks.append(CheckResult(f"guardrail:{name}", ok, f"{_fmt(v)} {'within' if ok else 'outside'} {bounds.describe()}"))
+        checks.append(CheckResult(f"guardrail:{name}", ok,
+                                  f"{_fmt(v)} {'within' if ok else 'outside'} the allowed range ({bounds.describe()})"))
     return tuple(checks), tuple(rows), sig, tuple(tests)
 
 
@@ -491,7 +492,7 @@ def _win_summary(policy: Policy, rows: tuple[ComparisonRow, ...], sig: tuple[Sig
     return (f"{mean.metric} {_pct(mean.delta_rel)} (>= {_pct(policy.min_relative_improvement)}), "
             f"significant on {n_sig} of {len(sig)} tasks after Holm at alpha {_fmt(policy.alpha)}, "
             f"no metric degrades more than {policy.max_secondary_degradation * 100:.2f}%, "
-            f"all {len(policy.guardrails)} guardrails within bounds")
+            f"all {len(policy.guardrails)} guardrail(s) within bounds")
 
 
 # --- approvals and rollbacks --------------------------------------------------------------

@@ -54,7 +54,7 @@ class Bounds:
     def describe(self) -> str:
         if self.min is not None and self.max is not None:
             return f"[{self.min:g}, {self.max:g}]"
-        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+        return f"at least {self.min:g}" if self.min is not None else f"at most {self.max:g}"
 
 
 @dataclass(frozen=True)
