@@ -40,7 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gates.evaluation import Evaluation, TaskSamples, evaluation_from_mapping, evaluation_to_dict
+from gates.evaluation import Evaluation, evaluation_from_mapping, evaluation_to_dict
 from gates.metrics import HIGHER, KNOWN_METRICS, correct
 from gates.policy import MetricRule, Policy, policy_digest, policy_from_mapping, policy_to_dict
 from gates.stats import DELONG, MCNEMAR, InsufficientSample, TestResult, delong_test, holm, mcnemar_exact, paired_bootstrap
@@ -132,8 +132,17 @@ class Decision:
     def failing_checks(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
-    def to_promotion_entry(self) -> dict[str, Any]:
-        """Keyword arguments of a ``model_promotion`` ledger entry (ledger/schema.py columns)."""
+    def to_promotion_entry(self, inline_evaluations: bool = True) -> dict[str, Any]:
+        """Keyword arguments of a ``model_promotion`` ledger entry (ledger/schema.py columns).
+
+        ``details.replay`` carries the evaluations inline, per-sample arrays included, with
+        their SHA-256 digests. For a holdout too large to inline, ``inline_evaluations=False``
+        keeps only the digests; :func:`replay` then needs the evaluation files passed back in.
+        """
+        replay_inputs = _plain(self.replay_inputs)
+        if not inline_evaluations and replay_inputs.get("kind") == "gate":
+            replay_inputs["challenger"] = None
+            replay_inputs["champion"] = None
         return {
             "slot": self.slot,
             "champion_version": self.champion_version,
@@ -150,7 +159,7 @@ class Decision:
                 "stage": self.stage,
                 "checks": [vars(c).copy() for c in self.checks],
                 "tests": [t.to_dict() for t in self.tests],
-                "replay": _plain(self.replay_inputs),
+                "replay": replay_inputs,
             },
         }
 
@@ -241,6 +250,8 @@ def decide(inputs: GateInputs) -> Decision:
         raise GateInputError(f"trigger must be auto or manual, got {inputs.trigger!r}")
     if inputs.trigger == MANUAL and not inputs.operator:
         raise GateInputError("a manual trigger needs an operator id")
+    if champ is not None and champ.slot != chal.slot:
+        raise GateInputError(f"champion {champ.version} is for slot {champ.slot}, challenger {chal.version} for {chal.slot}")
     base = dict(
         slot=chal.slot,
         champion_version=champ.version if champ else None,
@@ -261,8 +272,6 @@ def decide(inputs: GateInputs) -> Decision:
         return Decision(BOOTSTRAP, reason=f"no champion in slot {chal.slot}: {chal.version} bootstraps the slot",
                         stage="bootstrap", checks=(check,), **base)
 
-    if champ.slot != chal.slot:
-        raise GateInputError(f"champion {champ.version} is for slot {champ.slot}, challenger {chal.version} for {chal.slot}")
     shared = [t for t in champ.tasks if t in chal.metrics]
     _check_same_holdout(champ, chal, shared)
     thresholds = _thresholds_used(policy, chal)
@@ -564,11 +573,28 @@ def _replay_inputs(inputs: GateInputs) -> dict[str, Any]:
     }
 
 
-def replay(details: Mapping[str, Any]) -> Decision:
+def _recorded_evaluation(rec: Mapping[str, Any], role: str, supplied: Sequence[Evaluation]) -> Evaluation | None:
+    digest = rec[f"{role}_digest"]
+    if digest is None:
+        return None
+    if rec[role] is not None:
+        e = evaluation_from_mapping(rec[role], f"recorded {role}")
+    else:  # recorded by digest only: the caller brings the evaluation back
+        found = [s for s in supplied if s.digest == digest]
+        if not found:
+            raise ReplayError(f"the {role} evaluation was recorded by digest only ({digest}); pass it to replay")
+        e = found[0]
+    if e.digest != digest:
+        raise ReplayError(f"the recorded {role} evaluation does not match its recorded digest")
+    return e
+
+
+def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -> Decision:
     """Recompute a decision from the ``details`` of its model_promotion entry.
 
     The recorded policy and evaluations are checked against their recorded SHA-256 digests
     first, so a replay of an edited record fails loudly instead of "confirming" it.
+    ``evaluations`` supplies those recorded by digest only (``inline_evaluations=False``).
     """
     rec = details.get("replay") if "replay" in details else None
     if not isinstance(rec, Mapping):
@@ -585,14 +611,10 @@ def replay(details: Mapping[str, Any]) -> Decision:
     policy = policy_from_mapping(rec["policy"], "recorded policy")
     if policy_digest(policy) != rec["policy_digest"]:
         raise ReplayError("the recorded policy does not match its recorded digest")
-    chal = evaluation_from_mapping(rec["challenger"], "recorded challenger")
-    if chal.digest != rec["challenger_digest"]:
-        raise ReplayError("the recorded challenger evaluation does not match its recorded digest")
-    champ = None
-    if rec["champion"] is not None:
-        champ = evaluation_from_mapping(rec["champion"], "recorded champion")
-        if champ.digest != rec["champion_digest"]:
-            raise ReplayError("the recorded champion evaluation does not match its recorded digest")
+    chal = _recorded_evaluation(rec, "challenger", evaluations)
+    champ = _recorded_evaluation(rec, "champion", evaluations)
+    if chal is None:
+        raise ReplayError("the record names no challenger evaluation")
     return decide(GateInputs(chal, champ, policy, observed_artifacts=rec["observed_artifacts"],
                              force_promote=rec["force_promote"], operator=rec["operator"], reason=rec["reason"],
                              trigger=rec["trigger"]))

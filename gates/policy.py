@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 from gates.canonical import sha256_hex
 from gates.metrics import HIGHER, KNOWN_METRICS, LOWER
-from gates.stats import DELONG, MCNEMAR, OFFLINE_TESTS, PAIRED_BOOTSTRAP, TESTS, WELCH
+from gates.stats import DELONG, MCNEMAR, OFFLINE_TESTS, PAIRED_BOOTSTRAP, TESTS
 
 
 class PolicyError(ValueError):

@@ -41,7 +41,7 @@ from gates.evaluation import (
 )
 from gates.metrics import accuracy, auc
 from gates.policy import parse_policy, policy_digest
-from tests.test_gates_stats import ASAH_CSV
+from test_gates_stats import ASAH_CSV  # pytest puts tests/ on sys.path (prepend mode)
 
 import numpy as np
 
@@ -676,3 +676,18 @@ def test_evaluation_json_rejects_nan_and_duplicate_keys():
         EvaluationFile.parse('{"a": NaN}', "x.json")
     with pytest.raises(EvaluationError, match="duplicate key 'a'"):
         EvaluationFile.parse('{"a": 1, "a": 2}', "x.json")
+
+
+def test_replay_with_evaluations_recorded_by_digest_only():
+    inp = inputs(auto=False)
+    d = decide(inp)
+    entry = roundtrip(d.to_promotion_entry(inline_evaluations=False))
+    rec = entry["details"]["replay"]
+    assert rec["challenger"] is None and rec["champion"] is None
+    assert rec["challenger_digest"] == inp.challenger.digest
+    with pytest.raises(ReplayError, match="challenger evaluation was recorded by digest only"):
+        replay(entry["details"])
+    assert replay(entry["details"], [inp.champion, inp.challenger]) == d
+    other = evaluation_from_mapping(challenger_dict(guardrails={"p99_latency_ms": 1.0, "disparate_impact": 1.0}))
+    with pytest.raises(ReplayError, match="challenger evaluation was recorded by digest only"):
+        replay(entry["details"], [inp.champion, other])
