@@ -218,6 +218,11 @@ def _threshold(e: Evaluation, task: str) -> float:
         raise GateInputError(f"{e.version}: task {task} has no decision threshold in lineage.thresholds") from None
 
 
+def _threshold_for(e: Evaluation, task: str, metric: str) -> float:
+    """The model's own decision threshold where the metric needs one (the value is unused otherwise)."""
+    return _threshold(e, task) if KNOWN_METRICS[metric].uses_threshold else 0.5
+
+
 def _metric_value(e: Evaluation, task: str, rule: MetricRule) -> float:
     """The reported value, checked against the per-sample predictions where the gate can recompute it."""
     try:
@@ -228,9 +233,8 @@ def _metric_value(e: Evaluation, task: str, rule: MetricRule) -> float:
     spec = KNOWN_METRICS.get(rule.name)
     if spec is not None:
         s = e.holdout[task]
-        threshold = _threshold(e, task) if rule.name == "accuracy" else 0.5
         try:
-            recomputed = spec.fn(np.asarray(s.labels), np.asarray(s.scores), threshold)
+            recomputed = spec.fn(np.asarray(s.labels), np.asarray(s.scores), _threshold_for(e, task, rule.name))
         except ValueError as err:
             raise GateInputError(f"{e.version}: cannot recompute {rule.name} for task {task}: {err}") from None
         if abs(recomputed - reported) > METRIC_TOLERANCE:
@@ -423,8 +427,8 @@ def _run_test(policy: Policy, rule: MetricRule, champ: Evaluation, chal: Evaluat
     spec = KNOWN_METRICS[rule.name]
     return paired_bootstrap(a.labels, a.scores, b.scores, spec.fn, metric=name,
                             resamples=policy.bootstrap_resamples, seed=policy.bootstrap_seed,
-                            champion_threshold=_threshold(champ, task) if rule.name == "accuracy" else 0.5,
-                            challenger_threshold=_threshold(chal, task) if rule.name == "accuracy" else 0.5,
+                            champion_threshold=_threshold_for(champ, task, rule.name),
+                            challenger_threshold=_threshold_for(chal, task, rule.name),
                             stratify=spec.binary_labels, min_samples=policy.min_sample_size)
 
 

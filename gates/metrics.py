@@ -76,13 +76,14 @@ class MetricSpec:
     direction: str  # "higher" or "lower" is better
     fn: MetricFn
     binary_labels: bool  # needs 0/1 labels (and so a stratified bootstrap keeps both classes)
+    uses_threshold: bool = False  # depends on the model's decision threshold
 
 
 KNOWN_METRICS: Mapping[str, MetricSpec] = {
     s.name: s
     for s in (
         MetricSpec("auc", HIGHER, auc, True),
-        MetricSpec("accuracy", HIGHER, accuracy, True),
+        MetricSpec("accuracy", HIGHER, accuracy, True, uses_threshold=True),
         MetricSpec("log_loss", LOWER, log_loss, True),
         MetricSpec("brier", LOWER, brier, True),
         MetricSpec("mae", LOWER, mae, False),
