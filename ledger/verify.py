@@ -483,7 +483,7 @@ def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, c
     """Key ids must follow the genesis and rotation entries, and each key must be the one
     the ledger recorded when it started using it."""
     ledger_id = bytes.fromhex(ledger_id_hex)
-    events = {seq: (key_id, json.loads(details)) for seq, key_id, details in sorted(key_events)}
+    events = {seq: (key_id, _json_object(details)) for seq, key_id, details in sorted(key_events)}
     expected_checks: dict[str, tuple[int, str]] = {}
     announced: dict[int, str] = {}  # seq of first entry under a new key -> key id
     genesis = events.get(0)
@@ -520,6 +520,15 @@ def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, c
     if wrong:
         # With the wrong key every MAC fails: that is one KEY problem, not millions of edits.
         collector.problems = [p for p in collector.problems if not (p.kind in ("INVALID", "MANIFEST") and p.key_id in wrong)]
+
+
+def _json_object(text: str) -> dict:
+    """Details of a key event; an edited, unparsable one counts as empty (its MAC fails)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _check_head(head, covered_to: int, collector: _Collector, report: VerifyReport) -> None:

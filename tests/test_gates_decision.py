@@ -41,7 +41,7 @@ from gates.evaluation import (
 )
 from gates.metrics import accuracy, auc
 from gates.policy import parse_policy, policy_digest
-from test_gates_stats import ASAH_CSV  # pytest puts tests/ on sys.path (prepend mode)
+from .test_gates_stats import ASAH_CSV  # pytest puts tests/ on sys.path (prepend mode)
 
 import numpy as np
 

@@ -61,5 +61,8 @@ def test_every_random_edit_is_detected(segmented_template, tmp_path_factory, key
         return  # the edit is not representable in the column type
     report = verify_ledger(path, keyring, workers=1)
     assert not report.ok, f"edit of {table}.{column} at seq {target} went unnoticed"
+    if read_rows(f)[i][column] == old:
+        assert report.kinds() == {"FILE"}  # the column type could not hold the edit: only the bytes changed
+        return
     expected = min(target, new) if column == "seq" and new >= 0 else target
     assert report.first_bad_seq == expected, report.to_text()
