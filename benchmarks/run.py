@@ -1,0 +1,69 @@
+"""`make bench`: run every benchmarks/bench_*.py module and print its figures.
+
+Each module exposes `run(scale: str) -> list[dict]`; a dict is one figure with keys
+`name`, `value`, `unit`, and optionally `baseline`, `baseline_value`, `ratio`, `target`,
+`note`. Figures are ratios against baselines measured in the same run, because these
+machines are shared and noisy. Results also go to bench-out/results.json.
+
+    python -m benchmarks.run                  # every module, full scale
+    python -m benchmarks.run --scale quick    # small sizes, for a smoke run
+    python -m benchmarks.run ledger sql       # only these modules
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import pkgutil
+import time
+from pathlib import Path
+
+import benchmarks
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="module names without bench_ (default: all)")
+    parser.add_argument("--scale", choices=["quick", "full"], default="full")
+    args = parser.parse_args()
+    names = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    selected = args.modules or names
+    results = {"machine": machine(), "scale": args.scale, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "figures": {}}
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, Python {results['machine']['python']}")
+    for name in selected:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        print(f"\n== {name}")
+        figures = module.run(args.scale)
+        results["figures"][name] = figures
+        for f in figures:
+            line = f"  {f['name']:<52} {f['value']:>14,.1f} {f['unit']}"
+            if f.get("ratio") is not None:
+                line += f"   x{f['ratio']:.2f} vs {f['baseline']}"
+            if f.get("target") is not None:
+                line += f"   (target {f['target']})"
+            print(line)
+            if f.get("note"):
+                print(f"      {f['note']}")
+    out = Path("bench-out")
+    out.mkdir(exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
