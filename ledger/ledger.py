@@ -37,6 +37,7 @@ from . import wal
 from .chain import GENESIS_PREV, ChainMac, leaf_hash, leaf_hashes
 from .encoding import RowEncoder, encode_table
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
+from .key_index import write_index
 from .keys import Keyring, key_check
 from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
 from .schema import FORMAT_VERSION, TABLE_NAMES, TABLES, table_spec
@@ -441,11 +442,11 @@ class Ledger:
             return None
         last = head.seq
         records, _ = read_manifest(self.layout)
-        files, temps = [], []
+        files, temps, sealed = [], [], {}
         for name in TABLE_NAMES:
             if name not in parts:
                 continue
-            table = pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema)
+            table = sealed[name] = pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema)
             rel = self.layout.segment_name(name, first, last)
             tmp = self.layout.root / (rel + ".tmp")
             write_segment_file(tmp, table)
@@ -465,6 +466,7 @@ class Ledger:
         head = replace(head, wal_size=0, sealed_seq=last)
         self._set_head(head)
         write_head(self.layout, head, durable=True)
+        _write_key_index(self.layout, record, sealed)
         return record
 
     # ------------------------------------------------------------------ keys
@@ -618,6 +620,16 @@ class Ledger:
 
         self.flush()
         return verify_ledger(self.layout.root, self.keyring, **options)
+
+
+def _write_key_index(layout: Layout, record: SegmentRecord, tables: dict[str, pa.Table]) -> None:
+    """The side index of request and subject ids (ledger/key_index.py). It is only a hint
+    for readers and the segment is already durable, so failing to write it never fails the
+    seal: readers scan a segment that has no index."""
+    try:
+        write_index(layout, record, tables)
+    except OSError:
+        pass
 
 
 def _is_dataframe(obj: Any) -> bool:

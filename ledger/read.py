@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from . import wal
 from .schema import TABLE_NAMES, TABLES, table_spec
-from .storage import Layout, read_manifest, read_meta
+from .storage import Layout, SegmentRecord, read_manifest, read_meta
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class LedgerSnapshot:
     files: dict[str, list[Path]]  # table -> absolute paths of listed segment files, in order
     unsealed: dict[str, pa.Table]  # table -> entries in the write-ahead log
     last_seq: int
+    records: tuple[SegmentRecord, ...] = ()  # the manifest lines the files come from, in order
 
 
 def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
@@ -58,7 +59,7 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
         for name, t in frame.tables().items():
             parts.setdefault(name, []).append(t)
     unsealed = {name: pa.concat_tables(ts).cast(TABLES[name].arrow_schema) for name, ts in parts.items()}
-    return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last)
+    return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records))
 
 
 def read_table(path: str | os.PathLike[str] | LedgerSnapshot, table: str, columns: Sequence[str] | None = None) -> pa.Table:
