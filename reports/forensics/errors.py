@@ -25,3 +25,7 @@ class NotFound(ForensicsError):
 
 class Ambiguous(ForensicsError):
     """Several entries match where one was expected; the message lists them."""
+
+
+class UnreadableEvidence(ForensicsError):
+    """A listed file could not be read: the ledger is damaged (`mrm verify` says how)."""

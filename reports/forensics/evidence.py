@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 
 import duckdb
@@ -25,6 +24,8 @@ import pyarrow.compute as pc
 from ledger.key_index import KeyIndex
 from ledger.schema import TABLES
 
+from .errors import UnreadableEvidence
+from .session import private_temp_dir
 from .source import Source
 
 
@@ -42,7 +43,7 @@ class EvidenceReader:
     def __init__(self, source: Source, *, threads: int | None = None):
         self.source = source
         self.index = KeyIndex(source.root, source.records)
-        self._tmp = tempfile.mkdtemp(prefix="mrm-evidence-")
+        self._tmp = private_temp_dir(source.root, "mrm-evidence-")
         self.con = duckdb.connect(":memory:", config={"threads": threads or max(1, min(os.cpu_count() or 1, 4))})
         self._paths = source.segment_files
         for name, value in (
@@ -74,7 +75,10 @@ class EvidenceReader:
         parts = []
         if files:
             sql = f'SELECT * FROM read_parquet(?) WHERE "{column}" = ? ORDER BY seq'
-            parts.append(self.con.sql(sql, params=[files, value]).to_arrow_table().cast(spec.arrow_schema))
+            try:
+                parts.append(self.con.sql(sql, params=[files, value]).to_arrow_table().cast(spec.arrow_schema))
+            except (duckdb.Error, pa.ArrowException) as e:
+                raise UnreadableEvidence(f"reading {table} entries failed: {str(e).splitlines()[0]}; run `mrm verify`") from None
         pending = self.source.unsealed.get(table)
         if pending is not None:
             parts.append(pending.filter(pc.equal(pending.column(column), value)).cast(spec.arrow_schema))

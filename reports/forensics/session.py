@@ -67,7 +67,7 @@ class LedgerSQL:
     ):
         self.source = source
         self.export_dir = checked_export_dir(export_dir, source) if export_dir is not None else None
-        self._tmp = tempfile.mkdtemp(prefix="mrm-sql-")
+        self._tmp = private_temp_dir(source.root, "mrm-sql-")
         self.con = duckdb.connect(":memory:", config={"threads": threads or max(1, min(os.cpu_count() or 1, 4))})
         try:
             self._load()
@@ -148,10 +148,11 @@ class LedgerSQL:
                 rows = self.con.execute(statement.text, params or None).fetchall()
                 return Result(statement, [], [], iter(()), copied=int(rows[0][0]) if rows and rows[0] else 0)
             relation = self.con.sql(statement.text, params=params or None)
+            types = [str(t) for t in relation.types]
             reader = relation.to_arrow_reader(batch_size)
         except duckdb.Error as e:
             raise QueryError(_message(e)) from None
-        return Result(statement, list(reader.schema.names), [str(t) for t in reader.schema.types], _batches(reader), schema=reader.schema)
+        return Result(statement, list(reader.schema.names), types, _batches(reader), schema=reader.schema)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run exactly one read statement and return all its rows."""
@@ -197,7 +198,7 @@ class LedgerSQL:
 class Result:
     statement: Statement
     columns: list[str]
-    types: list[str]
+    types: list[str]  # DuckDB's type names (JSON columns arrive in Arrow as text)
     batches: Iterator[pa.RecordBatch]
     copied: int | None = None  # rows written by a COPY
     schema: pa.Schema | None = None
@@ -246,6 +247,17 @@ def checked_export_dir(export_dir: str | os.PathLike[str], source: Source) -> Pa
             elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in ledger_inodes:
                 raise ExportDirError(f"--export-dir {export_dir}: {p} is a hard link to a ledger file; refusing to export there")
     return real
+
+
+def private_temp_dir(ledger_root: Path, prefix: str) -> str:
+    """A fresh directory for DuckDB to spill to. DuckDB lets SQL write there too (it is
+    added to allowed_directories), so it must not be inside the ledger, whatever TMPDIR says."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    real = Path(os.path.realpath(path))
+    if real == ledger_root or ledger_root in real.parents:
+        os.rmdir(path)
+        raise ExportDirError(f"the temporary directory {path} (TMPDIR) is inside the ledger; point TMPDIR elsewhere")
+    return str(real)
 
 
 def _inodes(root: Path) -> set[tuple[int, int]]:

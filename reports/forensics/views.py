@@ -24,8 +24,13 @@ class SqlObject:
     name: str
     kind: str  # "view" or "macro"
     signature: str  # how to call it
-    doc: str
+    doc: str  # what it holds, columns included
     sql: str
+
+    @property
+    def summary(self) -> str:
+        """The doc up to its column list."""
+        return self.doc.split(": ", 1)[0] if self.kind == "view" else self.doc
 
 
 # Timestamps given to macros as text ('2025-09-01T00:00:00Z') or TIMESTAMPTZ; NULL = open.
@@ -152,31 +157,31 @@ OBJECTS: tuple[SqlObject, ...] = (
         "production_periods",
         "view",
         "production_periods",
-        "each period a model version was production in its slot: slot, version, live_from, live_until (NULL: still live), "
+        "each period a model version was production in its slot (derived by gates.registry): slot, version, live_from, live_until (NULL: still live), "
         "promotion_seq, promotion_decision, promotion_trigger, promotion_operator, promotion_actor, promotion_reason, "
-        "ended_by_seq, ended_by_decision (derived by gates.registry)",
+        "ended_by_seq, ended_by_decision",
         "CREATE VIEW production_periods AS SELECT * FROM mrm_production",
     ),
     SqlObject(
         "registry_history",
         "view",
         "registry_history",
-        "every registry state transition: seq (of the causing entry), ts, slot, version, from_state, to_state, cause, "
-        "trigger, operator, actor, reason (derived by gates.registry)",
+        "every registry state transition (derived by gates.registry): seq (of the causing entry), ts, slot, version, "
+        "from_state, to_state, cause, trigger, operator, actor, reason",
         "CREATE VIEW registry_history AS SELECT * FROM mrm_registry_history",
     ),
     SqlObject(
         "registry_problems",
         "view",
         "registry_problems",
-        "model_promotion / operation entries the registry refused (stale or out-of-order decisions): seq, ts, table_name, message",
+        "entries the registry refused (stale or out-of-order decisions): seq, ts, table_name, message",
         "CREATE VIEW registry_problems AS SELECT * FROM mrm_registry_problems",
     ),
     SqlObject(
         "decisions",
         "view",
         "decisions",
-        "one row per model_inference request: request_id, subject_id, ts, inference_seq, inference_key_id, model_slot, "
+        "one row per model_inference request, joined with its data access, attributions and guardrail verdicts: request_id, subject_id, ts, inference_seq, inference_key_id, model_slot, "
         "model_version, route, input_digest, model_output, scores, latency_ms, served_output (the last guardrail's "
         "final_output; NULL when blocked or when no guardrail was recorded), guardrail_verdict (worst of block/modify/pass), "
         "accessed_by, data_access, top_features, attributions, guardrails, champion_version (the slot's production "
@@ -195,7 +200,7 @@ OBJECTS: tuple[SqlObject, ...] = (
         "ledger_info",
         "view",
         "ledger_info",
-        "one row: ledger_id, path, through_seq, head_mac, verified, method, summary (what the answers rest on)",
+        "what the answers rest on, one row: ledger_id, path, through_seq, head_mac, verified, method, summary",
         "CREATE VIEW ledger_info AS SELECT * FROM mrm_ledger_info",
     ),
     SqlObject(
