@@ -91,9 +91,10 @@ import json, sys, time
 t0 = time.perf_counter()
 from reports.forensics.reconstruct import Reconstructor
 t1 = time.perf_counter()
-with Reconstructor.open(sys.argv[1]) as r:
+query = json.loads(sys.argv[2])
+with Reconstructor.open(sys.argv[1], use_index=query.pop("use_index", True)) as r:
     t2 = time.perf_counter()
-    rec = r.reconstruct(**json.loads(sys.argv[2]))
+    rec = r.reconstruct(**query)
     t3 = time.perf_counter()
 print(json.dumps({"import_s": t1 - t0, "open_s": t2 - t1, "lookup_s": t3 - t2, "total_s": t3 - t1, "request_id": rec.request_id}))
 """
@@ -187,6 +188,18 @@ def run(scale: str) -> list[dict]:
                             + ", ".join(f"{c['open_s'] * 1000:.0f}" for c in cold) + " ms, lookup "
                             + ", ".join(f"{c['lookup_s'] * 1000:.0f}" for c in cold) + " ms; imports "
                             + f"{statistics.median(c['import_s'] for c in cold) * 1000:.0f} ms not included"})
+    cold_scan = cold_run(path, {"request_id": samples[-2]["request_id"], "use_index": False})
+    figures.append({"name": "reconstruct by request id, cold, scanning every segment", "value": cold_scan["total_s"] * 1000, "unit": "ms",
+                    "note": "no side index: what a --verify run does after verifying (Bloom filters and row-group pruning only)"})
+    with Reconstructor.open(path, use_index=False) as r:
+        r.reconstruct(request_id=samples[0]["request_id"])
+        scanned = []
+        for s in samples[1:6]:
+            t = time.perf_counter()
+            r.reconstruct(request_id=s["request_id"])
+            scanned.append(time.perf_counter() - t)
+    figures.append({"name": "reconstruct by request id, warm, scanning every segment", "value": statistics.median(scanned) * 1000, "unit": "ms",
+                    "note": "median of 5; the --verify path"})
     s = samples[-4]
     cold_subject = cold_run(path, {"subject_id": s["subject_id"], "at": s["ts"].isoformat()})
     figures.append({"name": "reconstruct by subject + at, cold (open+lookup)", "value": cold_subject["total_s"] * 1000, "unit": "ms",

@@ -102,7 +102,7 @@ def sql(path: str, query: str | None, fmt: str, output: str | None, export_dir: 
     from reports.forensics.session import LedgerSQL
 
     if query == "-":
-        query = click.get_text_stream("stdin").read()
+        query = sys.stdin.read()
     root = Path(os.path.realpath(path))
     if output and _inside(Path(output), root):
         raise UsageFailure(f"--output {output} is inside the ledger; write results outside it")
@@ -111,11 +111,11 @@ def sql(path: str, query: str | None, fmt: str, output: str | None, export_dir: 
     session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file), export_dir=export_dir)
     try:
         if query is None:
-            shell = Shell(session, click.get_text_stream("stdout"), click.get_text_stream("stderr"), max_rows=max_rows)
+            shell = Shell(session, sys.stdout, sys.stderr, max_rows=max_rows)
             if is_terminal(sys.stdin):
                 sys.exit(shell.interactive())
             click.echo(session.attestation.line(), err=True)
-            code = shell.script(click.get_text_stream("stdin").read())
+            code = shell.script(sys.stdin.read())
             if code:
                 sys.exit(code)
             return
@@ -133,7 +133,7 @@ def _run_query(session: Any, query: str, fmt: str, output: str | None, max_rows:
     attestation = session.attestation.line()
     if fmt == "table" and not output:
         click.echo(f"-- {attestation}")
-        Shell(session, click.get_text_stream("stdout"), click.get_text_stream("stderr"), max_rows=max_rows).execute(query)
+        Shell(session, sys.stdout, sys.stderr, max_rows=max_rows).execute(query)
         return
     click.echo(attestation, err=True)
     result = session.run(statements[0])
@@ -162,10 +162,10 @@ class _stdout:
     """stdout as a context manager that is not closed on exit."""
 
     def __enter__(self):
-        return click.get_text_stream("stdout")
+        return sys.stdout
 
     def __exit__(self, *exc: object) -> None:
-        click.get_text_stream("stdout").flush()
+        sys.stdout.flush()
 
 
 # ---------------------------------------------------------------------- mrm reconstruct

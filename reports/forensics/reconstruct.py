@@ -202,9 +202,10 @@ def parse_instant(value: str | dt.datetime, what: str = "--at") -> dt.datetime:
 class Reconstructor:
     """Open once, reconstruct many decisions."""
 
-    def __init__(self, source: Source, *, threads: int | None = None):
+    def __init__(self, source: Source, *, threads: int | None = None, use_index: bool | None = None):
         self.source = source
         self.reader = EvidenceReader(source, threads=threads)
+        self._use_index = use_index
         self._registry: RegistryTables | None = None
         self._promotions: dict[int, dict[str, Any]] = {}
 
@@ -219,7 +220,9 @@ class Reconstructor:
     @property
     def use_index(self) -> bool:
         # A verified answer must not rest on the (unverified) side index: scan instead.
-        return not self.attestation.verified
+        if self.attestation.verified:
+            return False
+        return True if self._use_index is None else self._use_index
 
     def close(self) -> None:
         self.reader.close()
