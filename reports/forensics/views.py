@@ -113,7 +113,7 @@ LEFT JOIN production_periods c
 
 _SUBJECT_TIMELINE = f"""
 CREATE MACRO subject_timeline(subject, since := NULL, until := NULL) AS TABLE
-WITH requests AS (
+WITH requests AS MATERIALIZED (
     SELECT request_id FROM model_inference WHERE subject_id = subject AND {_window()}
     UNION
     SELECT request_id FROM data_access WHERE subject_id = subject AND request_id IS NOT NULL AND {_window()}
