@@ -14,7 +14,7 @@ from reports.forensics.errors import Ambiguous, ForensicsError, NotFound
 from reports.forensics.reconstruct import Reconstructor, reconstruct
 from reports.forensics.session import LedgerSQL
 
-from .conftest import KEY, OTHER_KEY
+from .conftest import OTHER_KEY
 from .forensic_ledger import DIGEST, T0, H, US
 from .helpers import edit_rows, fingerprint, segment_files
 from .test_sql_views import KEYRING, known, known_template  # noqa: F401  (fixtures)

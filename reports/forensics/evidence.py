@@ -25,8 +25,7 @@ from ledger.key_index import KeyIndex
 from ledger.schema import TABLES
 
 from .errors import UnreadableEvidence
-from .session import private_temp_dir
-from .source import Source
+from .source import Source, private_temp_dir
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -38,7 +37,7 @@ from ledger.schema import TABLE_NAMES
 from .attestation import Attestation, Verifier
 from .errors import ExportDirError, QueryError, QueryRefused
 from .registry import load_registry
-from .source import Source, open_source
+from .source import Source, open_source, private_temp_dir
 from .views import MACRO_NAMES, OBJECTS, VIEW_NAMES
 
 ST = duckdb.StatementType
@@ -247,17 +246,6 @@ def checked_export_dir(export_dir: str | os.PathLike[str], source: Source) -> Pa
             elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in ledger_inodes:
                 raise ExportDirError(f"--export-dir {export_dir}: {p} is a hard link to a ledger file; refusing to export there")
     return real
-
-
-def private_temp_dir(ledger_root: Path, prefix: str) -> str:
-    """A fresh directory for DuckDB to spill to. DuckDB lets SQL write there too (it is
-    added to allowed_directories), so it must not be inside the ledger, whatever TMPDIR says."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    real = Path(os.path.realpath(path))
-    if real == ledger_root or ledger_root in real.parents:
-        os.rmdir(path)
-        raise ExportDirError(f"the temporary directory {path} (TMPDIR) is inside the ledger; point TMPDIR elsewhere")
-    return str(real)
 
 
 def _inodes(root: Path) -> set[tuple[int, int]]:

@@ -9,6 +9,7 @@ file that is gone is refused with the path named, before any query runs.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,14 @@ def _head_mac(records: tuple[SegmentRecord, ...], unsealed: dict[str, pa.Table],
         if r.last_seq == through:
             return r.last_mac
     return None
+
+
+def private_temp_dir(ledger_root: Path, prefix: str) -> str:
+    """A fresh directory for DuckDB to spill to. DuckDB lets SQL write there too (it is
+    added to allowed_directories), so it must not be inside the ledger, whatever TMPDIR says."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    real = Path(os.path.realpath(path))
+    if real == ledger_root or ledger_root in real.parents:
+        os.rmdir(path)
+        raise LedgerFormatError(f"the temporary directory {path} (TMPDIR) is inside the ledger; point TMPDIR elsewhere")
+    return str(real)
