@@ -153,3 +153,42 @@ def test_reconstruct_input_errors_exit_2(known, args, message):  # noqa: F811
     result = run("reconstruct", known[0], *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+
+
+def test_interactive_shell_multiline_interrupts_and_history(known, tmp_path, monkeypatch):  # noqa: F811
+    from reports.forensics.session import LedgerSQL
+    from mrm.sql_shell import CONTINUE, PROMPT, Shell
+
+    lines = iter(["SELECT request_id", "FROM decisions", "ORDER BY request_id LIMIT 2;", "SELECT 'abandoned'", KeyboardInterrupt,
+                  ".timing maybe", "ATTACH ':memory:' AS m;", "", ".schema decisions", ".quit"])
+    prompts = []
+
+    def read(prompt):
+        prompts.append(prompt)
+        item = next(lines)
+        if item is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        return item
+
+    history = tmp_path / "history"
+    monkeypatch.setenv("MRM_SQL_HISTORY", str(history))
+    out, err = io.StringIO(), io.StringIO()
+    with LedgerSQL.open(known[0]) as session:
+        assert Shell(session, out, err).interactive(read) == 0
+    assert prompts[:4] == [PROMPT, CONTINUE, CONTINUE, PROMPT]
+    assert "r1" in out.getvalue() and "r2" in out.getvalue() and "(2 rows)" in out.getvalue()
+    assert "abandoned" not in out.getvalue() and "^C" in out.getvalue()
+    assert ".timing takes on or off" in err.getvalue() and "ATTACH statements are refused" in err.getvalue()
+    assert "served_output VARCHAR" in out.getvalue()
+    assert err.getvalue().startswith("NOT VERIFIED in this run")
+
+
+def test_history_is_never_written_inside_the_ledger(known, monkeypatch):  # noqa: F811
+    from reports.forensics.session import LedgerSQL
+    from mrm.sql_shell import Shell
+
+    monkeypatch.setenv("MRM_SQL_HISTORY", str(known[0] / "history"))
+    before = fingerprint(known[0])
+    with LedgerSQL.open(known[0]) as session:
+        Shell(session, io.StringIO(), io.StringIO()).interactive(lambda prompt: (_ for _ in ()).throw(EOFError))
+    assert fingerprint(known[0]) == before

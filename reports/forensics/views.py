@@ -254,9 +254,10 @@ OBJECTS: tuple[SqlObject, ...] = (
         "comparisons and tests that were not significant",
         f"CREATE MACRO rejections(since := NULL, until := NULL) AS TABLE "
         f"SELECT ts, seq, slot, decision, challenger_version, champion_version, trigger, operator, reason, "
-        f"list_filter(coalesce(from_json(details -> '$.checks', '{_CHECKS}'), []), lambda c: NOT c.passed) AS failing_checks, "
-        f"list_filter(coalesce(comparison, []), lambda c: NOT c.passed) AS failing_comparisons, "
-        f"list_filter(coalesce(significance, []), lambda s: NOT s.significant) AS not_significant "
+        # a check whose outcome cannot be read counts as failing: surface it, never hide it
+        f"list_filter(coalesce(try(from_json(details -> '$.checks', '{_CHECKS}')), []), lambda c: c.passed IS NOT TRUE) AS failing_checks, "
+        f"list_filter(coalesce(comparison, []), lambda c: c.passed IS NOT TRUE) AS failing_comparisons, "
+        f"list_filter(coalesce(significance, []), lambda s: s.significant IS NOT TRUE) AS not_significant "
         f"FROM model_promotion WHERE decision IN ('reject', 'decline') AND {_window()} ORDER BY seq",
     ),
     SqlObject(
