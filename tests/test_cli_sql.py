@@ -192,3 +192,11 @@ def test_history_is_never_written_inside_the_ledger(known, monkeypatch):  # noqa
     with LedgerSQL.open(known[0]) as session:
         Shell(session, io.StringIO(), io.StringIO()).interactive(lambda prompt: (_ for _ in ()).throw(EOFError))
     assert fingerprint(known[0]) == before
+
+
+def test_a_missing_listed_file_exits_1(known):  # noqa: F811
+    victim = sorted((known[0] / "tables" / "guardrail").glob("*.parquet"))[0]
+    victim.unlink()
+    for args in (["sql", known[0], "SELECT 1"], ["reconstruct", known[0], "--request-id", "r1"]):
+        result = run(*args)
+        assert result.exit_code == 1 and "which is missing" in result.stderr

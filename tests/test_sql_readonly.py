@@ -16,8 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from ledger import LedgerFormatError
-from reports.forensics.errors import ExportDirError, QueryError, QueryRefused
+from reports.forensics.errors import ExportDirError, QueryError, QueryRefused, UnreadableEvidence
 from reports.forensics.evidence import EvidenceReader
 from reports.forensics.session import LedgerSQL
 from reports.forensics.source import open_source
@@ -188,7 +187,7 @@ def test_a_manifest_naming_files_outside_the_ledger_is_refused(known):  # noqa: 
     doc["files"][0]["path"] = "../../../../etc/passwd"
     lines[1] = json.dumps(doc)
     (ledger / "manifest.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(LedgerFormatError, match="outside the ledger's tables/ directory"):
+    with pytest.raises(UnreadableEvidence, match="outside the ledger's tables/ directory"):
         LedgerSQL.open(ledger)
 
 
@@ -196,7 +195,7 @@ def test_a_missing_listed_file_is_named(known):  # noqa: F811
     ledger = known[0]
     victim = sorted((ledger / "tables" / "attribution").glob("*.parquet"))[0]
     victim.unlink()
-    with pytest.raises(LedgerFormatError, match=f"{victim.name}, which is missing"):
+    with pytest.raises(UnreadableEvidence, match=f"{victim.name}, which is missing"):
         LedgerSQL.open(ledger)
 
 
@@ -230,3 +229,17 @@ def test_a_read_only_copy_of_the_ledger_can_be_queried(known, tmp_path, monkeypa
     with LedgerSQL.open(ledger) as s:
         assert s.query("SELECT count(*) AS n FROM decisions").to_pylist() == [{"n": 5}]
     assert not (ledger / "LOCK").exists()
+
+
+def test_a_temporary_directory_inside_the_ledger_is_refused_before_anything_is_created(known, monkeypatch):  # noqa: F811
+    import tempfile
+
+    from reports.forensics.errors import ForensicsError
+
+    ledger = known[0]
+    before = fingerprint(ledger)
+    monkeypatch.setattr(tempfile, "tempdir", str(ledger / "tables"))
+    with pytest.raises(ForensicsError, match="TMPDIR"):
+        LedgerSQL.open(ledger)
+    assert fingerprint(ledger) == before and sorted(p.name for p in (ledger / "tables").iterdir()) == sorted(
+        p.name for p in (ledger / "tables").iterdir() if not p.name.startswith("mrm-"))

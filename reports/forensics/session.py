@@ -101,7 +101,7 @@ class LedgerSQL:
         con.register("mrm_registry_history", registry.history)
         con.register("mrm_registry_problems", registry.problems)
         con.register("mrm_ledger_files", _files_table(source))
-        con.register("mrm_ledger_info", pa.Table.from_pylist([self.attestation.to_dict()]))
+        con.register("mrm_ledger_info", pa.Table.from_pylist([self.attestation.to_dict()], schema=_INFO_SCHEMA))
         for obj in OBJECTS:
             con.execute(obj.sql)
 
@@ -293,6 +293,12 @@ def _files_table(source: Source) -> pa.Table:
          ("bytes", pa.int64()), ("sha256", pa.string()), ("key_id", pa.string())]
     )
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+_INFO_SCHEMA = pa.schema(
+    [("ledger_id", pa.string()), ("path", pa.string()), ("through_seq", pa.int64()), ("head_mac", pa.string()),
+     ("verified", pa.bool_()), ("method", pa.string()), ("summary", pa.string())]
+)
 
 
 def _is_copy_from(text: str) -> bool:

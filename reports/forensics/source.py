@@ -3,7 +3,8 @@ verified, with every listed file checked to lie inside the ledger.
 
 Only files the manifest lists are data (ledger/read.py); the table directories are never
 globbed. A manifest that names a path outside ``tables/`` (``../../etc/passwd``) or a listed
-file that is gone is refused with the path named, before any query runs.
+file that is gone is refused with the path named, before any query runs (UnreadableEvidence:
+the ledger is damaged, `mrm` exits 1).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from ledger import LedgerFormatError
 from ledger.read import snapshot
 from ledger.schema import TABLE_NAMES, TABLES
 from ledger.storage import SegmentRecord
 
 from .attestation import Attestation, IntegrityFailure, LedgerChanged, Verifier, resolve
+from .errors import ForensicsError, UnreadableEvidence
 
 
 @dataclass(frozen=True)
@@ -105,12 +106,12 @@ def _checked_files(root: Path, records: tuple[SegmentRecord, ...]) -> dict[tuple
         for f in r.files:
             where = f"manifest.jsonl (segment {r.first_seq}-{r.last_seq})"
             if f.table not in TABLES:
-                raise LedgerFormatError(f"{where} lists a file of unknown table {f.table!r}; run `mrm verify`")
+                raise UnreadableEvidence(f"{where} lists a file of unknown table {f.table!r}; run `mrm verify`")
             real = Path(os.path.realpath(root / f.path))
             if tables_dir not in real.parents:
-                raise LedgerFormatError(f"{where} lists {f.path!r}, which is outside the ledger's tables/ directory; run `mrm verify`")
+                raise UnreadableEvidence(f"{where} lists {f.path!r}, which is outside the ledger's tables/ directory; run `mrm verify`")
             if not real.is_file():
-                raise LedgerFormatError(f"{where} lists {f.path}, which is missing; run `mrm verify`")
+                raise UnreadableEvidence(f"{where} lists {f.path}, which is missing; run `mrm verify`")
             files[(r.first_seq, f.table)] = real
     return files
 
@@ -128,10 +129,9 @@ def _head_mac(records: tuple[SegmentRecord, ...], unsealed: dict[str, pa.Table],
 
 def private_temp_dir(ledger_root: Path, prefix: str) -> str:
     """A fresh directory for DuckDB to spill to. DuckDB lets SQL write there too (it is
-    added to allowed_directories), so it must not be inside the ledger, whatever TMPDIR says."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    real = Path(os.path.realpath(path))
-    if real == ledger_root or ledger_root in real.parents:
-        os.rmdir(path)
-        raise LedgerFormatError(f"the temporary directory {path} (TMPDIR) is inside the ledger; point TMPDIR elsewhere")
-    return str(real)
+    added to allowed_directories), so it must not be inside the ledger, whatever TMPDIR says;
+    that is checked before anything is created."""
+    base = Path(os.path.realpath(tempfile.gettempdir()))
+    if base == ledger_root or ledger_root in base.parents:
+        raise ForensicsError(f"the temporary directory {base} (TMPDIR) is inside the ledger; point TMPDIR elsewhere")
+    return str(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))
