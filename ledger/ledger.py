@@ -30,12 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import wal
-from .chain import GENESIS_PREV, ChainMac, leaf_hash, leaf_hashes
-from .encoding import RowEncoder, encode_table
+from .chain import GENESIS_PREV
+from .hashing import as_rows, mac_chain, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
 from .keys import Keyring, key_check
 from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
@@ -95,11 +96,9 @@ class Ledger:
         self.seal_entries = seal_entries
         self._ledger_id = self.meta.ledger_id_bytes
         self._normalizers = {t: RowNormalizer(TABLES[t]) for t in TABLE_NAMES}
-        self._encoders = {t: RowEncoder(TABLES[t], self._ledger_id) for t in TABLE_NAMES}
-        self._macs: dict[str, ChainMac] = {}
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)
-        self._pending: list[tuple[str, Any]] = []  # ("row", (table, row)) or ("batch", (table, pa.Table))
+        self._pending: list[tuple[str, str, Any]] = []  # ("row", table, dict) or ("batch", table, pa.Table)
         self._deadline: float | None = None
         self._background_error: BaseException | None = None
         self._closed = False
@@ -200,8 +199,10 @@ class Ledger:
             self._locked = False
 
     def _set_head(self, head: Head) -> None:
+        """Adopt a committed head; `_next_seq` runs ahead of it while entries are pending."""
         self._head = head
         self._prev_mac = bytes.fromhex(head.mac)
+        self._next_seq = head.seq + 1
 
     def _recover(self) -> Head:
         """Re-derive the head from the manifest and the log; finish or undo a crashed seal;
@@ -249,12 +250,6 @@ class Ledger:
         return head
 
     # ------------------------------------------------------------------ writing
-    def _mac_for(self, key_id: str) -> ChainMac:
-        mac = self._macs.get(key_id)
-        if mac is None:
-            mac = self._macs[key_id] = ChainMac(self.keyring.key(key_id))
-        return mac
-
     def _check_writable(self) -> None:
         if self._closed:
             raise LedgerError(f"{self.layout.root}: the ledger is closed")
@@ -265,24 +260,14 @@ class Ledger:
     def log(self, table: str, row: Mapping[str, Any], *, durable: bool = False) -> int:
         """Write one entry to `table`; returns its sequence number."""
         normalizer = self._normalizers.get(table) or self._normalizers[table_spec(table).name]  # names the tables if unknown
-        if row.get("ts") is None or row.get("actor") is None:
-            row = dict(row)
-            if row.get("ts") is None:
-                row["ts"] = dt.datetime.now(dt.timezone.utc)
-            if row.get("actor") is None:
-                row["actor"] = self.actor
-        entry = normalizer(row)
+        entry = normalizer(row, defaults={"ts": _now_micros(), "actor": self.actor})
         with self._mutex:
             self._check_writable()
             self._acquire()
-            head = self._head
-            seq = head.seq + 1
-            entry["seq"], entry["table_name"], entry["key_id"] = seq, table, head.key_id
-            mac = self._mac_for(head.key_id)(self._prev_mac, leaf_hash(self._encoders[table](entry)))
-            entry["mac"] = mac
-            self._pending.append(("row", (table, entry)))
-            self._prev_mac = mac
-            self._head = replace(head, seq=seq, mac="")  # hex filled in at commit
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            entry["seq"], entry["table_name"], entry["key_id"] = seq, table, self._head.key_id
+            self._pending.append(("row", table, entry))  # its MAC is computed at commit
             self._after_write(durable)
         return seq
 
@@ -298,7 +283,8 @@ class Ledger:
         else:
             if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
                 raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
-            batch = rows_to_arrow(spec, [normalizer(_with_defaults(r, self.actor), index=i) for i, r in enumerate(rows)], include_assigned=False)
+            defaults = {"ts": _now_micros(), "actor": self.actor}
+            batch = rows_to_arrow(spec, [normalizer(r, index=i, defaults=defaults) for i, r in enumerate(rows)], include_assigned=False)
         n = len(batch)
         if n == 0:
             return range(0)
@@ -309,15 +295,9 @@ class Ledger:
         with self._mutex:
             self._check_writable()
             self._acquire()
-            head = self._head
-            first = head.seq + 1
-            full = _with_assigned(spec, batch, first, head.key_id)
-            canonical = encode_table(spec, self._ledger_id, full)
-            macs = self._mac_for(head.key_id).chain(self._prev_mac, leaf_hashes(canonical.to_pylist()))
-            full = full.append_column(spec.arrow_schema.field("mac"), pa.array(macs, pa.binary(32)))
-            self._pending.append(("batch", (table, full)))
-            self._prev_mac = macs[-1]
-            self._head = replace(head, seq=first + n - 1, mac="")
+            first = self._next_seq
+            self._next_seq = first + n
+            self._pending.append(("batch", table, _with_assigned(spec, batch, first, self._head.key_id)))
             self._after_write(durable)
         return range(first, first + n)
 
@@ -334,38 +314,45 @@ class Ledger:
             self._check_writable()
             self._commit()
 
-    def _frames(self) -> list[bytes]:
-        """WAL frames for the pending entries, in sequence order; one commit."""
-        frames: list[tuple[int, int, bytes, dict[str, pa.Table]]] = []
-        rows: dict[str, list[dict]] = {}
-        first_row = last_row = -1
-        last_row_mac = b""
+    def _sealed_parts(self) -> list[list[tuple[str, pa.Table]]]:
+        """The pending entries as frames of (table, rows with their MACs), in sequence order.
 
-        def close_rows() -> None:
-            nonlocal rows, first_row
-            if rows:
-                tables = {t: rows_to_arrow(TABLES[t], r, include_assigned=True) for t, r in rows.items()}
-                frames.append((first_row, last_row, last_row_mac, tables))
-                rows, first_row = {}, -1
-
-        for kind, (table, item) in self._pending:
+        MACs are computed here, for the whole commit at once: the leaf hashes of each part
+        in bulk, then one HMAC chain over all of them in sequence order."""
+        frames: list[list[tuple[str, pa.Table]]] = []
+        run: dict[str, list[dict]] = {}
+        for kind, table, item in self._pending + [("end", "", None)]:
             if kind == "row":
-                if first_row < 0:
-                    first_row = item["seq"]
-                last_row, last_row_mac = item["seq"], item["mac"]
-                rows.setdefault(table, []).append(item)
-            else:
-                close_rows()
-                for start in range(0, len(item), FRAME_ROWS):
-                    chunk = item.slice(start, FRAME_ROWS)
-                    seqs = chunk.column("seq")
-                    frames.append((seqs[0].as_py(), seqs[-1].as_py(), chunk.column("mac")[-1].as_py(), {table: chunk}))
-        close_rows()
-        key_id = self._head.key_id
-        return [
-            wal.encode_frame(first, last, mac, key_id, tables, more=i < len(frames) - 1)
-            for i, (first, last, mac, tables) in enumerate(frames)
-        ]
+                run.setdefault(table, []).append(item)
+                continue
+            if run:
+                frames.append([(t, rows_to_arrow(TABLES[t], rows, include_assigned=True, include_mac=False)) for t, rows in run.items()])
+                run = {}
+            if kind == "batch":
+                frames.extend([[(table, item.slice(start, FRAME_ROWS))] for start in range(0, len(item), FRAME_ROWS)])
+        parts = [part for frame in frames for part in frame]
+        key_ids = {self._pending[0][2]["key_id"] if self._pending[0][0] == "row" else self._pending[0][2].column("key_id")[0].as_py()}
+        if len(key_ids) != 1:
+            raise LedgerError("internal error: a commit spans two keys")
+        seqs = np.concatenate([t.column("seq").to_numpy() for _, t in parts])
+        order = np.argsort(seqs, kind="stable")
+        if not np.array_equal(seqs[order], np.arange(seqs[order][0], seqs[order][0] + len(seqs))):
+            raise LedgerError("internal error: pending entries are not consecutive")
+        leaves = np.concatenate([as_rows(table_leaf_hashes(TABLES[t], self._ledger_id, rows)) for t, rows in parts])
+        key_id = key_ids.pop()
+        chained = as_rows(mac_chain(self.keyring.key(key_id), self._prev_mac, leaves[order].tobytes()))
+        macs = np.empty_like(chained)
+        macs[order] = chained
+        self._prev_mac = chained[-1].tobytes()
+        out, at = [], 0
+        for frame in frames:
+            with_macs = []
+            for table, rows in frame:
+                column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(rows), [None, pa.py_buffer(macs[at : at + len(rows)].tobytes())])
+                with_macs.append((table, rows.append_column(TABLES[table].arrow_schema.field("mac"), column)))
+                at += len(rows)
+            out.append(with_macs)
+        return out
 
     def _commit(self) -> None:
         """Write and fsync everything pending, publish the new head, release the lock."""
@@ -375,7 +362,12 @@ class Ledger:
             return
         committed = read_head(self.layout) or self._head
         try:
-            data = b"".join(self._frames())
+            frames = self._sealed_parts()
+            chunks = [
+                wal.encode_frame(*_frame_bounds(parts), self._head.key_id, dict(parts), more=i < len(frames) - 1)
+                for i, parts in enumerate(frames)
+            ]
+            data = b"".join(chunks)
             view = memoryview(data)
             while view:
                 written = os.write(self._wal_fd, view)
@@ -391,7 +383,7 @@ class Ledger:
                 self._release()
             raise
         self._pending.clear()
-        head = replace(self._head, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
+        head = replace(self._head, seq=self._next_seq - 1, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
         self._set_head(head)
         write_head(self.layout, head, durable=False)
         if head.seq - head.sealed_seq >= self.seal_entries:
@@ -620,6 +612,13 @@ class Ledger:
         return verify_ledger(self.layout.root, self.keyring, **options)
 
 
+def _frame_bounds(parts: list[tuple[str, pa.Table]]) -> tuple[int, int, bytes]:
+    """First and last sequence number of a frame, and the MAC of the last."""
+    first = min(t.column("seq")[0].as_py() for _, t in parts)
+    last_table = max((t for _, t in parts), key=lambda t: t.column("seq")[-1].as_py())
+    return first, last_table.column("seq")[-1].as_py(), last_table.column("mac")[-1].as_py()
+
+
 def _is_dataframe(obj: Any) -> bool:
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict") and type(obj).__module__.startswith("pandas")
 
@@ -641,17 +640,6 @@ def _from_pandas(spec, frame: Any) -> pa.Table:
         records = frame.to_dict("records")
         rows = [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()} for r in records]
         return pa.Table.from_pylist(rows) if rows else pa.table({})
-
-
-def _with_defaults(row: Any, actor: str) -> Any:
-    if isinstance(row, Mapping) and (row.get("ts") is None or row.get("actor") is None):
-        row = dict(row)
-        row.setdefault("ts", None)
-        if row["ts"] is None:
-            row["ts"] = dt.datetime.now(dt.timezone.utc)
-        if row.get("actor") is None:
-            row["actor"] = actor
-    return row
 
 
 def _with_assigned(spec, batch: pa.Table, first_seq: int, key_id: str) -> pa.Table:

@@ -40,8 +40,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import wal
-from .chain import GENESIS_PREV, ChainMac, leaf_hashes
-from .encoding import encode_table
+from .chain import GENESIS_PREV
+from .hashing import as_rows, mac_links, table_leaf_hashes
 from .errors import KeyringError
 from .keys import Keyring, key_check
 from .schema import TABLES
@@ -264,13 +264,12 @@ def verify_segment(task: _Task) -> _Result:
             names = data.column("table_name").to_pylist()
             for i in np.flatnonzero(np.asarray(moved))[:MAX_PROBLEMS_PER_KIND]:
                 out.add(Problem("INVALID", f"row of table {names[i]!r} stored in table {table!r}", int(seqs[i]), table, rel))
-        canonical = encode_table(spec, task.ledger_id, data)
         seq_parts.append(seqs)
         source_parts.append(np.full(len(seqs), len(sources), dtype=np.int32))
         sources.append((table, rel))
-        leaf_parts.extend(leaf_hashes(canonical.to_pylist()))
-        mac_parts.extend(data.column("mac").to_pylist())
-        key_parts.extend(data.column("key_id").to_pylist())
+        leaf_parts.append(as_rows(table_leaf_hashes(spec, task.ledger_id, data)))
+        mac_parts.append(_mac_rows(data.column("mac")))
+        key_parts.append(data.column("key_id").combine_chunks())
         if table == "operation":
             events = pc.is_in(data.column("event_type"), value_set=pa.array(["genesis", "key_rotation"]))
             if pc.any(events).as_py():
@@ -281,12 +280,13 @@ def verify_segment(task: _Task) -> _Result:
     seqs = np.concatenate(seq_parts) if seq_parts else np.empty(0, dtype=np.int64)
     order = np.argsort(seqs, kind="stable")
     seqs = seqs[order]
-    leaves = [leaf_parts[i] for i in order]
-    macs = [mac_parts[i] for i in order]
-    key_ids = [key_parts[i] for i in order]
+    leaves = np.concatenate(leaf_parts)[order] if leaf_parts else np.empty((0, 32), np.uint8)
+    macs = np.concatenate(mac_parts)[order] if mac_parts else np.empty((0, 32), np.uint8)
+    key_names, key_codes = _codes(key_parts)
+    key_codes = key_codes[order]
     source_of = np.concatenate(source_parts)[order] if source_parts else np.empty(0, dtype=np.int32)
 
-    dup = np.flatnonzero(np.diff(seqs) == 0) if len(seqs) > 1 else np.empty(0, dtype=np.int64)
+    dup = np.flatnonzero(np.diff(seqs) == 0)
     for i in dup[:MAX_PROBLEMS_PER_KIND]:
         table, rel = sources[source_of[i + 1]]
         out.add(Problem("DUPLICATE", "sequence number stored more than once", int(seqs[i]), table, rel))
@@ -294,47 +294,63 @@ def verify_segment(task: _Task) -> _Result:
     for lo, hi in _ranges(np.setdiff1d(expected, seqs, assume_unique=True)):
         out.add(Problem("GAP", f"entries {lo}-{hi} are missing" if hi > lo else f"entry {lo} is missing", lo))
 
-    # Links: each entry against the stored MAC of its predecessor.
-    positions_by_key: dict[str, list[int]] = {}
-    prevs: list[bytes | None] = [None] * len(seqs)
-    last_index_of: dict[int, int] = {}
-    for i, s in enumerate(seqs.tolist()):
-        last_index_of[s] = i
-    for i, s in enumerate(seqs.tolist()):
-        if i and dup.size and seqs[i - 1] == s:
-            continue  # the duplicate was reported; check the first copy only
-        if s == task.first_seq:
-            prevs[i] = task.prev_mac
-        else:
-            j = last_index_of.get(s - 1)
-            if j is None:
-                continue  # predecessor missing: reported as a GAP
-            prevs[i] = macs[j]
-        positions_by_key.setdefault(key_ids[i], []).append(i)
-    for key_id, positions in positions_by_key.items():
+    # Links: each entry against the stored MAC of its predecessor (the last copy of seq - 1,
+    # which sorts just before it). A duplicate's second copy and an entry whose predecessor
+    # is missing are not checked: DUPLICATE and GAP already report them.
+    n = len(seqs)
+    prevs = np.empty((n, 32), dtype=np.uint8)
+    checkable = np.zeros(n, dtype=bool)
+    if n:
+        prevs[1:] = macs[:-1]
+        checkable[1:] = seqs[:-1] == seqs[1:] - 1
+        first = seqs == task.first_seq
+        first[1:] &= seqs[:-1] != seqs[1:]
+        prevs[first] = np.frombuffer(task.prev_mac, dtype=np.uint8)
+        checkable |= first
+    for code, key_id in enumerate(key_names):
         key = _KEYS.get(key_id)
         if key is None:
             continue  # reported once by the caller as a KEY problem
-        mac = ChainMac(key)
-        for b in mac.bad_links([prevs[i] for i in positions], [leaves[i] for i in positions], [macs[i] for i in positions]):
+        positions = np.flatnonzero(checkable & (key_codes == code))
+        if not len(positions):
+            continue
+        computed = as_rows(mac_links(key, prevs[positions].tobytes(), leaves[positions].tobytes()))
+        for b in np.flatnonzero(np.any(computed != macs[positions], axis=1))[:MAX_PROBLEMS_PER_KIND * 4]:
             i = positions[b]
             table, rel = sources[source_of[i]]
             out.add(Problem("INVALID", "MAC does not match the entry and its predecessor", int(seqs[i]), table, rel, key_id=key_id))
 
-    key_changes = [(int(seqs[i]), key_ids[i]) for i in range(1, len(seqs)) if key_ids[i] != key_ids[i - 1]]
-    last = last_index_of.get(task.last_seq)
+    changes = np.flatnonzero(key_codes[1:] != key_codes[:-1]) + 1
+    key_changes = [(int(seqs[i]), key_names[key_codes[i]]) for i in changes]
+    last = np.flatnonzero(seqs == task.last_seq)
     return _Result(
         task.first_seq,
         task.last_seq,
         out.problems,
         out.suppressed(),
         counts,
-        len(seqs),
-        macs[last] if last is not None else None,
+        n,
+        macs[last[-1]].tobytes() if len(last) else None,
         key_changes,
-        key_ids[0] if key_ids else None,
+        key_names[key_codes[0]] if n else None,
         key_events,
     )
+
+
+def _mac_rows(column: pa.ChunkedArray) -> np.ndarray:
+    arr = column.combine_chunks()
+    if arr.null_count:
+        arr = arr.fill_null(bytes(32))
+    return np.frombuffer(arr.buffers()[1], dtype=np.uint8, count=32 * (arr.offset + len(arr)))[32 * arr.offset :].reshape(-1, 32)
+
+
+def _codes(parts: list[pa.Array]) -> tuple[list[str], np.ndarray]:
+    """Distinct key ids, and each row's index into them."""
+    if not parts:
+        return [], np.empty(0, dtype=np.int32)
+    keys = pa.concat_arrays([p.cast(pa.string()) for p in parts])
+    names = pc.unique(keys).to_pylist()
+    return names, np.asarray(pc.index_in(keys, value_set=pa.array(names, pa.string())), dtype=np.int32)
 
 
 # ---------------------------------------------------------------------------- whole ledger

@@ -1,0 +1,74 @@
+"""Leaf hashes, chain MACs and Merkle node hashes in bulk.
+
+The C extension ledger/_native.c does these loops over Arrow buffers with OpenSSL and
+without the GIL; when it is not built, the same results come from hashlib here (slower,
+never different: tests/test_hashing.py holds both to the same outputs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pyarrow as pa
+
+from .chain import ChainMac
+from .encoding import entry_prefix, join_pieces, table_pieces
+from .schema import TableSpec
+
+try:
+    from . import _native
+except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _native = None
+
+NATIVE = _native is not None
+DIGEST = 32
+
+
+def _piece_spec(piece: pa.Array) -> tuple:
+    buffers = piece.buffers()
+    if pa.types.is_fixed_size_binary(piece.type):
+        return (None, buffers[1], piece.offset, piece.type.byte_width)
+    return (buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
+
+
+def table_leaf_hashes(spec: TableSpec, ledger_id: bytes, table: pa.Table, *, native: bool | None = None) -> bytes:
+    """RFC 6962 leaf hashes of every row, concatenated (32 bytes each)."""
+    if len(table) == 0:
+        return b""
+    pieces = table_pieces(spec, table)
+    if (NATIVE if native is None else native) and _native is not None:
+        return _native.leaf_hashes(entry_prefix(ledger_id), [_piece_spec(p) for p in pieces], len(table))
+    rows = join_pieces(pieces, prefix=b"\x00" + entry_prefix(ledger_id)).to_pylist()
+    sha256 = hashlib.sha256
+    return b"".join([sha256(r).digest() for r in rows])
+
+
+def mac_chain(key: bytes, prev: bytes, leaves: bytes, *, native: bool | None = None) -> bytes:
+    """MACs of consecutive entries after the one whose MAC is `prev`."""
+    if (NATIVE if native is None else native) and _native is not None:
+        return _native.hmac_chain(key, prev, leaves)
+    mac = ChainMac(key)
+    return b"".join(mac.chain(prev, [leaves[i : i + DIGEST] for i in range(0, len(leaves), DIGEST)]))
+
+
+def mac_links(key: bytes, prevs: bytes, leaves: bytes, *, native: bool | None = None) -> bytes:
+    """HMAC(key, prevs[i] || leaves[i]) for each i, concatenated."""
+    if (NATIVE if native is None else native) and _native is not None:
+        return _native.hmac_links(key, prevs, leaves)
+    mac = ChainMac(key)
+    return b"".join(mac(prevs[i : i + DIGEST], leaves[i : i + DIGEST]) for i in range(0, len(leaves), DIGEST))
+
+
+def node_hashes(level: bytes, *, native: bool | None = None) -> bytes:
+    """SHA-256(0x01 || left || right) of each adjacent pair; an odd last hash is left out."""
+    if (NATIVE if native is None else native) and _native is not None:
+        return _native.node_hashes(level)
+    sha256 = hashlib.sha256
+    pairs = len(level) // (2 * DIGEST)
+    return b"".join(sha256(b"\x01" + level[2 * i * DIGEST : (2 * i + 2) * DIGEST]).digest() for i in range(pairs))
+
+
+def as_rows(digests: bytes) -> np.ndarray:
+    """Concatenated 32-byte digests as an (n, 32) uint8 view."""
+    return np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST)
