@@ -558,6 +558,13 @@ class TileStore:
 
     def _write_file(self, rel: str, data: bytes) -> Path:
         final = self.directory / rel
+        if rel != _STATE and final.exists():
+            # Recovery removed everything an interrupted append left, so an existing tile
+            # here is part of the tree: identical content is a no-op, anything else would
+            # rewrite history.
+            if final.read_bytes() == data:
+                return final.parent
+            raise AppendOnlyError(f"{rel} already exists with different hashes; refusing to overwrite")
         tmp = self.directory / ".tmp" / secrets.token_hex(8)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
@@ -623,6 +630,11 @@ class TileStore:
                 p.unlink()
         path = self.directory / _STATE
         if not path.exists():
+            tiles = self.directory / "tile"
+            if tiles.is_dir() and any(p.is_file() for p in tiles.rglob("*")):
+                raise CorruptTileError(
+                    f"{self.directory} holds tiles but no {_STATE}: refusing to start a new tree over them"
+                )
             self._write_state(_State(0, EMPTY_ROOT, 0, None))
             return
         state = self._read_state()

@@ -409,3 +409,26 @@ def test_failed_append_rolls_back_in_process(tmp_path: Path, monkeypatch) -> Non
         assert stored_files(tmp_path) == expected_files(300)
         ts.append_leaf_hashes(data[300:])
         assert ts.root() == root_from_leaf_hashes(data)
+
+
+def test_deleted_state_does_not_restart_the_tree(tmp_path: Path) -> None:
+    _store_with(tmp_path, 300)
+    (tmp_path / "tree-state").unlink()
+    with pytest.raises(CorruptTileError, match="holds tiles but no tree-state"):
+        TileStore(tmp_path)
+
+
+def test_existing_tile_with_other_contents_is_never_overwritten(tmp_path: Path) -> None:
+    """A stray file where the next append would put a tile (not one an interrupted append
+    left: those are removed on open) is refused, not replaced."""
+    data = leaves(600)
+    with TileStore(tmp_path, durable=False) as ts:
+        ts.append_leaf_hashes(data[:100])
+        stray = tmp_path / "tile/0/000"
+        stray.write_bytes(b"\x00" * TILE_BYTES)
+        with pytest.raises(AppendOnlyError, match="tile/0/000 already exists"):
+            ts.append_leaf_hashes(data[100:300])
+        assert ts.size == 100
+        stray.write_bytes(b"".join(data[:256]))  # the right contents are accepted as-is
+        ts.append_leaf_hashes(data[100:300])
+        assert ts.root() == root_from_leaf_hashes(data[:300])
