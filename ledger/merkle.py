@@ -50,6 +50,9 @@ __all__ = [
     "InclusionProof",
     "ConsistencyProof",
     "MemoryTree",
+    "hash_pairs",
+    "pack_hashes",
+    "root_from_packed",
 ]
 
 HASH_SIZE = 32
