@@ -174,6 +174,8 @@ def test_property_roots_equal_reference_at_every_size_and_reopen_is_identical(ba
                 assert ts.root() == prefix_roots[pos]
             for m in range(total + 1):
                 assert ts.root(m) == prefix_roots[m]
+            for m in {0, min(1, total), total // 3, total // 2, max(total - 1, 0), total}:
+                assert ts.root(m) == root_from_leaf_hashes(data[:m])
             assert stored_files(Path(d)) == expected_files(total)
             state = (ts.size, ts.root(), [ts.inclusion_proof(i) for i in range(0, total, 97)])
         for readonly in (True, False):
