@@ -23,8 +23,8 @@ from). Per task ``k``: mean over holdout customers of the Bernoulli KL divergenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Mapping
 
 import numpy as np
 from scipy.special import ndtr

@@ -11,6 +11,17 @@ requests and every holdout epoch draws from its own ``numpy.random.Generator`` s
 generation equals generation at once, and the models do not depend on how many requests the
 demo serves.
 
+Label process
+-------------
+A customer accepts the product with the highest utility plus Gumbel noise (a multinomial
+logit, so ``World.choice_proba`` is the exact acceptance distribution and serves as the
+fidelity teacher). Utilities rise with risk appetite (questionnaire, experience, assets,
+understanding; debt and age lower it) times the product's riskiness, plus age-specific tastes.
+Three things move them over the year: a small seasonal term, a market regime change from
+week 18 (``WorldConfig.drift``) that moves both levels and slopes, and a four-week retiree
+deposit promotion for 60+ in Gyeonggi-Incheon (``WorldConfig.segment_event``). Regions differ
+in age mix only, so a model that treats regions alike within an age band is fair.
+
 Conventions
 -----------
 * Day ``d`` is ``START_DATE + d`` (day 0 is Monday 6 Jan 2025); week ``w`` starts on day ``7 w``.
