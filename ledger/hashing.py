@@ -72,3 +72,20 @@ def node_hashes(level: bytes, *, native: bool | None = None) -> bytes:
 def as_rows(digests: bytes) -> np.ndarray:
     """Concatenated 32-byte digests as an (n, 32) uint8 view."""
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST)
+
+
+def segment_leaves(tables: dict[str, pa.Table], ledger_id: bytes) -> tuple[np.ndarray, bytes]:
+    """Sequence numbers (sorted) and the packed leaf hashes of rows from several tables,
+    in sequence order: the Merkle tree's leaves for one segment."""
+    from .schema import TABLES
+
+    seqs, leaves = [], []
+    for name, table in tables.items():
+        if len(table):
+            seqs.append(table.column("seq").to_numpy())
+            leaves.append(as_rows(table_leaf_hashes(TABLES[name], ledger_id, table)))
+    if not seqs:
+        return np.empty(0, dtype=np.int64), b""
+    all_seqs = np.concatenate(seqs)
+    order = np.argsort(all_seqs, kind="stable")
+    return all_seqs[order], np.concatenate(leaves)[order].tobytes()
