@@ -8,6 +8,7 @@ never different: tests/test_hashing.py holds both to the same outputs).
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,8 @@ from .schema import TableSpec
 try:
     from . import _native
 except ImportError:  # pragma: no cover - exercised where the extension is not built
+    _native = None
+if os.environ.get("MRM_LEDGER_PURE_PYTHON"):  # to test and compare the fallback
     _native = None
 
 NATIVE = _native is not None
