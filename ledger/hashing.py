@@ -8,7 +8,6 @@ never different: tests/test_hashing.py holds both to the same outputs).
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numpy as np
 import pyarrow as pa
@@ -17,22 +16,11 @@ from .chain import ChainMac
 from .encoding import entry_prefix, join_pieces, table_pieces
 from .schema import TableSpec
 
-try:
-    from . import _native
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _native = None
-if os.environ.get("MRM_LEDGER_PURE_PYTHON"):  # to test and compare the fallback
-    _native = None
+from .native import native as _native
+from .native import piece_spec as _piece_spec
 
 NATIVE = _native is not None
 DIGEST = 32
-
-
-def _piece_spec(piece: pa.Array) -> tuple:
-    buffers = piece.buffers()
-    if pa.types.is_fixed_size_binary(piece.type):
-        return (None, buffers[1], piece.offset, piece.type.byte_width)
-    return (buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
 
 
 def table_leaf_hashes(spec: TableSpec, ledger_id: bytes, table: pa.Table, *, native: bool | None = None) -> bytes:
