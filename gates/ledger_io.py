@@ -46,6 +46,10 @@ class TransitionRefused(ValueError):
     """The requested change is not a valid registry transition now; nothing was written."""
 
 
+class EntryNotFound(LookupError):
+    """No entry of the kind asked for at that sequence number."""
+
+
 class InconsistentHistory(Exception):
     """The ledger's recorded registry history is not a valid sequence of transitions."""
 
@@ -215,8 +219,8 @@ def promotion_entry(source: LedgerSource, seq: int) -> dict[str, Any]:
     found = table.filter(pc.equal(table.column("seq"), seq)).to_pylist()
     if not found:
         if not 0 <= seq <= snap.last_seq:
-            raise LookupError(f"seq {seq}: the ledger's entries run from 0 to {snap.last_seq}")
-        raise LookupError(f"seq {seq} is not a model_promotion entry")
+            raise EntryNotFound(f"seq {seq}: the ledger's entries run from 0 to {snap.last_seq}")
+        raise EntryNotFound(f"seq {seq} is not a model_promotion entry")
     return promotion_row(found[0])
 
 

@@ -27,7 +27,7 @@ import rfc8785
 
 from gates.decision import GateInputError, ReplayError, replay
 from gates.evaluation import Evaluation, EvaluationError
-from gates.ledger_io import LedgerSource, parse_details, promotion_row, registry_events
+from gates.ledger_io import EntryNotFound, LedgerSource, parse_details, promotion_row, registry_events
 from gates.policy import PolicyError
 from gates.registry import Registry, RegistryError
 from ledger.read import LedgerSnapshot, read_table, snapshot
@@ -164,13 +164,13 @@ def check_entry(entry: Mapping[str, Any], registry_before: Registry | None = Non
 
 def check_replay(source: LedgerSource, seq: int | None = None, evaluations: Sequence[Evaluation] = ()) -> list[ReplayReport]:
     """Replay the model_promotion entry ``seq``, or every one when ``seq`` is None, each against
-    the registry as the ledger stood just before it. Raises LookupError for an unknown seq."""
+    the registry as the ledger stood just before it. Raises EntryNotFound for an unknown seq."""
     snap = source if isinstance(source, LedgerSnapshot) else snapshot(source)
     if seq is not None and not 0 <= seq <= snap.last_seq:
-        raise LookupError(f"seq {seq}: the ledger's entries run from 0 to {snap.last_seq}")
+        raise EntryNotFound(f"seq {seq}: the ledger's entries run from 0 to {snap.last_seq}")
     full = {r["seq"]: promotion_row(r) for r in read_table(snap, "model_promotion").to_pylist()}
     if seq is not None and seq not in full:
-        raise LookupError(f"seq {seq} is not a model_promotion entry")
+        raise EntryNotFound(f"seq {seq} is not a model_promotion entry")
     registry = Registry()
     reports = []
     for event in registry_events(snap):
