@@ -6,7 +6,6 @@ Evaluations and expected entries come from test_gates_decision.py (pROC's aSAH h
 
 from __future__ import annotations
 
-import copy
 import hmac
 import json
 import os
