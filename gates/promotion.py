@@ -152,7 +152,7 @@ def register_candidate(ledger: Ledger, *, slot: str | None = None, version: str 
     data snapshot, code commit, config, seed, training end, feature schema, thresholds).
     """
     if evaluation is not None:
-        if slot is not None and slot != evaluation.slot or version is not None and version != evaluation.version:
+        if (slot is not None and slot != evaluation.slot) or (version is not None and version != evaluation.version):
             raise GateInputError(f"the evaluation is for {evaluation.slot}/{evaluation.version}, not {slot}/{version}")
         slot, version = evaluation.slot, evaluation.version
     if not slot or not version:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -78,9 +79,29 @@ def _open(path: str, keyring_file: str | None, actor: str | None) -> Ledger:
     return Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor)
 
 
+def check_manifest_destination(manifest_out: str | None) -> None:
+    """Refuse an unwritable --manifest before anything is recorded: exit 2 means nothing was written."""
+    if not manifest_out:
+        return
+    out = Path(manifest_out)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise UsageFailure(f"--manifest {out}: is a directory")
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise UsageFailure(f"--manifest {out}: directory {parent} does not exist or is not writable")
+
+
 def rewrite_manifest(path: str, manifest_out: str | None) -> None:
-    if manifest_out:
+    """After a recorded change: regenerate the serving manifest from the ledger. The change is
+    already durable, so a failure here says so instead of looking like a refused command."""
+    if not manifest_out:
+        return
+    try:
         write_manifest(serving_manifest(path), manifest_out)
+    except OSError as e:
+        raise UsageFailure(f"the change is recorded in the ledger, but the serving manifest {manifest_out} could not "
+                           f"be written ({e.strerror or e}); regenerate it with `mrm registry manifest {path} "
+                           f"--out {manifest_out}`") from None
 
 
 def _report(recorded: Recorded, as_json: bool, manifest_out: str | None, next_step: str | None = None) -> None:
@@ -157,6 +178,7 @@ def gate_evaluate(path: str, challenger: str, champion: str | None, policy_file:
     chal = EvaluationFile.load(challenger)
     champ = EvaluationFile.load(champion) if champion else RECORDED_CHAMPION
     observed = observe_artifacts(chal, artifacts_root)
+    check_manifest_destination(manifest_out)
     with _open(path, keyring_file, actor) as ledger:
         recorded = run_gate(ledger, chal, policy, champion=champ, observed_artifacts=observed, operator=operator,
                             inline_evaluations=not digest_only)
@@ -238,6 +260,7 @@ def _sign_off_command(name: str, approve: bool) -> click.Command:
     @handle_gate_errors
     def command(path: str, slot: str, version: str, operator: str, reason: str, manifest_out: str | None,
                 keyring_file: str | None, actor: str | None, as_json: bool) -> None:
+        check_manifest_destination(manifest_out)
         with _open(path, keyring_file, actor) as ledger:
             fn = approve_version if approve else decline_version
             recorded = fn(ledger, slot=slot, version=version, operator=operator, reason=reason)
@@ -279,6 +302,7 @@ def promote(path: str, force: bool, version: str, slot: str, operator: str, reas
     if not force:
         raise UsageFailure("promote is the operator override and needs --force; a normal promotion goes through "
                            "`mrm gate evaluate` (and `mrm approve` when auto_promote is off)")
+    check_manifest_destination(manifest_out)
     with _open(path, keyring_file, actor) as ledger:
         recorded = force_promote(ledger, slot=slot, version=version, operator=operator, reason=reason)
     rewrite_manifest(path, manifest_out)
@@ -305,6 +329,7 @@ def rollback(path: str, slot: str, to_version: str | None, operator: str, reason
       mrm rollback ./audit-ledger --slot credit_pd --operator eng-7 --reason "p99 latency 2.4x baseline"
       mrm rollback ./audit-ledger --slot credit_pd --to-version v009 --operator eng-7 --reason "..."
     """
+    check_manifest_destination(manifest_out)
     with _open(path, keyring_file, actor) as ledger:
         recorded = rollback_slot(ledger, slot=slot, reason=reason, operator=operator, to_version=to_version)
     rewrite_manifest(path, manifest_out)
@@ -488,6 +513,7 @@ def registry_traffic(path: str, slot: str, challenger_version: str, mode: str, e
       mrm registry traffic ./audit-ledger --slot credit_pd --challenger v012 --mode canary_5 \\
           --operator eng-7 --reason "canary after offline pass"
     """
+    check_manifest_destination(manifest_out)
     with _open(path, keyring_file, actor) as ledger:
         seq = set_traffic(ledger, slot=slot, challenger_version=challenger_version, mode=mode, operator=operator,
                           reason=reason, experiment=experiment)

@@ -34,7 +34,16 @@ from gates.policy import load_policy
 from ledger import Ledger
 
 from .cli import UsageFailure, emit_json, json_option, keyring_option, resolve_keyring
-from .cmd_gate import parse_utc, rewrite_manifest, actor_option, existing_ledger, handle_gate_errors, manifest_option, slot_option
+from .cmd_gate import (
+    actor_option,
+    check_manifest_destination,
+    existing_ledger,
+    handle_gate_errors,
+    manifest_option,
+    parse_utc,
+    rewrite_manifest,
+    slot_option,
+)
 
 policy_option = click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False),
                              help="Policy TOML: its [monitors], [online] and [rollback] sections apply.")
@@ -258,6 +267,7 @@ def monitor_serving(path: str, slot: str, policy_file: str, since: str | None, u
     Example:
       mrm monitor serving ./audit-ledger --slot credit_pd --policy policy.toml --manifest serving.json
     """
+    check_manifest_destination(manifest_out)
     window = _window(since, until) if since or until else None
     report = compute_serving(path, slot, load_policy(policy_file), window=window,
                              period=dt.timedelta(hours=period_hours))

@@ -71,6 +71,17 @@ def test_gate_evaluate_bootstrap_pending_approve_and_the_manifest(setup):
     assert json.loads(run("registry", "manifest", ledger).stdout) == manifest  # the same from stdout
 
 
+def test_an_unwritable_manifest_is_refused_before_anything_is_recorded(setup, tmp_path):
+    ledger, files = setup
+    evaluate(ledger, files["v011"])
+    evaluate(ledger, files["v012"])
+    before = fingerprint(ledger)
+    result = run("approve", ledger, "--slot", "credit_pd", "--version", "v012", "--operator", "mrm-chair",
+                 "--reason", "ok", "--manifest", tmp_path / "no-such-dir" / "serving.json")
+    assert result.exit_code == 2 and "no-such-dir does not exist or is not writable" in result.output
+    assert fingerprint(ledger) == before
+
+
 def test_a_reject_is_a_decision_exit_0_with_every_failing_check(setup, tmp_path):
     ledger, files = setup
     evaluate(ledger, files["v011"])
