@@ -23,7 +23,8 @@ feeds them from a ledger and records what they decide:
                    challenger traffic: read, decide, validate, append durably, under one lock
 - ``manifest``     the serving manifest derived from the ledger
 - ``replay_check`` replay recorded decisions against the ledger they are in
-- ``monitoring``   late outcomes, online evaluation, rollback triggers, fairness and drift runs
+- ``observations`` predictions, late outcomes and serving errors: recorded and read back
+- ``monitoring``   online evaluation, rollback triggers, fairness and drift runs, their alerts
 
 The registry state is *derived from* the ledger's entries, so a promotion without its
 model_promotion entry cannot exist: the entry is appended (durably) first, and only what the

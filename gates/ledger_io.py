@@ -92,7 +92,8 @@ def promotion_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _snap(source: LedgerSource) -> LedgerSnapshot:
+def as_snapshot(source: LedgerSource) -> LedgerSnapshot:
+    """One consistent view of the ledger: readers that take several tables take them from one."""
     return source if isinstance(source, LedgerSnapshot) else snapshot(source)
 
 
@@ -109,7 +110,7 @@ def _operations(snap: LedgerSnapshot, event_types: Sequence[str]) -> list[dict[s
 def registry_events(source: LedgerSource) -> list[dict[str, Any]]:
     """Every entry the registry is derived from, in sequence order: model_promotion entries
     and the registry's operation entries. ``details`` stays JSON text, as stored."""
-    snap = _snap(source)
+    snap = as_snapshot(source)
     promotions = read_table(snap, "model_promotion").drop_columns(["mac"]).to_pylist()
     events = promotions + _operations(snap, REGISTRY_EVENTS)
     return sorted(events, key=lambda e: e["seq"])
@@ -201,7 +202,7 @@ def load_registry(source: LedgerSource) -> RegistryView:
     """Derive the registry from the ledger. A recorded entry that is not a valid transition
     raises :class:`InconsistentHistory` naming its seq: the history is evidence, and a history
     that contradicts itself is reported, never silently skipped."""
-    snap = _snap(source)
+    snap = as_snapshot(source)
     events = registry_events(snap)
     registry = Registry()
     for e in events:
@@ -214,7 +215,7 @@ def load_registry(source: LedgerSource) -> RegistryView:
 
 def promotion_entry(source: LedgerSource, seq: int) -> dict[str, Any]:
     """The model_promotion entry with sequence number ``seq`` (MAC included), read back."""
-    snap = _snap(source)
+    snap = as_snapshot(source)
     table = read_table(snap, "model_promotion")
     found = table.filter(pc.equal(table.column("seq"), seq)).to_pylist()
     if not found:

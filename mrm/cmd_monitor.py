@@ -17,9 +17,7 @@ from typing import Any, Callable
 import click
 
 from gates.monitoring import (
-    MonitorInputError,
     MonitorReport,
-    Window,
     act_on_serving,
     compute_drift,
     compute_fairness,
@@ -28,8 +26,8 @@ from gates.monitoring import (
     load_subjects,
     record_monitor_report,
     record_online,
-    record_outcomes,
 )
+from gates.observations import MonitorInputError, Window, record_outcomes
 from gates.policy import load_policy
 from ledger import Ledger
 

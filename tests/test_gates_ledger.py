@@ -548,7 +548,7 @@ def _check_invariants(reg, expected: dict[str, str | None]) -> None:
                 assert any(u.version == t.version and u.to_state == PRODUCTION and u.index < t.index for u in history)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_registry_invariants_under_random_operations_read_back_from_a_real_ledger(tmp_path_factory, keyring, data):
     path = tmp_path_factory.mktemp("registry") / "ledger"

@@ -18,19 +18,21 @@ from gates.alerts import PROPOSE_RETRAIN, PROPOSE_ROLLBACK
 from gates.ledger_io import load_registry
 from gates.manifest import serving_manifest
 from gates.monitoring import (
-    MonitorInputError,
-    Window,
     act_on_serving,
     compute_drift,
     compute_fairness,
     compute_online,
     compute_serving,
     load_subjects,
+    record_monitor_report,
+    record_online,
+)
+from gates.observations import (
+    MonitorInputError,
+    Window,
     read_inferences,
     read_outcomes,
     record_inference_error,
-    record_monitor_report,
-    record_online,
     record_outcome,
     record_outcomes,
 )
