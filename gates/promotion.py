@@ -222,7 +222,22 @@ def _champion(view: RegistryView, slot: str, production: str | None, champion: A
     if champion.version != production:
         raise GateInputError(f"the champion evaluation is of {champion.version}, but production in slot {slot} "
                              f"is {production}")
+    _check_registered_artifacts(view, champion)
     return champion
+
+
+def _check_registered_artifacts(view: RegistryView, champion: Evaluation) -> None:
+    """A champion evaluation passed in by hand must be of the model the ledger registered:
+    scoring some other (weaker) model as "the champion" would let any challenger win."""
+    registration = view.registration(champion.slot, champion.version)
+    registered = ((registration or {}).get("details", {}).get("lineage") or {}).get("artifacts")
+    if not registered:
+        return  # registered without lineage (e.g. a version only ever force-promoted): nothing to compare
+    expected = sorted((a["path"], a["sha256"]) for a in registered)
+    given = sorted((a.path, a.sha256) for a in champion.lineage.artifacts)
+    if given != expected:
+        raise GateInputError(f"the champion evaluation's artifacts differ from those registered for {champion.version} "
+                             f"at seq {registration['seq']}; it must evaluate the production model itself")
 
 
 # --- human decisions --------------------------------------------------------------------------

@@ -165,7 +165,8 @@ def gate_evaluate(path: str, challenger: str, champion: str | None, policy_file:
 
     Force-promote, bootstrap, fidelity floor, functional checks, competition and guardrails,
     in that order. CHAMPION defaults to the production version's evaluation recorded in the
-    ledger by an earlier gate run. An unregistered challenger is registered first. Outcomes:
+    ledger by an earlier gate run; a CHAMPION file must evaluate the production version's
+    registered artifacts. An unregistered challenger is registered first. Outcomes:
     bootstrap, promote, pending_approval (auto_promote = false), reject (every failing check
     named). A reject exits 0: it is a decision, read it with --json.
 

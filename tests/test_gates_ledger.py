@@ -238,6 +238,8 @@ def _refusals():
         evaluation("v010", CHAMPION_SCORES, CHAMPION_THRESHOLD, trained_end="2026-04-13T03:00:00Z"))
     no_metric = challenger_dict()
     del no_metric["metrics"]["task_churn"]["accuracy"]
+    swapped = champion_dict()
+    swapped["lineage"]["artifacts"][0]["sha256"] = "b" * 64
     return [
         ("approve a version that is not pending", lambda l: approve(l, slot=SLOT, version="v011", operator="o", reason="r"),
          TransitionRefused, "only a pending_approval version can be approved"),
@@ -258,6 +260,9 @@ def _refusals():
         ("gate against a champion that is not production",
          lambda l: gate(l, challenger_dict(), champion=other),
          GateInputError, "the champion evaluation is of v010, but production in slot credit_pd is v011"),
+        ("gate against a champion evaluation of other artifacts",
+         lambda l: gate(l, challenger_dict(), champion=evaluation_from_mapping(swapped)),
+         GateInputError, "the champion evaluation's artifacts differ from those registered for v011 at seq 1"),
         ("gate with a missing metric", lambda l: gate(l, no_metric),
          MissingMetric, "metric 'accuracy' is missing for task task_churn"),
         ("gate an unregistered version without registering", lambda l: gate(l, challenger_dict(), register=False),
