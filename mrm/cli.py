@@ -94,9 +94,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import cmd_demo, cmd_ledger
+    from . import cmd_demo, cmd_gate, cmd_ledger, cmd_monitor
 
-    for module in (cmd_demo, cmd_ledger):
+    for module in (cmd_demo, cmd_ledger, cmd_gate, cmd_monitor):
         for command in module.COMMANDS:
             main.add_command(command)
 
