@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .native import native, piece_spec
 from .schema import FORMAT_VERSION, TableSpec
 
 MAGIC = b"MRM" + bytes([FORMAT_VERSION])
@@ -127,25 +128,29 @@ def encode_row(spec: TableSpec, ledger_id: bytes, row: Mapping[str, Any]) -> byt
 
 # --------------------------------------------------------------------------------------
 # Column-wise encoder: the same bytes for every row of an Arrow table, in C++ loops.
+#
+# A column encodes to "pieces": arrays of n values whose concatenation, row by row, is the
+# column's encoding. Pieces are never joined on the hashing path (ledger/hashing.py streams
+# them into SHA-256), which saves copying every entry once more.
 # --------------------------------------------------------------------------------------
 
+Piece = pa.Array  # binary, string or fixed_size_binary, length n
 
-def _binary(buf: np.ndarray) -> pa.Array:
-    """(n, w) uint8 matrix -> binary array of n w-byte values."""
+
+def _fixed_size(buf: np.ndarray) -> pa.Array:
+    """(n, w) uint8 matrix -> fixed_size_binary(w) array (no copy)."""
     n, w = buf.shape
-    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [None, pa.py_buffer(np.ascontiguousarray(buf))])
-    return fixed.cast(pa.binary())
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(w), n, [None, pa.py_buffer(np.ascontiguousarray(buf))])
 
 
 def _header(valid: np.ndarray, lengths: np.ndarray) -> pa.Array:
+    """tag || u32 big-endian length (or count), per row."""
     out = np.empty((len(valid), 5), dtype=np.uint8)
     out[:, 0] = valid
-    out[:, 1:] = np.where(valid, lengths, 0).astype(">u4").view(np.uint8).reshape(-1, 4)
-    return _binary(out)
-
-
-def _join(*parts: pa.Array) -> pa.Array:
-    return pc.binary_join_element_wise(*parts, b"")
+    if not valid.all():
+        lengths = np.where(valid, lengths, 0)
+    out[:, 1:] = lengths.astype(">u4").view(np.uint8).reshape(-1, 4)
+    return _fixed_size(out)
 
 
 def _validity(arr: pa.Array) -> np.ndarray:
@@ -160,53 +165,78 @@ def _fixed(arr: pa.Array, np_type: str, width: int) -> pa.Array:
     out = np.empty((len(arr), width + 1), dtype=np.uint8)
     out[:, 0] = valid
     out[:, 1:] = values.astype(np_type).view(np.uint8).reshape(-1, width)
-    return _binary(out)
+    return _fixed_size(out)
 
 
-def encode_array(arr: pa.Array) -> pa.Array:
-    """Per-row canonical value encodings of one (unchunked) Arrow array."""
+def join_pieces(pieces: list[Piece], prefix: bytes | None = None) -> pa.Array:
+    """Concatenate pieces row by row into one binary array."""
+    n = len(pieces[0])
+    if native is not None:
+        if prefix is not None:
+            pieces = [_fixed_size(np.tile(np.frombuffer(prefix, dtype=np.uint8), (n, 1))), *pieces]
+        offsets, data = native.concat_rows([piece_spec(p) for p in pieces], n)
+        return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    parts = [p if pa.types.is_binary(p.type) else p.cast(pa.binary()) for p in pieces]
+    if prefix is not None:
+        parts.insert(0, pa.scalar(prefix, pa.binary()))
+    if len(parts) == 1:
+        return parts[0].cast(pa.binary())
+    return pc.binary_join_element_wise(*parts, b"")
+
+
+def encode_pieces(arr: pa.Array) -> list[Piece]:
+    """Per-row canonical value encodings of one (unchunked) Arrow array, as pieces."""
     t = arr.type
     if pa.types.is_timestamp(t):
-        return _fixed(arr.cast(pa.int64()), ">i8", 8)
+        return [_fixed(arr.cast(pa.int64()), ">i8", 8)]
     if pa.types.is_int64(t):
-        return _fixed(arr, ">i8", 8)
+        return [_fixed(arr, ">i8", 8)]
     if pa.types.is_float64(t):
-        return _fixed(arr, ">f8", 8)
+        return [_fixed(arr, ">f8", 8)]
     if pa.types.is_boolean(t):
-        return _fixed(arr.cast(pa.uint8()), "u1", 1)
+        return [_fixed(arr.cast(pa.uint8()), "u1", 1)]
     if pa.types.is_string(t) or pa.types.is_binary(t):
         valid = _validity(arr)
         lengths = np.asarray(pc.binary_length(arr).fill_null(0), dtype=np.int64)
-        values = arr.cast(pa.binary()).fill_null(b"")
-        return _join(_header(valid, lengths), values)
+        values = arr.fill_null("" if pa.types.is_string(t) else b"") if arr.null_count else arr
+        return [_header(valid, lengths), values]
     if pa.types.is_map(t) or pa.types.is_list(t):
         valid = _validity(arr)
         offsets = np.asarray(arr.offsets, dtype=np.int64)
-        counts = np.diff(offsets)
         # `values` ignores the array's slice offset, exactly as `offsets` index into it;
         # for a map it is the struct{key, value} of all entries.
-        encoded_children = encode_array(arr.values)
-        mask = pa.array(valid == 0) if arr.null_count else None
-        lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), encoded_children, mask=mask)
-        joined = pc.binary_join(lists, b"").fill_null(b"")
-        return _join(_header(valid, counts), joined)
+        children = join_pieces(encode_pieces(arr.values))
+        if arr.null_count:
+            lists = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), children, mask=pa.array(valid == 0))
+            joined = pc.binary_join(lists, b"").fill_null(b"")
+        else:
+            # Row r is children r_start..r_end, contiguous in the children's data: no copy.
+            child_offsets = np.frombuffer(children.buffers()[1], dtype=np.int32, count=len(children) + 1, offset=4 * children.offset)
+            row_offsets = np.ascontiguousarray(child_offsets[offsets], dtype=np.int32)
+            joined = pa.Array.from_buffers(pa.binary(), len(arr), [None, pa.py_buffer(row_offsets), children.buffers()[2]])
+        return [_header(valid, np.diff(offsets)), joined]
     if pa.types.is_struct(t):
         valid = _validity(arr)
-        fields = []
+        pieces = [_fixed_size(valid.reshape(-1, 1))]
         for i in range(t.num_fields):
             child = arr.field(i)
             if arr.null_count:
                 child = pc.if_else(pa.array(valid.astype(bool)), child, pa.nulls(len(child), child.type))
-            fields.append(encode_array(child))
-        tags = _binary(valid.reshape(-1, 1))
-        return _join(tags, *fields)
+            pieces.extend(encode_pieces(child))
+        return pieces
     raise TypeError(f"no canonical encoding for {t}")
+
+
+def table_pieces(spec: TableSpec, table: pa.Table) -> list[Piece]:
+    """Pieces of every encoded column of `table` (in `spec`'s schema), in order."""
+    pieces: list[Piece] = []
+    for c in spec.encoded_columns:
+        pieces.extend(encode_pieces(table.column(c.name).combine_chunks()))
+    return pieces
 
 
 def encode_table(spec: TableSpec, ledger_id: bytes, table: pa.Table) -> pa.Array:
     """Canonical bytes of every row of `table` (already in `spec`'s schema)."""
-    prefix = pa.scalar(entry_prefix(ledger_id), pa.binary())
-    columns = [encode_array(table.column(c.name).combine_chunks()) for c in spec.encoded_columns]
     if len(table) == 0:
         return pa.array([], pa.binary())
-    return _join(prefix, *columns)
+    return join_pieces(table_pieces(spec, table), prefix=entry_prefix(ledger_id))

@@ -30,12 +30,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import wal
-from .chain import GENESIS_PREV, ChainMac, leaf_hash, leaf_hashes
-from .encoding import RowEncoder, encode_table
+from .chain import GENESIS_PREV
+from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
 from .key_index import write_index
 from .keys import Keyring, key_check
@@ -56,12 +57,17 @@ from .storage import (
     record_mac,
     write_head,
     write_meta,
+    read_segment_file,
     write_segment_file,
 )
+from .checkpoints import Timestamper, checkpoint_path, tree_dir
+from .checkpoints import write as write_checkpoint
+from .tiles import TileStore
 from .storage_io import fsync_dir, sha256_file
 
 DEFAULT_FLUSH_INTERVAL = 0.1
 DEFAULT_SEAL_ENTRIES = 250_000
+DEFAULT_CHECKPOINT_INTERVAL = 60.0  # seconds: while entries arrive, seal and sign at least this often
 FRAME_ROWS = 100_000  # rows per WAL frame for large batches
 
 
@@ -85,6 +91,8 @@ class Ledger:
         actor: str | None = None,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         seal_entries: int = DEFAULT_SEAL_ENTRIES,
+        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+        timestamper: Timestamper | None = None,
     ):
         if not isinstance(keyring, Keyring):
             raise KeyringError("a Keyring is required (there is no default key)")
@@ -94,13 +102,14 @@ class Ledger:
         self.actor = actor or default_actor()
         self.flush_interval = flush_interval
         self.seal_entries = seal_entries
+        self.checkpoint_interval = checkpoint_interval
+        self.timestamper = timestamper
+        self._last_seal = time.monotonic()
         self._ledger_id = self.meta.ledger_id_bytes
         self._normalizers = {t: RowNormalizer(TABLES[t]) for t in TABLE_NAMES}
-        self._encoders = {t: RowEncoder(TABLES[t], self._ledger_id) for t in TABLE_NAMES}
-        self._macs: dict[str, ChainMac] = {}
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)
-        self._pending: list[tuple[str, Any]] = []  # ("row", (table, row)) or ("batch", (table, pa.Table))
+        self._pending: list[tuple[str, str, Any]] = []  # ("row", table, dict) or ("batch", table, pa.Table)
         self._deadline: float | None = None
         self._background_error: BaseException | None = None
         self._closed = False
@@ -201,8 +210,10 @@ class Ledger:
             self._locked = False
 
     def _set_head(self, head: Head) -> None:
+        """Adopt a committed head; `_next_seq` runs ahead of it while entries are pending."""
         self._head = head
         self._prev_mac = bytes.fromhex(head.mac)
+        self._next_seq = head.seq + 1
 
     def _recover(self) -> Head:
         """Re-derive the head from the manifest and the log; finish or undo a crashed seal;
@@ -247,15 +258,10 @@ class Ledger:
             os.fsync(self._wal_fd)
         head = replace(head, wal_size=keep)
         write_head(self.layout, head, durable=True)
+        self._publish(records)
         return head
 
     # ------------------------------------------------------------------ writing
-    def _mac_for(self, key_id: str) -> ChainMac:
-        mac = self._macs.get(key_id)
-        if mac is None:
-            mac = self._macs[key_id] = ChainMac(self.keyring.key(key_id))
-        return mac
-
     def _check_writable(self) -> None:
         if self._closed:
             raise LedgerError(f"{self.layout.root}: the ledger is closed")
@@ -266,24 +272,14 @@ class Ledger:
     def log(self, table: str, row: Mapping[str, Any], *, durable: bool = False) -> int:
         """Write one entry to `table`; returns its sequence number."""
         normalizer = self._normalizers.get(table) or self._normalizers[table_spec(table).name]  # names the tables if unknown
-        if row.get("ts") is None or row.get("actor") is None:
-            row = dict(row)
-            if row.get("ts") is None:
-                row["ts"] = dt.datetime.now(dt.timezone.utc)
-            if row.get("actor") is None:
-                row["actor"] = self.actor
-        entry = normalizer(row)
+        entry = normalizer(row, defaults={"ts": _now_micros(), "actor": self.actor})
         with self._mutex:
             self._check_writable()
             self._acquire()
-            head = self._head
-            seq = head.seq + 1
-            entry["seq"], entry["table_name"], entry["key_id"] = seq, table, head.key_id
-            mac = self._mac_for(head.key_id)(self._prev_mac, leaf_hash(self._encoders[table](entry)))
-            entry["mac"] = mac
-            self._pending.append(("row", (table, entry)))
-            self._prev_mac = mac
-            self._head = replace(head, seq=seq, mac="")  # hex filled in at commit
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            entry["seq"], entry["table_name"], entry["key_id"] = seq, table, self._head.key_id
+            self._pending.append(("row", table, entry))  # its MAC is computed at commit
             self._after_write(durable)
         return seq
 
@@ -299,7 +295,8 @@ class Ledger:
         else:
             if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
                 raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
-            batch = rows_to_arrow(spec, [normalizer(_with_defaults(r, self.actor), index=i) for i, r in enumerate(rows)], include_assigned=False)
+            defaults = {"ts": _now_micros(), "actor": self.actor}
+            batch = rows_to_arrow(spec, [normalizer(r, index=i, defaults=defaults) for i, r in enumerate(rows)], include_assigned=False)
         n = len(batch)
         if n == 0:
             return range(0)
@@ -310,15 +307,9 @@ class Ledger:
         with self._mutex:
             self._check_writable()
             self._acquire()
-            head = self._head
-            first = head.seq + 1
-            full = _with_assigned(spec, batch, first, head.key_id)
-            canonical = encode_table(spec, self._ledger_id, full)
-            macs = self._mac_for(head.key_id).chain(self._prev_mac, leaf_hashes(canonical.to_pylist()))
-            full = full.append_column(spec.arrow_schema.field("mac"), pa.array(macs, pa.binary(32)))
-            self._pending.append(("batch", (table, full)))
-            self._prev_mac = macs[-1]
-            self._head = replace(head, seq=first + n - 1, mac="")
+            first = self._next_seq
+            self._next_seq = first + n
+            self._pending.append(("batch", table, _with_assigned(spec, batch, first, self._head.key_id)))
             self._after_write(durable)
         return range(first, first + n)
 
@@ -335,38 +326,45 @@ class Ledger:
             self._check_writable()
             self._commit()
 
-    def _frames(self) -> list[bytes]:
-        """WAL frames for the pending entries, in sequence order; one commit."""
-        frames: list[tuple[int, int, bytes, dict[str, pa.Table]]] = []
-        rows: dict[str, list[dict]] = {}
-        first_row = last_row = -1
-        last_row_mac = b""
+    def _sealed_parts(self) -> list[list[tuple[str, pa.Table]]]:
+        """The pending entries as frames of (table, rows with their MACs), in sequence order.
 
-        def close_rows() -> None:
-            nonlocal rows, first_row
-            if rows:
-                tables = {t: rows_to_arrow(TABLES[t], r, include_assigned=True) for t, r in rows.items()}
-                frames.append((first_row, last_row, last_row_mac, tables))
-                rows, first_row = {}, -1
-
-        for kind, (table, item) in self._pending:
+        MACs are computed here, for the whole commit at once: the leaf hashes of each part
+        in bulk, then one HMAC chain over all of them in sequence order."""
+        frames: list[list[tuple[str, pa.Table]]] = []
+        run: dict[str, list[dict]] = {}
+        for kind, table, item in self._pending + [("end", "", None)]:
             if kind == "row":
-                if first_row < 0:
-                    first_row = item["seq"]
-                last_row, last_row_mac = item["seq"], item["mac"]
-                rows.setdefault(table, []).append(item)
-            else:
-                close_rows()
-                for start in range(0, len(item), FRAME_ROWS):
-                    chunk = item.slice(start, FRAME_ROWS)
-                    seqs = chunk.column("seq")
-                    frames.append((seqs[0].as_py(), seqs[-1].as_py(), chunk.column("mac")[-1].as_py(), {table: chunk}))
-        close_rows()
-        key_id = self._head.key_id
-        return [
-            wal.encode_frame(first, last, mac, key_id, tables, more=i < len(frames) - 1)
-            for i, (first, last, mac, tables) in enumerate(frames)
-        ]
+                run.setdefault(table, []).append(item)
+                continue
+            if run:
+                frames.append([(t, rows_to_arrow(TABLES[t], rows, include_assigned=True, include_mac=False)) for t, rows in run.items()])
+                run = {}
+            if kind == "batch":
+                frames.extend([[(table, item.slice(start, FRAME_ROWS))] for start in range(0, len(item), FRAME_ROWS)])
+        parts = [part for frame in frames for part in frame]
+        key_ids = {self._pending[0][2]["key_id"] if self._pending[0][0] == "row" else self._pending[0][2].column("key_id")[0].as_py()}
+        if len(key_ids) != 1:
+            raise LedgerError("internal error: a commit spans two keys")
+        seqs = np.concatenate([t.column("seq").to_numpy() for _, t in parts])
+        order = np.argsort(seqs, kind="stable")
+        if not np.array_equal(seqs[order], np.arange(seqs[order][0], seqs[order][0] + len(seqs))):
+            raise LedgerError("internal error: pending entries are not consecutive")
+        leaves = np.concatenate([as_rows(table_leaf_hashes(TABLES[t], self._ledger_id, rows)) for t, rows in parts])
+        key_id = key_ids.pop()
+        chained = as_rows(mac_chain(self.keyring.key(key_id), self._prev_mac, leaves[order].tobytes()))
+        macs = np.empty_like(chained)
+        macs[order] = chained
+        self._prev_mac = chained[-1].tobytes()
+        out, at = [], 0
+        for frame in frames:
+            with_macs = []
+            for table, rows in frame:
+                column = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), len(rows), [None, pa.py_buffer(macs[at : at + len(rows)].tobytes())])
+                with_macs.append((table, rows.append_column(TABLES[table].arrow_schema.field("mac"), column)))
+                at += len(rows)
+            out.append(with_macs)
+        return out
 
     def _commit(self) -> None:
         """Write and fsync everything pending, publish the new head, release the lock."""
@@ -376,7 +374,12 @@ class Ledger:
             return
         committed = read_head(self.layout) or self._head
         try:
-            data = b"".join(self._frames())
+            frames = self._sealed_parts()
+            chunks = [
+                wal.encode_frame(*_frame_bounds(parts), self._head.key_id, dict(parts), more=i < len(frames) - 1)
+                for i, parts in enumerate(frames)
+            ]
+            data = b"".join(chunks)
             view = memoryview(data)
             while view:
                 written = os.write(self._wal_fd, view)
@@ -392,7 +395,7 @@ class Ledger:
                 self._release()
             raise
         self._pending.clear()
-        head = replace(self._head, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
+        head = replace(self._head, seq=self._next_seq - 1, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
         self._set_head(head)
         write_head(self.layout, head, durable=False)
         if head.seq - head.sealed_seq >= self.seal_entries:
@@ -400,19 +403,34 @@ class Ledger:
         self._release()
 
     def _flush_loop(self) -> None:
+        """Commit pending entries by their deadline; seal and sign at least every
+        checkpoint_interval seconds while entries arrive."""
         with self._cond:
             while not self._closed:
-                if self._deadline is None:
+                now = time.monotonic()
+                seal_due = self._last_seal + self.checkpoint_interval
+                unsealed = self._next_seq - 1 > self._head.sealed_seq
+                if self._deadline is None and not unsealed:
                     self._cond.wait()
                     continue
-                remaining = self._deadline - time.monotonic()
-                if remaining > 0:
-                    self._cond.wait(remaining)
+                wake = min(self._deadline if self._deadline is not None else seal_due, seal_due if unsealed else float("inf"))
+                if wake > now:
+                    self._cond.wait(wake - now)
                     continue
                 try:
-                    self._commit()
+                    if self._deadline is not None and self._deadline <= now:
+                        self._commit()
+                    if unsealed and seal_due <= now:
+                        self._commit()
+                        self._acquire()
+                        try:
+                            self._seal()
+                        finally:
+                            self._release()
+                        self._last_seal = time.monotonic()
                 except BaseException as e:  # surfaced to the next caller
                     self._background_error = e
+                    self._last_seal = time.monotonic()
 
     # ------------------------------------------------------------------ sealing
     def seal(self) -> SegmentRecord | None:
@@ -442,11 +460,10 @@ class Ledger:
             return None
         last = head.seq
         records, _ = read_manifest(self.layout)
-        files, temps, sealed = [], [], {}
-        for name in TABLE_NAMES:
-            if name not in parts:
-                continue
-            table = sealed[name] = pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema)
+        tables = {name: pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema) for name in TABLE_NAMES if name in parts}
+        _, leaves = segment_leaves(tables, self._ledger_id)
+        files, temps = [], []
+        for name, table in tables.items():
             rel = self.layout.segment_name(name, first, last)
             tmp = self.layout.root / (rel + ".tmp")
             write_segment_file(tmp, table)
@@ -461,13 +478,42 @@ class Ledger:
             os.replace(tmp, final)
         for name in {f.table for f in files}:
             fsync_dir(self.layout.table_dir(name))
+        self._publish(records + [record], fresh=(first, leaves))
+        self._last_seal = time.monotonic()
         os.truncate(self.layout.wal, 0)
         os.fsync(self._wal_fd)
         head = replace(head, wal_size=0, sealed_seq=last)
         self._set_head(head)
         write_head(self.layout, head, durable=True)
-        _write_key_index(self.layout, record, sealed)
+        _write_key_index(self.layout, record, tables)
         return record
+
+    def _publish(self, records: list[SegmentRecord], fresh: tuple[int, bytes] | None = None) -> None:
+        """Bring the Merkle tree up to the last sealed entry and, with a signing key, sign a
+        checkpoint for it (lock held). Idempotent: recovery calls it after a crash."""
+        if not records:
+            return
+        size = records[-1].last_seq + 1
+        with TileStore(tree_dir(self.layout)) as tree:
+            for r in records:
+                if r.last_seq < tree.size:
+                    continue
+                if fresh is not None and fresh[0] == r.first_seq:
+                    packed = fresh[1]
+                else:
+                    packed = segment_leaves(_read_segment(self.layout, r), self._ledger_id)[1]
+                tree.append_leaf_hashes(packed, start=r.first_seq)
+            root = tree.root(size)
+        signer = self.keyring.signer
+        if signer is not None and not checkpoint_path(self.layout, size).exists():
+            write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper)
+
+    def checkpoint(self) -> Path | None:
+        """Seal what is written and sign a checkpoint for it now; returns its path."""
+        self.seal()
+        with self._mutex:
+            path = checkpoint_path(self.layout, self._head.sealed_seq + 1)
+        return path if path.exists() else None
 
     # ------------------------------------------------------------------ keys
     def rotate_key(self, keyring: Keyring, *, reason: str = "scheduled key rotation", actor: str | None = None) -> int:
@@ -632,6 +678,17 @@ def _write_key_index(layout: Layout, record: SegmentRecord, tables: dict[str, pa
         pass
 
 
+def _read_segment(layout: Layout, record: SegmentRecord) -> dict[str, pa.Table]:
+    return {f.table: read_segment_file(layout.root / f.path) for f in record.files}
+
+
+def _frame_bounds(parts: list[tuple[str, pa.Table]]) -> tuple[int, int, bytes]:
+    """First and last sequence number of a frame, and the MAC of the last."""
+    first = min(t.column("seq")[0].as_py() for _, t in parts)
+    last_table = max((t for _, t in parts), key=lambda t: t.column("seq")[-1].as_py())
+    return first, last_table.column("seq")[-1].as_py(), last_table.column("mac")[-1].as_py()
+
+
 def _is_dataframe(obj: Any) -> bool:
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "to_dict") and type(obj).__module__.startswith("pandas")
 
@@ -653,17 +710,6 @@ def _from_pandas(spec, frame: Any) -> pa.Table:
         records = frame.to_dict("records")
         rows = [{k: None if isinstance(v, float) and v != v else v for k, v in r.items()} for r in records]
         return pa.Table.from_pylist(rows) if rows else pa.table({})
-
-
-def _with_defaults(row: Any, actor: str) -> Any:
-    if isinstance(row, Mapping) and (row.get("ts") is None or row.get("actor") is None):
-        row = dict(row)
-        row.setdefault("ts", None)
-        if row["ts"] is None:
-            row["ts"] = dt.datetime.now(dt.timezone.utc)
-        if row.get("actor") is None:
-            row["actor"] = actor
-    return row
 
 
 def _with_assigned(spec, batch: pa.Table, first_seq: int, key_id: str) -> pa.Table:

@@ -52,6 +52,8 @@ def _kind(v: Any) -> str:
 
 
 def to_int(v: Any) -> int:
+    if type(v) is int and INT64_MIN <= v <= INT64_MAX:  # the common case, first
+        return v
     if isinstance(v, bool) or isinstance(v, np.bool_):
         raise _Bad(f"expected an integer, got {_kind(v)}")
     if isinstance(v, (int, np.integer)):
@@ -66,6 +68,8 @@ def to_int(v: Any) -> int:
 
 
 def to_float(v: Any) -> float:
+    if type(v) is float and math.isfinite(v):  # the common case, first
+        return v + 0.0
     if isinstance(v, (bool, np.bool_)):
         raise _Bad(f"expected a number, got {_kind(v)}")
     if isinstance(v, (int, float, np.integer, np.floating, Decimal)):
@@ -84,6 +88,8 @@ def to_bool(v: Any) -> bool:
 
 
 def to_str(v: Any) -> str:
+    if type(v) is str and v.isascii():  # the common case, first: ASCII is valid UTF-8
+        return v
     if isinstance(v, (bytes, bytearray, memoryview)):
         try:
             return bytes(v).decode("utf-8")
@@ -206,12 +212,15 @@ def _normalizer(type_: pa.DataType) -> Callable[[Any], Any]:
         key, item = _normalizer(type_.key_type), _normalizer(type_.item_type)
 
         def norm_map(v: Any) -> list[tuple[str, Any]]:
-            pairs = v.items() if isinstance(v, Mapping) else v
-            if not isinstance(pairs, Iterable) or isinstance(pairs, (str, bytes)):
+            pairs = v.items() if type(v) is dict or isinstance(v, Mapping) else v
+            if isinstance(pairs, (str, bytes)) or not hasattr(pairs, "__iter__"):
                 raise _Bad(f"expected a mapping, got {_kind(v)}")
             out: dict[Any, Any] = {}
             for pair in pairs:
-                k, x = pair
+                try:
+                    k, x = pair
+                except (TypeError, ValueError):
+                    raise _Bad(f"expected a mapping or (key, value) pairs, got {_kind(v)}") from None
                 k = key(k)
                 if k in out:
                     raise _Bad(f"duplicate key {k!r}")
@@ -308,7 +317,9 @@ class RowNormalizer:
         self.known = {c.name for c in spec.columns} - ASSIGNED_FIELDS
         self.rules = RULES.get(spec.name, [])
 
-    def __call__(self, row: Mapping[str, Any], *, index: int | None = None) -> dict[str, Any]:
+    def __call__(self, row: Mapping[str, Any], *, index: int | None = None, defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """`defaults` are already-normalised values for missing fields (the ledger's clock
+        and actor); everything else comes from `row` and is checked."""
         table = self.spec.name
         if not isinstance(row, Mapping):
             raise EntryError(f"expected a mapping of field names to values, got {_kind(row)}", table=table, row=index)
@@ -322,6 +333,9 @@ class RowNormalizer:
         for name, required, enum, norm in self.columns:
             v = row.get(name)
             if v is None:
+                if defaults is not None and name in defaults:
+                    out[name] = defaults[name]
+                    continue
                 if required:
                     raise EntryError("missing required field", table=table, field=name, row=index)
                 out[name] = None
@@ -330,7 +344,7 @@ class RowNormalizer:
                 v = norm(v)
             except _Bad as e:
                 raise EntryError(e.message, table=table, field=name + e.path, row=index) from None
-            if required and isinstance(v, str) and not v.strip():
+            if required and v.__class__ is str and (not v or v.isspace()):
                 raise EntryError("required field is empty", table=table, field=name, row=index)
             if enum is not None and v not in enum:
                 raise EntryError(f"{v!r} is not one of {', '.join(enum)}", table=table, field=name, row=index)
@@ -470,8 +484,12 @@ def _row_path(table: pa.Table, row_normalizer: RowNormalizer) -> pa.Table:
     return rows_to_arrow(row_normalizer.spec, rows, include_assigned=False)
 
 
-def rows_to_arrow(spec: TableSpec, rows: Sequence[Mapping[str, Any]], *, include_assigned: bool) -> pa.Table:
-    """Normalised rows -> an Arrow table in `spec`'s schema (with or without seq/mac...)."""
-    fields = [f for f in spec.arrow_schema if include_assigned or f.name not in ASSIGNED_FIELDS]
+def rows_to_arrow(spec: TableSpec, rows: Sequence[Mapping[str, Any]], *, include_assigned: bool, include_mac: bool = True) -> pa.Table:
+    """Normalised rows -> an Arrow table in `spec`'s schema, with or without the columns
+    the ledger assigns (seq, table_name, key_id and, unless include_mac is False, mac)."""
+    fields = [
+        f for f in spec.arrow_schema
+        if (include_assigned or f.name not in ASSIGNED_FIELDS) and (include_mac or f.name != "mac")
+    ]
     schema = pa.schema(fields, metadata=spec.arrow_schema.metadata)
     return pa.Table.from_pylist(list(rows), schema=schema)

@@ -1,0 +1,662 @@
+"""Persistent, append-only storage of a Merkle tree's hashes as C2SP tlog-tiles.
+
+Layout (https://c2sp.org/tlog-tiles), under the directory the caller gives::
+
+    <dir>/tile/<L>/<N>          full tile: 256 hashes, 8192 bytes, immutable
+    <dir>/tile/<L>/<N>.p/<W>    partial tile: the first W (1..255) hashes of tile N
+    <dir>/tree-state            commit record: size, root, previous size, pending size
+    <dir>/lock                  flock()ed by the single writer
+    <dir>/.tmp/                 temporary files, renamed into place
+
+``<N>`` is written in 3-digit groups, all but the last prefixed with ``x``
+(``1234067`` -> ``x001/x234/067``). A level-``L`` tile holds tree hashes of level ``8*L``:
+hash ``i`` of tile ``(L, N)`` is the Merkle tree hash of leaves
+``[(256*N + i) * 256**L, (256*N + i + 1) * 256**L)``. Levels in between are recomputed
+from a tile's hashes (at most 127 SHA-256 calls), so a root at any size and any proof need
+O(log n) tile reads: :meth:`TileStore.hash_at` implements the :data:`ledger.merkle.HashAt`
+protocol. The ``tile/`` folder can be served as-is as a tlog-tiles log prefix (with a
+``checkpoint`` file added by the caller beside it).
+
+Crash safety. Nothing readable is ever modified in place. An append:
+
+1. rewrites ``tree-state`` with ``pending <new size>`` (an intent record);
+2. writes the new full tiles and the new partial tiles (new paths: a partial tile of a
+   larger width is a different file) via temp file + fsync + rename, then fsyncs the
+   directories;
+3. rewrites ``tree-state`` with the new size and root: **the commit point**;
+4. deletes the partial tiles the new state no longer needs.
+
+``tree-state`` itself is replaced atomically (temp + fsync + rename + directory fsync). A
+crash before 3 leaves the old state fully readable (its partial tiles are deleted only in
+4); a crash after 3 leaves the new one. Reopening for writing removes what an interrupted
+append left behind (from the ``pending`` and ``prev`` sizes), and every open recomputes
+the root from the tiles and compares it with the committed one.
+
+Every full tile read is checked against its parent hash one level up, and the right edge
+(the partial tiles) against the committed root, so a corrupted or swapped tile file is
+reported as :class:`CorruptTileError` instead of producing a proof that fails later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ledger.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    ConsistencyProof,
+    InclusionProof,
+    consistency_proof,
+    hash_pairs,
+    inclusion_proof,
+    pack_hashes,
+    root_at,
+)
+
+try:  # POSIX advisory locking; the ledger targets Linux.
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "TILE_HEIGHT",
+    "TILE_WIDTH",
+    "TILE_BYTES",
+    "TileStore",
+    "TileStoreError",
+    "CorruptTileError",
+    "AppendOnlyError",
+    "StoreLockedError",
+    "tile_path",
+    "tile_root",
+]
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT  # 256 hashes
+TILE_BYTES = TILE_WIDTH * HASH_SIZE  # 8192 bytes
+_MAX_LEVEL = 63
+_STATE = "tree-state"
+_STATE_MAGIC = "mrm-ledger tile store v1"
+_CHUNK_LEAVES = 1 << 18  # leaves hashed per internal step of one append (8 MiB)
+_WRITER_THREADS = 4
+
+
+class TileStoreError(Exception):
+    """The tile store cannot do what was asked."""
+
+
+class CorruptTileError(TileStoreError):
+    """Stored hashes are missing, truncated or do not hash to what the tree commits to."""
+
+
+class AppendOnlyError(TileStoreError):
+    """The append would change, or leave a gap before, leaves already in the tree."""
+
+
+class StoreLockedError(TileStoreError):
+    """Another writer holds the store's lock."""
+
+
+def _index_path(index: int) -> str:
+    parts = []
+    while True:
+        index, rem = divmod(index, 1000)
+        parts.append(f"{rem:03d}")
+        if index == 0:
+            break
+    parts.reverse()
+    return "/".join(["x" + p for p in parts[:-1]] + [parts[-1]])
+
+
+def tile_path(level: int, index: int, width: int = TILE_WIDTH) -> str:
+    """Relative path of a tile, ``tile/<L>/<N>`` or ``tile/<L>/<N>.p/<W>``."""
+    if not 0 <= level <= _MAX_LEVEL or index < 0 or not 1 <= width <= TILE_WIDTH:
+        raise ValueError(f"no tile at level {level}, index {index}, width {width}")
+    path = f"tile/{level}/{_index_path(index)}"
+    return path if width == TILE_WIDTH else f"{path}.p/{width}"
+
+
+def tile_root(tile: bytes) -> bytes:
+    """Merkle tree hash of a full tile's 256 hashes (its hash one tile level up)."""
+    if len(tile) != TILE_BYTES:
+        raise ValueError("a full tile is 8192 bytes")
+    for _ in range(TILE_HEIGHT):
+        tile = hash_pairs(tile)
+    return tile
+
+
+def _tile_roots(full_tiles: bytes) -> bytes:
+    """Roots of consecutive full tiles, all levels hashed across the whole batch."""
+    for _ in range(TILE_HEIGHT):
+        full_tiles = hash_pairs(full_tiles)
+    return full_tiles
+
+
+def _edge_widths(size: int) -> list[tuple[int, int, int]]:
+    """(level, tile index, width) of each partial tile of a tree of ``size`` leaves."""
+    out = []
+    level = 0
+    while size >> (TILE_HEIGHT * level):
+        count = size >> (TILE_HEIGHT * level)
+        width = count % TILE_WIDTH
+        if width:
+            out.append((level, count // TILE_WIDTH, width))
+        level += 1
+    return out
+
+
+@dataclass(frozen=True)
+class _State:
+    size: int
+    root: bytes
+    prev: int
+    pending: int | None
+
+    def encode(self) -> bytes:
+        pending = "-" if self.pending is None else str(self.pending)
+        return (
+            f"{_STATE_MAGIC}\nsize {self.size}\n"
+            f"root {base64.b64encode(self.root).decode()}\n"
+            f"prev {self.prev}\npending {pending}\n"
+        ).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, where: str) -> "_State":
+        try:
+            lines = data.decode("ascii").split("\n")
+            if len(lines) != 6 or lines[0] != _STATE_MAGIC or lines[5] != "":
+                raise ValueError("bad layout")
+            fields = {}
+            for line, key in zip(lines[1:5], ("size", "root", "prev", "pending")):
+                k, _, v = line.partition(" ")
+                if k != key:
+                    raise ValueError(f"expected {key}")
+                fields[key] = v
+            size = _decimal(fields["size"])
+            prev = _decimal(fields["prev"])
+            pending = None if fields["pending"] == "-" else _decimal(fields["pending"])
+            root = base64.b64decode(fields["root"], validate=True)
+        except (UnicodeDecodeError, ValueError, binascii.Error) as exc:
+            raise CorruptTileError(f"{where} is not a valid tile store state: {exc}") from None
+        if len(root) != HASH_SIZE or prev > size or (pending is not None and pending <= size):
+            raise CorruptTileError(f"{where} is inconsistent: {data!r}")
+        return cls(size, root, prev, pending)
+
+
+def _decimal(s: str) -> int:
+    if not s.isascii() or not s.isdigit() or (len(s) > 1 and s[0] == "0"):
+        raise ValueError(f"not a decimal: {s!r}")
+    return int(s)
+
+
+class TileStore:
+    """The hashes of one append-only RFC 6962 tree, stored as C2SP tlog-tiles.
+
+    ``TileStore(dir)`` opens (creating if needed) a store for writing and takes its lock;
+    ``TileStore(dir, readonly=True)`` opens a read-only snapshot at the committed size
+    (:meth:`refresh` moves it to the latest commit). ``durable=False`` skips fsync (tests
+    and benchmarks only)."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        durable: bool = True,
+        verify_reads: bool = True,
+        cache_tiles: int = 64,
+    ) -> None:
+        self.directory = Path(directory)
+        self.readonly = readonly
+        self.durable = durable
+        self.verify_reads = verify_reads
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._cache_tiles = max(cache_tiles, 4)
+        self._lock_fd: int | None = None
+        self._broken = False
+        self._size = 0
+        self._root = EMPTY_ROOT
+        self._prev = 0
+        self._edges: list[bytes] = []
+        if readonly:
+            if not (self.directory / _STATE).is_file():
+                raise TileStoreError(f"no tile store at {self.directory}")
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock()
+        try:
+            if not readonly:
+                self._recover()
+            self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Release the writer lock (the store stays readable until then)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> "TileStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def refresh(self) -> None:
+        """Re-read the committed state (for a read-only store following a writer)."""
+        self._load()
+
+    @property
+    def size(self) -> int:
+        """Number of leaves committed."""
+        return self._size
+
+    # ------------------------------------------------------------------ reading
+
+    def hash_at(self, level: int, index: int) -> bytes:
+        """Hash of the complete subtree of ``2**level`` leaves starting at leaf
+        ``index * 2**level`` (the :data:`ledger.merkle.HashAt` protocol)."""
+        if level < 0 or index < 0 or (index + 1) << level > self._size:
+            raise IndexError(
+                f"no complete subtree at level {level}, index {index} in a tree of size {self._size}"
+            )
+        tile_level, sub = divmod(level, TILE_HEIGHT)
+        first = index << sub
+        tile = self._tile(tile_level, first // TILE_WIDTH)
+        offset = (first % TILE_WIDTH) * HASH_SIZE
+        segment = tile[offset : offset + (HASH_SIZE << sub)]
+        for _ in range(sub):
+            segment = hash_pairs(segment)
+        return segment
+
+    def leaf_hash(self, index: int) -> bytes:
+        return self.hash_at(0, index)
+
+    def leaf_hashes(self, start: int, end: int) -> bytes:
+        """Packed leaf hashes ``[start, end)``."""
+        if not 0 <= start <= end <= self._size:
+            raise IndexError(f"leaf range [{start}, {end}) is outside [0, {self._size})")
+        out = []
+        pos = start
+        while pos < end:
+            n, off = divmod(pos, TILE_WIDTH)
+            take = min(end - pos, TILE_WIDTH - off)
+            out.append(self._tile(0, n)[off * HASH_SIZE : (off + take) * HASH_SIZE])
+            pos += take
+        return b"".join(out)
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root of the tree at ``size`` (default: the committed size); any past size works,
+        from the current tiles."""
+        return root_at(self._size_arg(size), self.hash_at)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> InclusionProof:
+        return inclusion_proof(index, self._size_arg(size), self.hash_at)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> ConsistencyProof:
+        return consistency_proof(size1, self._size_arg(size2), self.hash_at)
+
+    def read_tile(self, level: int, index: int, width: int = TILE_WIDTH) -> bytes:
+        """Bytes of tile ``(level, index)`` at ``width`` hashes, as a tlog-tiles client
+        would fetch ``tile/<L>/<N>[.p/<W>]``. A partial tile of any width the tree has had
+        is a prefix of the tile's current contents, so it is served from those."""
+        tile_path(level, index, width)  # validates the arguments
+        have = self._tile(level, index)
+        if width * HASH_SIZE > len(have):
+            raise IndexError(f"tile {level}/{index} has {len(have) // HASH_SIZE} hashes, not {width}")
+        return have[: width * HASH_SIZE]
+
+    def verify(self) -> None:
+        """Re-read every stored tile and check the whole tree against the committed root.
+        O(n): for audits. Raises :class:`CorruptTileError`."""
+        self._check_root()
+        level = 0
+        while self._size >> (TILE_HEIGHT * (level + 1)):
+            full = self._size >> (TILE_HEIGHT * (level + 1))
+            for n in range(full):
+                self._cache.pop((level, n), None)
+                self._full_tile(level, n, verify=True)
+            level += 1
+
+    def _size_arg(self, size: int | None) -> int:
+        if size is None:
+            return self._size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"bad tree size {size!r}")
+        if size > self._size:
+            raise ValueError(f"size {size} is beyond the committed size {self._size}")
+        return size
+
+    def _tile(self, level: int, index: int) -> bytes:
+        full = self._size >> (TILE_HEIGHT * (level + 1))
+        if index < full:
+            return self._full_tile(level, index, verify=self.verify_reads)
+        if index == full and level < len(self._edges) and self._edges[level]:
+            return self._edges[level]
+        raise IndexError(f"tile {level}/{index} is not in a tree of size {self._size}")
+
+    def _full_tile(self, level: int, index: int, *, verify: bool) -> bytes:
+        key = (level, index)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        rel = tile_path(level, index)
+        try:
+            data = (self.directory / rel).read_bytes()
+        except FileNotFoundError:
+            raise CorruptTileError(f"tile {rel} is missing") from None
+        if len(data) != TILE_BYTES:
+            raise CorruptTileError(f"tile {rel} is {len(data)} bytes, want {TILE_BYTES}")
+        if verify:
+            parent = self.hash_at(TILE_HEIGHT * (level + 1), index)
+            if tile_root(data) != parent:
+                raise CorruptTileError(f"tile {rel} does not hash to its parent at level {level + 1}")
+        self._cache[key] = data
+        if len(self._cache) > self._cache_tiles:
+            self._cache.popitem(last=False)
+        return data
+
+    # ------------------------------------------------------------------ loading
+
+    def _read_state(self) -> _State:
+        path = self.directory / _STATE
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise TileStoreError(f"no tile store state at {path}") from None
+        return _State.decode(data, str(path))
+
+    def _load(self, attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            state = self._read_state()
+            try:
+                edges = self._read_edges(state.size)
+            except CorruptTileError:
+                # A writer may have committed and removed the partial tiles we were about
+                # to read: re-read the state and try again before calling it corruption.
+                if attempt + 1 < attempts and self._read_state() != state:
+                    continue
+                raise
+            self._cache.clear()
+            self._size, self._root, self._prev, self._edges = state.size, state.root, state.prev, edges
+            self._check_root()
+            return
+
+    def _read_edges(self, size: int) -> list[bytes]:
+        levels = 0
+        while size >> (TILE_HEIGHT * levels):
+            levels += 1
+        edges = [b""] * levels
+        for level, index, width in _edge_widths(size):
+            rel = tile_path(level, index, width)
+            try:
+                data = (self.directory / rel).read_bytes()
+            except FileNotFoundError:
+                raise CorruptTileError(f"partial tile {rel} is missing") from None
+            if len(data) != width * HASH_SIZE:
+                raise CorruptTileError(f"partial tile {rel} is {len(data)} bytes, want {width * HASH_SIZE}")
+            edges[level] = data
+        return edges
+
+    def _check_root(self) -> None:
+        got = root_at(self._size, self.hash_at)
+        if got != self._root:
+            raise CorruptTileError(
+                f"tiles give root {got.hex()} at size {self._size}, the committed root is {self._root.hex()}"
+            )
+
+    # ------------------------------------------------------------------ writing
+
+    def append_leaf_hashes(
+        self, hashes: Sequence[bytes] | bytes | bytearray | memoryview, *, start: int | None = None
+    ) -> int:
+        """Append leaf hashes durably; return the new size.
+
+        ``hashes`` is a sequence of 32-byte leaf hashes or the same packed into one byte
+        string. With ``start`` (the index the first hash is meant to have), hashes already
+        in the tree are compared with the stored ones and skipped, so a retried append is
+        idempotent; a different hash, or a ``start`` beyond the size, raises
+        :class:`AppendOnlyError`. Returns after the new state is fsynced."""
+        self._require_writer()
+        if isinstance(hashes, (bytes, bytearray, memoryview)):
+            packed = bytes(hashes)
+            if len(packed) % HASH_SIZE:
+                raise ValueError("packed leaf hashes must be a multiple of 32 bytes")
+        else:
+            packed = pack_hashes(hashes, "leaf hash")
+        if start is not None:
+            if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+                raise ValueError(f"bad start {start!r}")
+            if start > self._size:
+                raise AppendOnlyError(f"append at {start} would leave a gap after leaf {self._size - 1}")
+            overlap = min(self._size - start, len(packed) // HASH_SIZE)
+            if overlap:
+                stored = self.leaf_hashes(start, start + overlap)
+                given = packed[: overlap * HASH_SIZE]
+                if stored != given:
+                    first = next(
+                        i for i in range(overlap)
+                        if stored[i * HASH_SIZE : (i + 1) * HASH_SIZE] != given[i * HASH_SIZE : (i + 1) * HASH_SIZE]
+                    )
+                    raise AppendOnlyError(f"leaf {start + first} is already in the tree with a different hash")
+                packed = packed[overlap * HASH_SIZE :]
+        if not packed:
+            return self._size
+        self._append(packed)
+        return self._size
+
+    def _require_writer(self) -> None:
+        if self.readonly:
+            raise TileStoreError("store opened read-only")
+        if self._lock_fd is None:
+            raise TileStoreError("store is closed")
+        if self._broken:
+            raise TileStoreError("an earlier append failed and could not be rolled back; reopen the store")
+
+    def _append(self, packed: bytes) -> None:
+        old_size, old_edges = self._size, self._edges
+        new_size = old_size + len(packed) // HASH_SIZE
+        self._write_state(_State(old_size, self._root, self._prev, new_size))
+        dirs: set[Path] = set()
+        try:
+            size, edges = old_size, old_edges
+            for pos in range(0, len(packed), _CHUNK_LEAVES * HASH_SIZE):
+                chunk = packed[pos : pos + _CHUNK_LEAVES * HASH_SIZE]
+                size, edges, writes = self._grow(size, edges, chunk)
+                self._write_files(writes, dirs)
+            # Partial tiles only for the final size (a new path whenever the contents
+            # changed), never for the chunk boundaries in between.
+            old_partials = {tile_path(*e) for e in _edge_widths(old_size)}
+            self._write_files(
+                [
+                    (tile_path(level, index, width), edges[level])
+                    for level, index, width in _edge_widths(new_size)
+                    if tile_path(level, index, width) not in old_partials
+                ],
+                dirs,
+            )
+            self._fsync_dirs(dirs)
+            self._size, self._edges = new_size, edges
+            new_root = root_at(new_size, self.hash_at)
+            self._write_state(_State(new_size, new_root, old_size, None))
+        except BaseException:
+            # Put the directory and this object back to whatever is committed on disk (the
+            # old state, or the new one if only the final directory fsync failed); if even
+            # that fails, refuse further appends until the store is reopened.
+            self._size, self._edges = old_size, old_edges
+            self._cache.clear()
+            try:
+                self._recover()
+                self._load()
+            except BaseException:
+                self._broken = True
+            raise
+        self._root, self._prev = new_root, old_size
+        self._drop_stale_partials(old_size, new_size)
+
+    @staticmethod
+    def _grow(size: int, edges: list[bytes], leaves: bytes) -> tuple[int, list[bytes], list[tuple[str, bytes]]]:
+        """New edges and the full tiles to write when ``leaves`` are appended."""
+        writes: list[tuple[str, bytes]] = []
+        new_edges: list[bytes] = []
+        carry = leaves
+        level = 0
+        while carry or level < len(edges):
+            edge = edges[level] if level < len(edges) else b""
+            if not carry:
+                new_edges.append(edge)
+                level += 1
+                continue
+            buf = edge + carry
+            first = (size >> (TILE_HEIGHT * level)) // TILE_WIDTH
+            nfull = len(buf) // TILE_BYTES
+            for t in range(nfull):
+                writes.append((tile_path(level, first + t), buf[t * TILE_BYTES : (t + 1) * TILE_BYTES]))
+            new_edges.append(buf[nfull * TILE_BYTES :])
+            carry = _tile_roots(buf[: nfull * TILE_BYTES]) if nfull else b""
+            level += 1
+        return size + len(leaves) // HASH_SIZE, new_edges, writes
+
+    # ------------------------------------------------------------------ files
+
+    def _lock(self) -> None:
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise StoreLockedError(f"{self.directory} is open for writing elsewhere") from None
+        self._lock_fd = fd
+
+    def _write_files(self, writes: list[tuple[str, bytes]], dirs: set[Path]) -> None:
+        """Write files (temp + fsync + rename each). fsync latency, not CPU, bounds this,
+        so with durability on, a few threads overlap the waits."""
+        (self.directory / ".tmp").mkdir(exist_ok=True)
+        for rel, _ in writes:
+            self._makedirs((self.directory / rel).parent, dirs)
+        if self.durable and len(writes) > 8:
+            with ThreadPoolExecutor(max_workers=_WRITER_THREADS) as pool:
+                for parent in pool.map(lambda w: self._write_file(*w), writes):
+                    dirs.add(parent)
+        else:
+            for rel, data in writes:
+                dirs.add(self._write_file(rel, data))
+
+    def _write_file(self, rel: str, data: bytes) -> Path:
+        final = self.directory / rel
+        if rel != _STATE and final.exists():
+            # Recovery removed everything an interrupted append left, so an existing tile
+            # here is part of the tree: identical content is a no-op, anything else would
+            # rewrite history.
+            if final.read_bytes() == data:
+                return final.parent
+            raise AppendOnlyError(f"{rel} already exists with different hashes; refusing to overwrite")
+        tmp = self.directory / ".tmp" / secrets.token_hex(8)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        return final.parent
+
+    def _makedirs(self, path: Path, dirs: set[Path]) -> None:
+        if path.is_dir():
+            return
+        self._makedirs(path.parent, dirs)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            pass
+        dirs.add(path.parent)
+
+    def _fsync_dirs(self, dirs: set[Path]) -> None:
+        if not self.durable:
+            return
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            fd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _write_state(self, state: _State) -> None:
+        dirs: set[Path] = set()
+        self._write_files([(_STATE, state.encode())], dirs)
+        self._fsync_dirs(dirs)
+
+    def _remove(self, rel: str) -> None:
+        path = self.directory / rel
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        if path.parent.name.endswith(".p"):
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass  # other widths still there
+
+    def _drop_stale_partials(self, old_size: int, new_size: int) -> None:
+        keep = {tile_path(*e) for e in _edge_widths(new_size)}
+        for e in _edge_widths(old_size):
+            rel = tile_path(*e)
+            if rel not in keep:
+                self._remove(rel)
+
+    def _recover(self) -> None:
+        """Bring the directory back to exactly the committed state after a crash."""
+        tmp_dir = self.directory / ".tmp"
+        if tmp_dir.is_dir():
+            for p in tmp_dir.iterdir():
+                p.unlink()
+        path = self.directory / _STATE
+        if not path.exists():
+            tiles = self.directory / "tile"
+            if tiles.is_dir() and any(p.is_file() for p in tiles.rglob("*")):
+                raise CorruptTileError(
+                    f"{self.directory} holds tiles but no {_STATE}: refusing to start a new tree over them"
+                )
+            self._write_state(_State(0, EMPTY_ROOT, 0, None))
+            return
+        state = self._read_state()
+        if state.pending is not None:
+            keep = {tile_path(*e) for e in _edge_widths(state.size)}
+            for rel in self._files_between(state.size, state.pending):
+                if rel not in keep:
+                    self._remove(rel)
+            state = _State(state.size, state.root, state.prev, None)
+            self._write_state(state)
+        self._drop_stale_partials(state.prev, state.size)
+
+    @staticmethod
+    def _files_between(old: int, new: int) -> list[str]:
+        """Every tile file an append from ``old`` to ``new`` leaves may have written."""
+        out = [tile_path(*e) for e in _edge_widths(new)]
+        level = 0
+        while new >> (TILE_HEIGHT * (level + 1)):
+            lo = old >> (TILE_HEIGHT * (level + 1))
+            hi = new >> (TILE_HEIGHT * (level + 1))
+            out.extend(tile_path(level, n) for n in range(lo, hi))
+            level += 1
+        # Partial tiles of intermediate chunk sizes are never written: an append writes
+        # at most one partial tile per level, for its final size (see _append).
+        return out
