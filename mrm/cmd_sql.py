@@ -11,7 +11,7 @@ from typing import Any, Callable
 import click
 import duckdb
 
-from reports.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, Verifier
+from reports.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
 from reports.forensics.errors import ForensicsError, UnreadableEvidence
 
 from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
@@ -22,7 +22,14 @@ existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=
 verify_option = click.option(
     "--verify",
     is_flag=True,
-    help="Verify the ledger first (HMAC chain, needs the keyring) and answer only from what it vouches for.",
+    help="Verify the ledger first and answer only from what the check vouches for: the HMAC chain "
+    "(with the keyring), or with --public-key the signed checkpoints.",
+)
+public_key_option = click.option(
+    "--public-key",
+    "public_key",
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --verify: check the signed checkpoints with these trusted public keys (vkey lines); no HMAC key needed.",
 )
 
 
@@ -51,12 +58,19 @@ def forensic_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _verifier(path: str, verify: bool, keyring_file: str | None) -> Verifier | None:
+def _verifier(path: str, verify: bool, keyring_file: str | None, public_key: str | None) -> Verifier | None:
     if not verify:
-        if keyring_file:
-            raise UsageFailure("--keyring is only used with --verify")
+        if keyring_file or public_key:
+            raise UsageFailure("--keyring and --public-key are only used with --verify")
         return None
+    if keyring_file and public_key:
+        raise UsageFailure("give --keyring (HMAC chain) or --public-key (signed checkpoints), not both")
     click.echo("verifying the ledger first...", err=True)
+    if public_key:
+        try:
+            return SignedCheckpointVerifier.from_file(public_key)
+        except ValueError as e:
+            raise UsageFailure(f"--public-key {public_key}: {e}") from None
     return HmacChainVerifier(resolve_keyring(path, keyring_file))
 
 
@@ -77,9 +91,13 @@ def _inside(path: Path, root: Path) -> bool:
 @click.option("--max-rows", type=click.IntRange(1), default=1000, show_default=True, help="Rows shown in table format.")
 @verify_option
 @keyring_option
+@public_key_option
 @handle_errors
 @forensic_errors
-def sql(path: str, query: str | None, fmt: str, output: str | None, export_dir: str | None, max_rows: int, verify: bool, keyring_file: str | None) -> None:
+def sql(
+    path: str, query: str | None, fmt: str, output: str | None, export_dir: str | None, max_rows: int, verify: bool,
+    keyring_file: str | None, public_key: str | None,
+) -> None:
     """Query the ledger with SQL, read-only: QUERY runs once, or an interactive shell opens.
 
     The seven tables are views (seq, key_id and mac included), with `decisions` (one row per
@@ -108,7 +126,7 @@ def sql(path: str, query: str | None, fmt: str, output: str | None, export_dir: 
         raise UsageFailure(f"--output {output} is inside the ledger; write results outside it")
     if fmt == "parquet" and not output and is_terminal(sys.stdout):
         raise UsageFailure("--format parquet is binary: give --output FILE, or pipe stdout")
-    session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file), export_dir=export_dir)
+    session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file, public_key), export_dir=export_dir)
     try:
         if query is None:
             shell = Shell(session, sys.stdout, sys.stderr, max_rows=max_rows)
@@ -180,12 +198,13 @@ class _stdout:
 @click.option("--top", type=click.IntRange(1), default=5, show_default=True, help="Attributions and scores shown.")
 @verify_option
 @keyring_option
+@public_key_option
 @json_option
 @handle_errors
 @forensic_errors
 def reconstruct(
     path: str, request_id: str | None, subject_id: str | None, at: str | None, inference_seq: int | None, top: int,
-    verify: bool, keyring_file: str | None, as_json: bool,
+    verify: bool, keyring_file: str | None, public_key: str | None, as_json: bool,
 ) -> None:
     """The full record of one decision: who accessed the data and why, which model version
     decided on which input digest, the output, the top attributions, each guardrail verdict,
@@ -198,12 +217,13 @@ def reconstruct(
     Examples:
       mrm reconstruct ./audit --request-id req-0001
       mrm reconstruct ./audit --subject cust-42 --at 2025-09-03T10:15:00+09:00 --verify
+      mrm reconstruct ./audit --request-id req-0001 --verify --public-key ledger.pub
     """
     from reports.forensics.reconstruct import Reconstructor
 
     if (request_id is None) == (subject_id is None):
         raise UsageFailure("give --request-id or --subject (exactly one)")
-    with Reconstructor.open(path, verifier=_verifier(path, verify, keyring_file)) as r:
+    with Reconstructor.open(path, verifier=_verifier(path, verify, keyring_file, public_key)) as r:
         record = r.reconstruct(request_id=request_id, subject_id=subject_id, at=at, inference_seq=inference_seq)
     if as_json:
         emit_json(record.to_dict())

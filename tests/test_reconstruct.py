@@ -234,3 +234,59 @@ def test_ledger_grown_after_verification_answers_only_verified_entries(known):  
         with pytest.raises(NotFound):
             r.reconstruct(request_id="r4")
         assert r.reconstruct(request_id="r3").request_id == "r3"
+
+
+def test_signed_checkpoints_verify_with_public_keys_only(tmp_path):
+    """The examiner's case: no HMAC key, only the ledger's public keys. Answers rest on the
+    newest signed checkpoint; entries written after it are left out."""
+    from ledger import Ledger
+    from reports.forensics.attestation import SignedCheckpointVerifier
+
+    from .forensic_ledger import _request
+
+    keyring = Keyring.generate("sig-k1")
+    path = tmp_path / "signed"
+    with Ledger.create(path, keyring, actor="reco-api") as ledger:
+        ledger.log_model_promotion(ts=T0, slot="reco", challenger_version="reco-v1", decision="bootstrap", trigger="auto", reason="first")
+        _request(ledger, "r1", "s1", T0 + H, "reco-v1", "els_note", "pass", "els_note")
+    with Ledger.open(path, keyring, actor="reco-api", checkpoint_interval=3600) as ledger:
+        _request(ledger, "r2", "s1", T0 + 2 * H, "reco-v1", "bond_fund", "pass", "bond_fund")
+        ledger.flush()
+        public = SignedCheckpointVerifier(keyring.verifiers())
+        with Reconstructor.open(path, verifier=public) as r:
+            record = r.reconstruct(request_id="r1")
+            assert record.attestation.verified and record.attestation.verification.method == "signed-checkpoint"
+            assert record.attestation.through_seq == 5 and "checkpoint of 6 entries signed" in record.attestation.line()
+            with pytest.raises(NotFound):
+                r.reconstruct(request_id="r2")  # newer than the newest checkpoint
+            assert record.promotion.decision == "bootstrap" and record.lookup.startswith("full scan")
+        with pytest.raises(IntegrityFailure):
+            Reconstructor.open(path, verifier=SignedCheckpointVerifier(Keyring.generate("other").verifiers()))
+
+
+def test_cli_verify_with_a_public_key(tmp_path):
+    from click.testing import CliRunner
+
+    from ledger import Ledger
+    from mrm.cli import main
+
+    from .forensic_ledger import _request
+
+    keyring = Keyring.generate("sig-k1")
+    path = tmp_path / "signed"
+    with Ledger.create(path, keyring, actor="reco-api") as ledger:
+        _request(ledger, "r1", "s1", T0 + H, "reco-v1", "els_note", "pass", "els_note")
+    pub = tmp_path / "ledger.pub"
+    pub.write_text("".join(v.to_vkey() + "\n" for v in keyring.verifiers()))
+    env = {"MRM_KEYRING": "", "MRM_HMAC_KEY": "", "MRM_SQL_HISTORY": ""}
+    result = CliRunner().invoke(main, ["reconstruct", str(path), "--request-id", "r1", "--verify", "--public-key", str(pub)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "verified (signed-checkpoint)" in result.stdout
+    result = CliRunner().invoke(main, ["sql", str(path), "SELECT method, verified FROM ledger_info", "--verify", "--public-key", str(pub)], env=env)
+    assert result.exit_code == 0 and "signed-checkpoint" in result.stdout
+    result = CliRunner().invoke(main, ["sql", str(path), "SELECT 1", "--public-key", str(pub)], env=env)
+    assert result.exit_code == 2 and "only used with --verify" in result.stderr
+    [f] = [f for f in segment_files(path, "guardrail")]
+    edit_rows(f, "guardrail", lambda rows: [{**r, "verdict": "modify", "reason": "forged"} for r in rows])
+    result = CliRunner().invoke(main, ["reconstruct", str(path), "--request-id", "r1", "--verify", "--public-key", str(pub)], env=env)
+    assert result.exit_code == 1 and "FAILED" in result.stderr

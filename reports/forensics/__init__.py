@@ -3,12 +3,12 @@
 - ``session``      :class:`LedgerSQL`, the read-only DuckDB session behind `mrm sql`
 - ``views``        the views and macros it defines, documented once
 - ``reconstruct``  :class:`Reconstructor` / :func:`reconstruct` -> :class:`DecisionRecord`
-- ``attestation``  what answers rest on; :class:`Verifier` (today :class:`HmacChainVerifier`)
+- ``attestation``  what answers rest on; :class:`Verifier`: HMAC chain or signed checkpoints
 - ``source``       the snapshot the answers are read from, bounded by what was verified
 - ``evidence``     fast point lookups (side index + Parquet row groups and Bloom filters)
 """
 
-from .attestation import Attestation, HmacChainVerifier, IntegrityFailure, Verification, Verifier
+from .attestation import Attestation, HmacChainVerifier, IntegrityFailure, SignedCheckpointVerifier, Verification, Verifier
 from .errors import Ambiguous, ForensicsError, NotFound, QueryError, QueryRefused
 from .reconstruct import DecisionRecord, Reconstructor, reconstruct
 from .session import LedgerSQL
@@ -25,6 +25,7 @@ __all__ = [
     "QueryError",
     "QueryRefused",
     "Reconstructor",
+    "SignedCheckpointVerifier",
     "Verification",
     "Verifier",
     "reconstruct",

@@ -1,9 +1,12 @@
 """What the answers rest on: which entries were read, and whether they were verified first.
 
-Verification is a pluggable callable (:class:`Verifier`): today the HMAC chain check of
-``ledger.verify_ledger`` with the keyring; signed checkpoints verified with a public key can
-replace it without touching the readers, as long as they report the same
-:class:`Verification` (how far the check vouches for the ledger, and what failed).
+Verification is a pluggable callable (:class:`Verifier`) that reports a
+:class:`Verification`: how far the check vouches for the ledger, and what failed. Two exist:
+
+- :class:`HmacChainVerifier`: every MAC and link with the HMAC keyring (``verify_ledger``);
+- :class:`SignedCheckpointVerifier`: the signed Merkle checkpoints, with public keys only
+  (``verify_public``), what an examiner without the HMAC key runs. It vouches for the
+  entries up to the newest checkpoint; newer ones are left out of the answers.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from ledger import Keyring, verify_ledger
 
@@ -55,6 +58,42 @@ class HmacChainVerifier:
             f"... and {n} more {kind} problem(s)" for kind, n in report.suppressed.items()
         )
         return Verification(report.ok, self.method, report.segments, through if report.ok else -1, summary, problems, report)
+
+
+class SignedCheckpointVerifier:
+    """Checkpoints, signatures, Merkle roots and files, checked with trusted public keys."""
+
+    method = "signed-checkpoint"
+
+    def __init__(self, verifiers: Sequence[Any], *, state_path: str | os.PathLike[str] | None = None, workers: int | None = None):
+        self.verifiers = list(verifiers)
+        self.state_path = state_path
+        self.workers = workers
+
+    @classmethod
+    def from_file(cls, public_key_file: str | os.PathLike[str], **options: Any) -> "SignedCheckpointVerifier":
+        from ledger.keys import load_verifiers
+
+        return cls(load_verifiers(public_key_file), **options)
+
+    def __call__(self, path: Path) -> Verification:
+        from ledger.public import verify_public
+        from ledger.storage import Layout, read_manifest
+
+        report = verify_public(path, self.verifiers, state_path=self.state_path, workers=self.workers)
+        checkpoint = report.checkpoint
+        problems = tuple(str(p) for p in report.problems) + tuple(f"... and {n} more {kind} problem(s)" for kind, n in report.suppressed.items())
+        if not report.ok or not checkpoint:
+            summary = f"FAILED: {len(report.problems)} problem(s); first bad sequence number {report.first_bad_seq}"
+            return Verification(False, self.method, 0, -1, summary, problems, report)
+        size = int(checkpoint["size"])
+        records, _ = read_manifest(Layout(Path(path)))
+        segments = sum(1 for r in records if r.last_seq < size)  # checkpoints are cut at segment ends
+        summary = (
+            f"checkpoint of {size:,} entries signed {checkpoint['time']} by {', '.join(checkpoint['signed_by'])}, "
+            f"root {checkpoint['root']}; every signature, root and file checked with public keys"
+        )
+        return Verification(True, self.method, segments, size - 1, summary, problems, report)
 
 
 class IntegrityFailure(Exception):
