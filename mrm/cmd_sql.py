@@ -114,7 +114,7 @@ def sql(
     Examples:
       mrm sql ./audit "SELECT * FROM decision_of('req-0001')"
       mrm sql ./audit "SELECT * FROM manual_overrides()" --format csv -o overrides.csv
-      mrm sql ./audit "SELECT * FROM subject_timeline('cust-42', since := '2025-09-01Z')" --verify
+      mrm sql ./audit "SELECT * FROM subject_timeline('cust-42', since := '2025-09-01T00:00:00Z')" --verify
       mrm sql ./audit                       # interactive shell
     """
     from reports.forensics.session import LedgerSQL

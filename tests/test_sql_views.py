@@ -233,3 +233,15 @@ def test_export_to_a_directory_outside_the_ledger(known, tmp_path):
 def test_timestamps_are_utc(session):
     got = rows(session, "SELECT ts FROM model_inference WHERE request_id = 'r1'")[0]["ts"]
     assert got == T0 + H + dt.timedelta(microseconds=10) and got.utcoffset() == dt.timedelta(0)
+
+
+def test_the_readme_examples_run(session):
+    """Every statement in the README's SQL forensics examples runs as written."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## SQL forensics"):]
+    block = section[section.index("```sql") + len("```sql"):]
+    block = block[: block.index("```")]
+    statements = [s.strip() for s in block.split(";") if s.strip() and not all(l.startswith("--") for l in s.strip().splitlines())]
+    assert len(statements) >= 5
+    for sql in statements:
+        session.query(sql)
