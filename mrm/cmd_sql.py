@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-import duckdb
 
+# Only light modules at import time: every `mrm` command imports this one to register it.
 from reports.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
 from reports.forensics.errors import ForensicsError, UnreadableEvidence
 
 from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
-from .sql_output import FORMATS, write_csv, write_json, write_parquet, write_table
-from .sql_shell import Shell, is_terminal
+from .sql_output import FORMATS
 
 existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 verify_option = click.option(
@@ -52,8 +51,11 @@ def forensic_errors(fn: Callable) -> Callable:
             sys.exit(EXIT_INTEGRITY)
         except (ForensicsError, LedgerChanged) as e:
             raise UsageFailure(str(e)) from None
-        except duckdb.Error as e:
-            raise UsageFailure(f"SQL: {e}") from None
+        except Exception as e:
+            duckdb = sys.modules.get("duckdb")  # loaded if it raised
+            if duckdb is not None and isinstance(e, duckdb.Error):
+                raise UsageFailure(f"SQL: {e}") from None
+            raise
 
     return wrapper
 
@@ -119,6 +121,8 @@ def sql(
     """
     from reports.forensics.session import LedgerSQL
 
+    from .sql_shell import Shell, is_terminal
+
     if query == "-":
         query = sys.stdin.read()
     root = Path(os.path.realpath(path))
@@ -143,6 +147,9 @@ def sql(
 
 
 def _run_query(session: Any, query: str, fmt: str, output: str | None, max_rows: int) -> None:
+    from .sql_output import write_csv, write_json, write_parquet, write_table
+    from .sql_shell import Shell
+
     statements = session.statements(query)
     if not statements:
         raise UsageFailure("QUERY holds no statement")

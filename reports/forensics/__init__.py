@@ -8,25 +8,35 @@
 - ``evidence``     fast point lookups (side index + Parquet row groups and Bloom filters)
 """
 
-from .attestation import Attestation, HmacChainVerifier, IntegrityFailure, SignedCheckpointVerifier, Verification, Verifier
-from .errors import Ambiguous, ForensicsError, NotFound, QueryError, QueryRefused
-from .reconstruct import DecisionRecord, Reconstructor, reconstruct
-from .session import LedgerSQL
+from __future__ import annotations
 
-__all__ = [
-    "Ambiguous",
-    "Attestation",
-    "DecisionRecord",
-    "ForensicsError",
-    "HmacChainVerifier",
-    "IntegrityFailure",
-    "LedgerSQL",
-    "NotFound",
-    "QueryError",
-    "QueryRefused",
-    "Reconstructor",
-    "SignedCheckpointVerifier",
-    "Verification",
-    "Verifier",
-    "reconstruct",
-]
+import importlib
+from typing import Any
+
+# Attributes load their module on first use, so importing a light submodule (errors,
+# attestation) does not pull in DuckDB: the `mrm` command line stays quick to start.
+_EXPORTS = {
+    "Attestation": "attestation",
+    "HmacChainVerifier": "attestation",
+    "IntegrityFailure": "attestation",
+    "SignedCheckpointVerifier": "attestation",
+    "Verification": "attestation",
+    "Verifier": "attestation",
+    "Ambiguous": "errors",
+    "ForensicsError": "errors",
+    "NotFound": "errors",
+    "QueryError": "errors",
+    "QueryRefused": "errors",
+    "DecisionRecord": "reconstruct",
+    "Reconstructor": "reconstruct",
+    "reconstruct": "reconstruct",
+    "LedgerSQL": "session",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
