@@ -106,12 +106,18 @@ def fingerprints(column: str, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     lengths = offsets[1:] - starts
     h = np.full(n, _column_seed(column), dtype=np.uint64)
     prime = np.uint64(_FNV_PRIME)
-    long = lengths > _VECTOR_MAX_LEN
-    for j in range(int(min(lengths.max(), _VECTOR_MAX_LEN))):
-        active = np.flatnonzero((lengths > j) & ~long)
-        h[active] = (h[active] ^ data[starts[active] + j].astype(np.uint64)) * prime
-    for i in np.flatnonzero(long):
-        h[i] = _fnv1a(bytes(data[starts[i] : starts[i] + lengths[i]]), _column_seed(column))
+    # Ids usually come in a few lengths: hash each length group byte column by byte column.
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        if length > _VECTOR_MAX_LEN:
+            for i in rows:
+                h[i] = _fnv1a(bytes(data[starts[i] : starts[i] + length]), _column_seed(column))
+            continue
+        group, at = h[rows], starts[rows]
+        for j in range(int(length)):
+            group ^= data[at + j]
+            group *= prime
+        h[rows] = group
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
