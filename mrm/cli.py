@@ -94,9 +94,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import cmd_demo, cmd_ledger
+    from . import cmd_demo, cmd_ledger, cmd_report
 
-    for module in (cmd_demo, cmd_ledger):
+    for module in (cmd_demo, cmd_ledger, cmd_report):
         for command in module.COMMANDS:
             main.add_command(command)
 

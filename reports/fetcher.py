@@ -75,6 +75,10 @@ class AssetFetcher(URLFetcher):
         self._assets = dict(assets)
         self.requested: list[str] = []
 
+    def register(self, url: str, asset: Asset) -> None:
+        """Add an asset produced after layout (the signed manifest) before it is fetched."""
+        self._assets[url] = asset
+
     def fetch(self, url: str, headers: Mapping[str, str] | None = None) -> URLFetcherResponse:
         self.requested.append(url)
         asset = self._assets.get(url)
