@@ -164,6 +164,7 @@ class _Sealer:
         self.signature = sign_manifest(self.manifest_bytes, meta.report_id, self._signer)
         _fill_attachment(pdf, MANIFEST_NAME, self.manifest_bytes)
         _fill_attachment(pdf, SIGNATURE_NAME, self.signature)
+        _dedupe_associated_files(pdf)
 
 
 def _scratch_serialisation(pdf: pydyf.PDF) -> bytes:
@@ -211,6 +212,16 @@ def _fill_attachment(pdf: pydyf.PDF, name: str, data: bytes) -> None:
     stream.stream = [data]
     stream.extra["Params"]["Size"] = len(data)
     stream.extra["Params"]["CheckSum"] = f"<{hashlib.md5(data, usedforsecurity=False).hexdigest()}>"
+
+
+def _dedupe_associated_files(pdf: pydyf.PDF) -> None:
+    """WeasyPrint 70's PDF/A code adds every attachment to the catalog's /AF twice (once
+    from the name tree, once from the file specifications); list each one once."""
+    af = pdf.catalog.get("AF")
+    if af is None:
+        return
+    unique = list(dict.fromkeys(bytes(ref) for ref in af))
+    pdf.catalog["AF"] = pydyf.Array(unique)
 
 
 # --------------------------------------------------------------------------- helpers
