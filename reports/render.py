@@ -111,6 +111,10 @@ def render_pdf(report: Report, signer: Signer, *, created: dt.datetime) -> Rende
         if isinstance(cause, AssetRefusedError):
             raise AssetRefusedError(cause.url) from None
         raise RenderError(f"rendering stopped: {e}") from None
+    if fetcher.refused:
+        # Some loaders (SVG <image>, for one) catch fetch errors and draw without the
+        # resource; the refusal still stands: this is not the document that was asked for.
+        raise AssetRefusedError(fetcher.refused[0])
     if sealer.manifest is None:  # pragma: no cover - WeasyPrint always calls the finisher
         raise RenderError("the PDF was written without its signed manifest")
 
