@@ -55,6 +55,7 @@ from .manifest import MANIFEST_NAME, SIGNATURE_NAME, ReportManifest, build_manif
 from .model import AttachmentRole, Report
 from .pages import page_digest
 from .values import format_timestamp
+from .verify import verify_report
 
 __all__ = ["PDF_VARIANT", "RenderedReport", "render_pdf", "render_report"]
 
@@ -287,8 +288,6 @@ def _check_checkpoint_signature(report: Report, signer: Signer) -> None:
 
 def _self_verify(pdf: bytes, report: Report, signer: Signer) -> None:
     """Run the examiner's verification on what we are about to hand out."""
-    from .verify import verify_report  # verify imports pages/manifest too; keep the import local
-
     result = verify_report(pdf, [signer.verifier()])
     wanted = sorted([a.name for a in report.attachments] + [MANIFEST_NAME, SIGNATURE_NAME])
     if not result.ok or sorted(result.embedded) != wanted:

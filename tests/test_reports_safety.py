@@ -4,7 +4,6 @@ fetched, never executed; the renderer can load nothing but its own assets."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 from pathlib import Path
 

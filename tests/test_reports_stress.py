@@ -10,7 +10,6 @@ import io
 import re
 import time
 
-import pytest
 from pypdf import PdfReader
 
 from reports import Column, Section, Status, StatusBadge, Table, ValueKind, render_pdf, verify_report
