@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from reports import ReportError, load_verifier_keys, verify_report
+from reports.errors import ReportError
+from reports.verify import load_verifier_keys, verify_report
 
 from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option
 
