@@ -1,6 +1,7 @@
-"""The champion/challenger promotion gate, as a pure core: inputs in, decisions out.
+"""The champion/challenger promotion gate: a pure core (inputs in, decisions out) and the
+edge that wires it to the ledger.
 
-Modules:
+Pure modules:
 
 - ``policy``      the promotion policy from TOML (``load_policy`` is the only I/O), its digest
 - ``evaluation``  one model version's holdout evaluation; ``EvaluationFile.load`` and
@@ -13,7 +14,19 @@ Modules:
 - ``monitors``    fairness (DI, SPD, EOD with intervals) and drift (PSI, KL)
 - ``alerts``      alert records that become ``operation`` entries
 
-Nothing here writes the ledger or a registry. The registry state is *derived from* the
-ledger's entries, so a promotion without its model_promotion entry cannot exist: a caller
-appends ``decision.to_promotion_entry()`` first, and only what the ledger holds is production.
+The modules above are pure: nothing in them reads or writes a ledger. The I/O edge, which
+feeds them from a ledger and records what they decide:
+
+- ``ledger_io``    the registry derived from the ledger (``load_registry``), recorded
+                   evaluations, the registry writers' lock, the errors callers tell apart
+- ``promotion``    register, run the gate, approve, decline, force-promote, roll back, set
+                   challenger traffic: read, decide, validate, append durably, under one lock
+- ``manifest``     the serving manifest derived from the ledger
+- ``replay_check`` replay recorded decisions against the ledger they are in
+- ``observations`` predictions, late outcomes and serving errors: recorded and read back
+- ``monitoring``   online evaluation, rollback triggers, fairness and drift runs, their alerts
+
+The registry state is *derived from* the ledger's entries, so a promotion without its
+model_promotion entry cannot exist: the entry is appended (durably) first, and only what the
+ledger holds is production.
 """

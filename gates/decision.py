@@ -3,6 +3,7 @@
 The ladder runs in a fixed order and the first step that resolves settles the verdict:
 
 1. force-promote (an operator and a reason are required)           -> ``force_promote``
+   (also :func:`decide_force_promote`, for a version whose evaluation is not at hand)
 2. no champion in the slot                                          -> ``bootstrap``
 3. fidelity floor, per task; any failure                            -> ``reject``
    (before competition, so performance cannot bargain with safety)
@@ -256,6 +257,8 @@ def decide(inputs: GateInputs) -> Decision:
         raise GateInputError("a manual trigger needs an operator id")
     if champ is not None and champ.slot != chal.slot:
         raise GateInputError(f"champion {champ.version} is for slot {champ.slot}, challenger {chal.version} for {chal.slot}")
+    if champ is not None and champ.version == chal.version:
+        raise GateInputError(f"challenger {chal.version} is the champion itself; a version cannot challenge itself")
     base = dict(
         slot=chal.slot,
         champion_version=champ.version if champ else None,
@@ -524,6 +527,26 @@ def decide_approval(slot: str, version: str, champion_version: str | None, *, ap
                     checks=(CheckResult("human_sign_off", approve, f"{verb} by {operator}"),), replay_inputs=replay)
 
 
+def decide_force_promote(slot: str, version: str, champion_version: str | None, *, operator: str,
+                         reason: str) -> Decision:
+    """An operator's explicit override: put ``version`` (any registered version, e.g. a known-good
+    one in an emergency) into production, every gate check skipped.
+
+    The same outcome as ``decide(GateInputs(..., force_promote=True))`` without needing the
+    version's evaluation: an override does not look at evaluations, so it must not depend on
+    having one at hand. The entry says who overrode and why; the committee reviews it later.
+    """
+    operator, reason = _require_operator(operator, reason, "force-promote")
+    if version == champion_version:
+        raise GateInputError(f"{version} is already production in slot {slot}")
+    replay = {"kind": "force_promote", "slot": slot, "version": version, "champion_version": champion_version,
+              "operator": operator, "reason": reason}
+    check = CheckResult("force_promote", True, f"operator {operator}: {reason}")
+    return Decision(FORCE_PROMOTE, slot, champion_version, version, MANUAL, operator,
+                    f"force-promote by {operator}: {reason}; every other check skipped", stage="force_promote",
+                    checks=(check,), replay_inputs=replay)
+
+
 def decide_rollback(slot: str, current_version: str, target_version: str, previous_production: Sequence[str], *,
                     reason: str, operator: str | None = None, trigger: str = MANUAL,
                     alert: Mapping[str, Any] | None = None) -> Decision:
@@ -607,6 +630,9 @@ def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -
     if kind == "approval":
         return decide_approval(rec["slot"], rec["version"], rec["champion_version"], approve=rec["approve"],
                                operator=rec["operator"], reason=rec["reason"])
+    if kind == "force_promote":
+        return decide_force_promote(rec["slot"], rec["version"], rec["champion_version"], operator=rec["operator"],
+                                    reason=rec["reason"])
     if kind == "rollback":
         return decide_rollback(rec["slot"], rec["current_version"], rec["target_version"], rec["previous_production"],
                                reason=rec["reason"], operator=rec["operator"], trigger=rec["trigger"], alert=rec["alert"])

@@ -60,6 +60,7 @@ class Transition:
     cause: str  # the decision, or "model_registered"
     operator: str | None
     reason: str | None
+    seq: int | None = None  # the ledger sequence number of the causing entry, when it came from a ledger
 
 
 def _timestamp(value: Any, where: str) -> datetime:
@@ -96,7 +97,8 @@ class Registry:
 
     def apply(self, event: Mapping[str, Any]) -> tuple[Transition, ...]:
         index = self._count
-        where = f"event {index}"
+        seq = event.get("seq")
+        where = f"seq {seq}" if isinstance(seq, int) else f"event {index}"
         ts = _timestamp(event.get("ts"), where)
         if self._last_ts is not None and ts < self._last_ts:
             raise RegistryError(f"{where}: ts {ts.isoformat()} is before the previous event ({self._last_ts.isoformat()})")
@@ -107,7 +109,7 @@ class Registry:
             planned = self._plan_promotion(event, where)
         else:
             planned = []
-        done = tuple(Transition(index, ts, *p) for p in planned)
+        done = tuple(Transition(index, ts, *p, seq=seq if isinstance(seq, int) else None) for p in planned)
         for t in done:  # commit only after the whole event validated
             self._state.setdefault(t.slot, {})[t.version] = t.to_state
             if t.to_state == PRODUCTION:
@@ -203,6 +205,22 @@ class Registry:
             if v != now and v not in seen:
                 seen.append(v)
         return tuple(seen)
+
+    def rollback_target(self, slot: str) -> str | None:
+        """The version a rollback without an explicit target returns to: the most recent one
+        that held production in ``slot`` before the current one and was archived, not rolled
+        back (a rolled-back version was withdrawn for cause; going back to it takes a human
+        naming it). None when there is no such version."""
+        now = self.production(slot)
+        states = self._state.get(slot, {})
+        for v in reversed(self._ever_production.get(slot, [])):
+            if v != now and states.get(v) == ARCHIVED:
+                return v
+        return None
+
+    def last_ts(self) -> datetime | None:
+        """Timestamp of the last event applied (the next one must not be earlier)."""
+        return self._last_ts
 
     def history(self, slot: str) -> tuple[Transition, ...]:
         return tuple(t for t in self._transitions if t.slot == slot)

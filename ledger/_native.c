@@ -30,19 +30,11 @@ static void release_pieces(piece_t *pieces, Py_ssize_t count) {
     PyMem_Free(pieces);
 }
 
-/* leaf_hashes(prefix, pieces, n) -> bytes of n * 32
- * Row r hashes 0x00 || prefix || piece_0[r] || piece_1[r] || ...
- * Each piece is (offsets or None, data, start, width). */
-static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
-    Py_buffer prefix;
-    PyObject *seq;
-    Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "y*On", &prefix, &seq, &n)) return NULL;
-    PyObject *fast = PySequence_Fast(seq, "pieces must be a sequence");
-    if (!fast) { PyBuffer_Release(&prefix); return NULL; }
+/* Parse a sequence of (offsets or None, data, start, width) into piece_t; NULL on error. */
+static piece_t *parse_pieces(PyObject *fast, Py_ssize_t n, Py_ssize_t *count_out) {
     Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
     piece_t *pieces = PyMem_Calloc(count ? count : 1, sizeof(piece_t));
-    if (!pieces) { Py_DECREF(fast); PyBuffer_Release(&prefix); return PyErr_NoMemory(); }
+    if (!pieces) { PyErr_NoMemory(); return NULL; }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
         PyObject *offsets_obj, *data_obj;
@@ -60,62 +52,139 @@ static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
             goto fail;
         }
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, n * DIGEST);
-    if (!out) goto fail;
-    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
-    int bad = 0;
-    /* Each row is gathered into one buffer and hashed in one call: one SHA256_Update per
-     * piece costs more than the copy. */
-    size_t cap = 4096;
-    unsigned char *row = PyMem_RawMalloc(cap);
-    if (!row) { Py_DECREF(out); PyErr_NoMemory(); goto fail; }
-    size_t head = 1 + (size_t)prefix.len;
-    row[0] = 0x00;
-    memcpy(row + 1, prefix.buf, prefix.len);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t r = 0; r < n && !bad; r++) {
-        size_t len = head;
-        for (Py_ssize_t i = 0; i < count; i++) {
-            piece_t *p = &pieces[i];
-            const unsigned char *src;
-            size_t size;
-            if (p->has_offsets) {
-                const int32_t *off = (const int32_t *)p->offsets.buf + p->start + r;
-                if (off[0] < 0 || off[1] < off[0] || off[1] > p->data.len) { bad = 1; break; }
-                src = (const unsigned char *)p->data.buf + off[0];
-                size = (size_t)(off[1] - off[0]);
-            } else {
-                src = (const unsigned char *)p->data.buf + (p->start + r) * p->width;
-                size = (size_t)p->width;
-            }
-            if (len + size > cap) {
-                while (len + size > cap) cap *= 2;
-                unsigned char *grown = PyMem_RawRealloc(row, cap);
-                if (!grown) { bad = 2; break; }
-                row = grown;
-            }
-            memcpy(row + len, src, size);
-            len += size;
-        }
-        if (!bad) SHA256(row, len, dst + r * DIGEST);
+    *count_out = count;
+    return pieces;
+fail:
+    release_pieces(pieces, count);
+    return NULL;
+}
+
+/* Bytes of row r of piece p, or -1 on corrupt offsets. */
+static inline Py_ssize_t piece_row(const piece_t *p, Py_ssize_t r, const unsigned char **src) {
+    if (p->has_offsets) {
+        const int32_t *off = (const int32_t *)p->offsets.buf + p->start + r;
+        if (off[0] < 0 || off[1] < off[0] || off[1] > p->data.len) return -1;
+        *src = (const unsigned char *)p->data.buf + off[0];
+        return off[1] - off[0];
     }
-    Py_END_ALLOW_THREADS
+    *src = (const unsigned char *)p->data.buf + (p->start + r) * p->width;
+    return p->width;
+}
+
+/* leaf_hashes(prefix, pieces, n) -> bytes of n * 32
+ * Row r hashes 0x00 || prefix || piece_0[r] || piece_1[r] || ...
+ * Each piece is (offsets or None, data, start, width). */
+static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
+    Py_buffer prefix;
+    PyObject *seq;
+    Py_ssize_t n, count = 0;
+    if (!PyArg_ParseTuple(args, "y*On", &prefix, &seq, &n)) return NULL;
+    PyObject *fast = PySequence_Fast(seq, "pieces must be a sequence");
+    if (!fast) { PyBuffer_Release(&prefix); return NULL; }
+    piece_t *pieces = parse_pieces(fast, n, &count);
+    if (!pieces) { Py_DECREF(fast); PyBuffer_Release(&prefix); return NULL; }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n * DIGEST);
+    unsigned char *row = out ? PyMem_RawMalloc(4096) : NULL;
+    int bad = out ? (row ? 0 : 2) : 3;
+    if (!bad) {
+        unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+        /* Each row is gathered into one buffer and hashed in one call: one SHA256_Update
+         * per piece costs more than the copy. */
+        size_t cap = 4096, head = 1 + (size_t)prefix.len;
+        if (head > cap) { cap = head * 2; unsigned char *g = PyMem_RawRealloc(row, cap); if (g) row = g; else bad = 2; }
+        if (!bad) {
+            row[0] = 0x00;
+            memcpy(row + 1, prefix.buf, prefix.len);
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r = 0; r < n && !bad; r++) {
+            size_t len = head;
+            for (Py_ssize_t i = 0; i < count; i++) {
+                const unsigned char *src;
+                Py_ssize_t size = piece_row(&pieces[i], r, &src);
+                if (size < 0) { bad = 1; break; }
+                if (len + (size_t)size > cap) {
+                    while (len + (size_t)size > cap) cap *= 2;
+                    unsigned char *grown = PyMem_RawRealloc(row, cap);
+                    if (!grown) { bad = 2; break; }
+                    row = grown;
+                }
+                memcpy(row + len, src, (size_t)size);
+                len += (size_t)size;
+            }
+            if (!bad) SHA256(row, len, dst + r * DIGEST);
+        }
+        Py_END_ALLOW_THREADS
+    }
     PyMem_RawFree(row);
     release_pieces(pieces, count);
     Py_DECREF(fast);
     PyBuffer_Release(&prefix);
     if (bad) {
-        Py_DECREF(out);
+        Py_XDECREF(out);
+        if (bad == 3) return NULL;
         if (bad == 2) return PyErr_NoMemory();
         PyErr_SetString(PyExc_ValueError, "corrupt offsets in a piece");
         return NULL;
     }
     return out;
-fail:
+}
+
+/* concat_rows(pieces, n) -> (offsets bytes (int32 x n+1), data bytes): row r of the result
+ * is piece_0[r] || piece_1[r] || ..., as Arrow's binary_join_element_wise but with memcpy. */
+static PyObject *concat_rows(PyObject *self, PyObject *args) {
+    PyObject *seq;
+    Py_ssize_t n, count = 0;
+    if (!PyArg_ParseTuple(args, "On", &seq, &n)) return NULL;
+    PyObject *fast = PySequence_Fast(seq, "pieces must be a sequence");
+    if (!fast) return NULL;
+    piece_t *pieces = parse_pieces(fast, n, &count);
+    if (!pieces) { Py_DECREF(fast); return NULL; }
+    PyObject *offsets = PyBytes_FromStringAndSize(NULL, (n + 1) * 4);
+    PyObject *data = NULL;
+    int bad = offsets ? 0 : 3;
+    if (!bad) {
+        int32_t *off = (int32_t *)PyBytes_AS_STRING(offsets);
+        long long total = 0;
+        off[0] = 0;
+        for (Py_ssize_t r = 0; r < n && !bad; r++) {
+            for (Py_ssize_t i = 0; i < count; i++) {
+                const unsigned char *src;
+                Py_ssize_t size = piece_row(&pieces[i], r, &src);
+                if (size < 0) { bad = 1; break; }
+                total += size;
+            }
+            if (total > INT32_MAX) bad = 4;
+            off[r + 1] = (int32_t)total;
+        }
+        if (!bad) {
+            data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+            if (!data) bad = 3;
+        }
+        if (!bad) {
+            unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(data);
+            Py_BEGIN_ALLOW_THREADS
+            for (Py_ssize_t r = 0; r < n; r++) {
+                for (Py_ssize_t i = 0; i < count; i++) {
+                    const unsigned char *src;
+                    Py_ssize_t size = piece_row(&pieces[i], r, &src);
+                    memcpy(dst, src, (size_t)size);
+                    dst += size;
+                }
+            }
+            Py_END_ALLOW_THREADS
+        }
+    }
     release_pieces(pieces, count);
     Py_DECREF(fast);
-    PyBuffer_Release(&prefix);
-    return NULL;
+    if (bad) {
+        Py_XDECREF(offsets);
+        Py_XDECREF(data);
+        if (bad == 1) PyErr_SetString(PyExc_ValueError, "corrupt offsets in a piece");
+        if (bad == 4) PyErr_SetString(PyExc_OverflowError, "rows exceed 2 GiB");
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", offsets, data);
 }
 
 typedef struct { SHA256_CTX inner, outer; } hmac_key_t;
@@ -226,6 +295,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"leaf_hashes", leaf_hashes, METH_VARARGS, "RFC 6962 leaf hashes of rows given as Arrow buffer pieces."},
+    {"concat_rows", concat_rows, METH_VARARGS, "Concatenate pieces row by row (offsets, data)."},
     {"hmac_chain", hmac_chain, METH_VARARGS, "HMAC-SHA256 chain over consecutive leaves."},
     {"hmac_links", hmac_links, METH_VARARGS, "HMAC-SHA256 of each (prev, leaf) pair."},
     {"node_hashes", node_hashes, METH_VARARGS, "RFC 6962 interior node hashes of adjacent pairs."},

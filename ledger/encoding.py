@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .native import native, piece_spec
 from .schema import FORMAT_VERSION, TableSpec
 
 MAGIC = b"MRM" + bytes([FORMAT_VERSION])
@@ -169,6 +170,12 @@ def _fixed(arr: pa.Array, np_type: str, width: int) -> pa.Array:
 
 def join_pieces(pieces: list[Piece], prefix: bytes | None = None) -> pa.Array:
     """Concatenate pieces row by row into one binary array."""
+    n = len(pieces[0])
+    if native is not None:
+        if prefix is not None:
+            pieces = [_fixed_size(np.tile(np.frombuffer(prefix, dtype=np.uint8), (n, 1))), *pieces]
+        offsets, data = native.concat_rows([piece_spec(p) for p in pieces], n)
+        return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     parts = [p if pa.types.is_binary(p.type) else p.cast(pa.binary()) for p in pieces]
     if prefix is not None:
         parts.insert(0, pa.scalar(prefix, pa.binary()))

@@ -16,20 +16,11 @@ from .chain import ChainMac
 from .encoding import entry_prefix, join_pieces, table_pieces
 from .schema import TableSpec
 
-try:
-    from . import _native
-except ImportError:  # pragma: no cover - exercised where the extension is not built
-    _native = None
+from .native import native as _native
+from .native import piece_spec as _piece_spec
 
 NATIVE = _native is not None
 DIGEST = 32
-
-
-def _piece_spec(piece: pa.Array) -> tuple:
-    buffers = piece.buffers()
-    if pa.types.is_fixed_size_binary(piece.type):
-        return (None, buffers[1], piece.offset, piece.type.byte_width)
-    return (buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
 
 
 def table_leaf_hashes(spec: TableSpec, ledger_id: bytes, table: pa.Table, *, native: bool | None = None) -> bytes:
@@ -72,3 +63,20 @@ def node_hashes(level: bytes, *, native: bool | None = None) -> bytes:
 def as_rows(digests: bytes) -> np.ndarray:
     """Concatenated 32-byte digests as an (n, 32) uint8 view."""
     return np.frombuffer(digests, dtype=np.uint8).reshape(-1, DIGEST)
+
+
+def segment_leaves(tables: dict[str, pa.Table], ledger_id: bytes) -> tuple[np.ndarray, bytes]:
+    """Sequence numbers (sorted) and the packed leaf hashes of rows from several tables,
+    in sequence order: the Merkle tree's leaves for one segment."""
+    from .schema import TABLES
+
+    seqs, leaves = [], []
+    for name, table in tables.items():
+        if len(table):
+            seqs.append(table.column("seq").to_numpy())
+            leaves.append(as_rows(table_leaf_hashes(TABLES[name], ledger_id, table)))
+    if not seqs:
+        return np.empty(0, dtype=np.int64), b""
+    all_seqs = np.concatenate(seqs)
+    order = np.argsort(all_seqs, kind="stable")
+    return all_seqs[order], np.concatenate(leaves)[order].tobytes()

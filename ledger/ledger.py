@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 
 from . import wal
 from .chain import GENESIS_PREV
-from .hashing import as_rows, mac_chain, table_leaf_hashes
+from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
 from .keys import Keyring, key_check
 from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
@@ -56,12 +56,17 @@ from .storage import (
     record_mac,
     write_head,
     write_meta,
+    read_segment_file,
     write_segment_file,
 )
+from .checkpoints import Timestamper, checkpoint_path, tree_dir
+from .checkpoints import write as write_checkpoint
+from .tiles import TileStore
 from .storage_io import fsync_dir, sha256_file
 
 DEFAULT_FLUSH_INTERVAL = 0.1
 DEFAULT_SEAL_ENTRIES = 250_000
+DEFAULT_CHECKPOINT_INTERVAL = 60.0  # seconds: while entries arrive, seal and sign at least this often
 FRAME_ROWS = 100_000  # rows per WAL frame for large batches
 
 
@@ -85,6 +90,8 @@ class Ledger:
         actor: str | None = None,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         seal_entries: int = DEFAULT_SEAL_ENTRIES,
+        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+        timestamper: Timestamper | None = None,
     ):
         if not isinstance(keyring, Keyring):
             raise KeyringError("a Keyring is required (there is no default key)")
@@ -94,6 +101,9 @@ class Ledger:
         self.actor = actor or default_actor()
         self.flush_interval = flush_interval
         self.seal_entries = seal_entries
+        self.checkpoint_interval = checkpoint_interval
+        self.timestamper = timestamper
+        self._last_seal = time.monotonic()
         self._ledger_id = self.meta.ledger_id_bytes
         self._normalizers = {t: RowNormalizer(TABLES[t]) for t in TABLE_NAMES}
         self._mutex = threading.RLock()
@@ -247,6 +257,7 @@ class Ledger:
             os.fsync(self._wal_fd)
         head = replace(head, wal_size=keep)
         write_head(self.layout, head, durable=True)
+        self._publish(records)
         return head
 
     # ------------------------------------------------------------------ writing
@@ -391,19 +402,34 @@ class Ledger:
         self._release()
 
     def _flush_loop(self) -> None:
+        """Commit pending entries by their deadline; seal and sign at least every
+        checkpoint_interval seconds while entries arrive."""
         with self._cond:
             while not self._closed:
-                if self._deadline is None:
+                now = time.monotonic()
+                seal_due = self._last_seal + self.checkpoint_interval
+                unsealed = self._next_seq - 1 > self._head.sealed_seq
+                if self._deadline is None and not unsealed:
                     self._cond.wait()
                     continue
-                remaining = self._deadline - time.monotonic()
-                if remaining > 0:
-                    self._cond.wait(remaining)
+                wake = min(self._deadline if self._deadline is not None else seal_due, seal_due if unsealed else float("inf"))
+                if wake > now:
+                    self._cond.wait(wake - now)
                     continue
                 try:
-                    self._commit()
+                    if self._deadline is not None and self._deadline <= now:
+                        self._commit()
+                    if unsealed and seal_due <= now:
+                        self._commit()
+                        self._acquire()
+                        try:
+                            self._seal()
+                        finally:
+                            self._release()
+                        self._last_seal = time.monotonic()
                 except BaseException as e:  # surfaced to the next caller
                     self._background_error = e
+                    self._last_seal = time.monotonic()
 
     # ------------------------------------------------------------------ sealing
     def seal(self) -> SegmentRecord | None:
@@ -433,11 +459,10 @@ class Ledger:
             return None
         last = head.seq
         records, _ = read_manifest(self.layout)
+        tables = {name: pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema) for name in TABLE_NAMES if name in parts}
+        _, leaves = segment_leaves(tables, self._ledger_id)
         files, temps = [], []
-        for name in TABLE_NAMES:
-            if name not in parts:
-                continue
-            table = pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema)
+        for name, table in tables.items():
             rel = self.layout.segment_name(name, first, last)
             tmp = self.layout.root / (rel + ".tmp")
             write_segment_file(tmp, table)
@@ -452,12 +477,41 @@ class Ledger:
             os.replace(tmp, final)
         for name in {f.table for f in files}:
             fsync_dir(self.layout.table_dir(name))
+        self._publish(records + [record], fresh=(first, leaves))
+        self._last_seal = time.monotonic()
         os.truncate(self.layout.wal, 0)
         os.fsync(self._wal_fd)
         head = replace(head, wal_size=0, sealed_seq=last)
         self._set_head(head)
         write_head(self.layout, head, durable=True)
         return record
+
+    def _publish(self, records: list[SegmentRecord], fresh: tuple[int, bytes] | None = None) -> None:
+        """Bring the Merkle tree up to the last sealed entry and, with a signing key, sign a
+        checkpoint for it (lock held). Idempotent: recovery calls it after a crash."""
+        if not records:
+            return
+        size = records[-1].last_seq + 1
+        with TileStore(tree_dir(self.layout)) as tree:
+            for r in records:
+                if r.last_seq < tree.size:
+                    continue
+                if fresh is not None and fresh[0] == r.first_seq:
+                    packed = fresh[1]
+                else:
+                    packed = segment_leaves(_read_segment(self.layout, r), self._ledger_id)[1]
+                tree.append_leaf_hashes(packed, start=r.first_seq)
+            root = tree.root(size)
+        signer = self.keyring.signer
+        if signer is not None and not checkpoint_path(self.layout, size).exists():
+            write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper)
+
+    def checkpoint(self) -> Path | None:
+        """Seal what is written and sign a checkpoint for it now; returns its path."""
+        self.seal()
+        with self._mutex:
+            path = checkpoint_path(self.layout, self._head.sealed_seq + 1)
+        return path if path.exists() else None
 
     # ------------------------------------------------------------------ keys
     def rotate_key(self, keyring: Keyring, *, reason: str = "scheduled key rotation", actor: str | None = None) -> int:
@@ -610,6 +664,10 @@ class Ledger:
 
         self.flush()
         return verify_ledger(self.layout.root, self.keyring, **options)
+
+
+def _read_segment(layout: Layout, record: SegmentRecord) -> dict[str, pa.Table]:
+    return {f.table: read_segment_file(layout.root / f.path) for f in record.files}
 
 
 def _frame_bounds(parts: list[tuple[str, pa.Table]]) -> tuple[int, int, bytes]:

@@ -29,6 +29,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from .hashing import node_hashes
+
 __all__ = [
     "HASH_SIZE",
     "EMPTY_ROOT",
@@ -53,6 +55,9 @@ __all__ = [
     "hash_pairs",
     "pack_hashes",
     "root_from_packed",
+    "aligned_subtrees",
+    "perfect_root",
+    "CompactRange",
 ]
 
 HASH_SIZE = 32
@@ -122,14 +127,10 @@ def hash_pairs(packed: bytes | bytearray | memoryview) -> bytes:
     """Hash adjacent pairs of a packed sequence of 32-byte hashes into their parents.
 
     ``packed`` must hold an even number of hashes; the result holds half as many. This is
-    the vectorised inner loop of tree building (one ``sha256`` call per parent, no
-    per-hash Python objects beyond the slice)."""
-    n = len(packed)
-    if n % (2 * HASH_SIZE):
+    the inner loop of tree building (ledger/hashing.py: in C when the extension is built)."""
+    if len(packed) % (2 * HASH_SIZE):
         raise ValueError("hash_pairs needs an even number of 32-byte hashes")
-    b = bytes(packed)
-    sha, pre = _sha256, _NODE_PREFIX
-    return b"".join([sha(pre + b[i : i + 64]).digest() for i in range(0, n, 64)])
+    return node_hashes(bytes(packed))
 
 
 def pack_hashes(hashes: Sequence[bytes], what: str = "hash") -> bytes:
@@ -533,3 +534,56 @@ class MemoryTree:
         if size > self.size:
             raise ValueError(f"size {size} is beyond the tree's size {self.size}")
         return size
+
+
+# --------------------------------------------------------------------------- compact ranges
+
+
+def aligned_subtrees(begin: int, end: int) -> list[tuple[int, int]]:
+    """The maximal perfect subtrees covering leaves [begin, end), left to right, as
+    (level, first leaf): each starts at a multiple of its own size."""
+    out = []
+    while begin < end:
+        level = (begin & -begin).bit_length() - 1 if begin else (end - begin).bit_length() - 1
+        while begin + (1 << level) > end:
+            level -= 1
+        out.append((level, begin))
+        begin += 1 << level
+    return out
+
+
+def perfect_root(packed: bytes) -> bytes:
+    """Root of a perfect subtree, from its 2**k packed leaf hashes."""
+    count = len(packed) // HASH_SIZE
+    if count == 0 or count & (count - 1) or len(packed) % HASH_SIZE:
+        raise ValueError("a perfect subtree has a power-of-two number of 32-byte leaf hashes")
+    while len(packed) > HASH_SIZE:
+        packed = hash_pairs(packed)
+    return packed
+
+
+class CompactRange:
+    """The tree over leaves [0, size) kept as its perfect subtrees (one per set bit of
+    size): subtrees are appended left to right, and the root at the current size is
+    always available without the leaves."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._nodes: list[tuple[int, bytes]] = []
+
+    def append_subtree(self, level: int, digest: bytes) -> None:
+        if self.size % (1 << level):
+            raise ValueError(f"a level-{level} subtree cannot start at leaf {self.size}")
+        self._nodes.append((level, digest))
+        self.size += 1 << level
+        while len(self._nodes) > 1 and self._nodes[-2][0] == self._nodes[-1][0]:
+            (lvl, left), (_, right) = self._nodes[-2], self._nodes[-1]
+            self._nodes[-2:] = [(lvl + 1, node_hash(left, right))]
+
+    def root(self) -> bytes:
+        if not self._nodes:
+            return EMPTY_ROOT
+        digest = self._nodes[-1][1]
+        for _, left in reversed(self._nodes[:-1]):
+            digest = node_hash(left, digest)
+        return digest

@@ -233,7 +233,7 @@ def append_manifest(layout: Layout, record: SegmentRecord) -> None:
 
 # ------------------------------------------------------------------------------ Parquet
 
-ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_ROWS = 16 * 1024  # small enough that one entry is found by decompressing ~16k rows
 
 
 def write_segment_file(path: Path, table: pa.Table) -> None:

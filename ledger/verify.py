@@ -18,6 +18,15 @@ file wherever they are known:
     TRUNCATED  the data ends before the persisted head
     HEAD       the persisted head names an entry the data does not hold
 
+and, by the public verification (ledger/public.py):
+
+    CHECKPOINT a checkpoint that is malformed, badly signed, for another ledger, out of
+               its chain (one before it removed or replaced), or whose signed root the
+               entries do not hash to
+    ROLLBACK   the newest checkpoint is older than the last one verified (--state)
+    FORK       a checkpoint of the same size as one verified before, with another root,
+               or one that does not extend it
+
 Segments are verified in parallel processes, each in memory bounded by one segment.
 """
 
@@ -44,11 +53,15 @@ from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_links, table_leaf_hashes
 from .errors import KeyringError
 from .keys import Keyring, key_check
+from .merkle import aligned_subtrees, perfect_root
 from .schema import TABLES
 from .storage import NO_PREV, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
 from .storage_io import sha256_file
 
-KINDS = ("INVALID", "GAP", "DUPLICATE", "ORDER", "MISSING", "EXTRA", "FILE", "MANIFEST", "KEY", "TRUNCATED", "HEAD")
+KINDS = (
+    "INVALID", "GAP", "DUPLICATE", "ORDER", "MISSING", "EXTRA", "FILE", "MANIFEST", "CHECKPOINT",
+    "KEY", "TRUNCATED", "ROLLBACK", "FORK", "HEAD",
+)
 MAX_PROBLEMS_PER_KIND = 50  # per segment; the total count is still reported
 PARALLEL_MIN_ENTRIES = 200_000
 
@@ -91,6 +104,8 @@ class VerifyReport:
     suppressed: dict[str, int] = field(default_factory=dict)  # problems beyond the per-kind cap
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    mode: str = "hmac"  # "hmac": with the secret key; "public": with public keys only
+    checkpoint: dict | None = None  # public mode: the newest verified checkpoint (size, root, time, signer)
 
     @property
     def ok(self) -> bool:
@@ -107,6 +122,7 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {
             "ok": self.ok,
+            "mode": self.mode,
             "path": self.path,
             "ledger_id": self.ledger_id,
             "entries": self.entries,
@@ -120,6 +136,7 @@ class VerifyReport:
             "problems": [p.to_dict() for p in self.problems],
             "suppressed": self.suppressed,
             "notes": self.notes,
+            "checkpoint": self.checkpoint,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -129,10 +146,16 @@ class VerifyReport:
             f"entries  {self.entries} in {self.segments} segments, {self.files} files"
             + (f", {self.wal_entries} in the write-ahead log" if self.wal_entries else ""),
             "tables   " + ", ".join(f"{t} {n}" for t, n in sorted(self.tables.items())),
-            f"keys     {', '.join(self.key_ids)}",
         ]
+        if self.key_ids:
+            lines.append(f"keys     {', '.join(self.key_ids)}")
+        if self.checkpoint:
+            c = self.checkpoint
+            lines.append(f"checkpoint size {c['size']} root {c['root']} signed {c['time']} by {', '.join(c['signed_by'])}")
         lines += [f"note     {n}" for n in self.notes]
-        if self.ok:
+        if self.ok and self.mode == "public":
+            lines.append(f"OK       every checkpoint, signature, root, file and sequence number verified with public keys in {self.elapsed_s:.2f}s")
+        elif self.ok:
             lines.append(f"OK       every MAC, link, sequence number and file verified in {self.elapsed_s:.2f}s")
         else:
             lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
@@ -151,8 +174,11 @@ class _Task:
     first_seq: int
     last_seq: int
     prev_mac: bytes  # MAC of entry first_seq - 1 (as the manifest records it)
-    files: list[tuple[str, str, int, str]]  # (table, relative path, rows, sha256) of present files
+    files: list[tuple[str, str, int | None, str]]  # (table, relative path, rows, sha256) of present files
     wal_tables: dict[str, pa.Table] | None = None  # instead of files, for the unsealed log
+    public: bool = False  # no MACs: compute the Merkle subtrees instead
+    cuts: tuple[int, ...] = ()  # tree sizes inside (first_seq, last_seq] to split the subtrees at
+    listed_by: str = "the manifest"  # who vouches for the files, for messages
 
 
 @dataclass
@@ -167,6 +193,7 @@ class _Result:
     key_changes: list[tuple[int, str]]  # (seq, key id) where the key id differs from the previous row
     first_key_id: str | None
     key_events: list[tuple[int, str, str]]  # (seq, key id, details JSON) of genesis / key_rotation
+    subtrees: list[list[tuple[int, bytes]]] | None = None  # public mode: per range between cuts; None if entries are missing
 
 
 _KEYS: dict[str, bytes] = {}
@@ -206,14 +233,14 @@ def _load_file(task: _Task, table: str, rel: str, rows: int, digest: str, out: _
     path = Path(task.root, rel)
     actual = sha256_file(path)
     if actual != digest:
-        out.add(Problem("FILE", f"SHA-256 is {actual[:16]}..., the manifest lists {digest[:16]}...", table=table, file=rel))
+        out.add(Problem("FILE", f"SHA-256 is {actual[:16]}..., {task.listed_by} lists {digest[:16]}...", table=table, file=rel))
     try:
         data = pq.read_table(path)
     except Exception as e:  # any unreadable file is reported, never raised
         out.add(Problem("FILE", f"unreadable Parquet ({type(e).__name__}: {e})", table=table, file=rel))
         return None
-    if len(data) != rows:
-        out.add(Problem("FILE", f"holds {len(data)} rows, the manifest lists {rows}", table=table, file=rel))
+    if rows is not None and len(data) != rows:
+        out.add(Problem("FILE", f"holds {len(data)} rows, {task.listed_by} lists {rows}", table=table, file=rel))
     return data
 
 
@@ -268,7 +295,8 @@ def verify_segment(task: _Task) -> _Result:
         source_parts.append(np.full(len(seqs), len(sources), dtype=np.int32))
         sources.append((table, rel))
         leaf_parts.append(as_rows(table_leaf_hashes(spec, task.ledger_id, data)))
-        mac_parts.append(_mac_rows(data.column("mac")))
+        if not task.public:
+            mac_parts.append(_mac_rows(data.column("mac")))
         key_parts.append(data.column("key_id").combine_chunks())
         if table == "operation":
             events = pc.is_in(data.column("event_type"), value_set=pa.array(["genesis", "key_rotation"]))
@@ -281,7 +309,6 @@ def verify_segment(task: _Task) -> _Result:
     order = np.argsort(seqs, kind="stable")
     seqs = seqs[order]
     leaves = np.concatenate(leaf_parts)[order] if leaf_parts else np.empty((0, 32), np.uint8)
-    macs = np.concatenate(mac_parts)[order] if mac_parts else np.empty((0, 32), np.uint8)
     key_names, key_codes = _codes(key_parts)
     key_codes = key_codes[order]
     source_of = np.concatenate(source_parts)[order] if source_parts else np.empty(0, dtype=np.int32)
@@ -293,6 +320,14 @@ def verify_segment(task: _Task) -> _Result:
     expected = np.arange(task.first_seq, task.last_seq + 1, dtype=np.int64)
     for lo, hi in _ranges(np.setdiff1d(expected, seqs, assume_unique=True)):
         out.add(Problem("GAP", f"entries {lo}-{hi} are missing" if hi > lo else f"entry {lo} is missing", lo))
+
+    if task.public:
+        complete = len(seqs) == len(expected) and np.array_equal(seqs, expected)
+        return _Result(
+            task.first_seq, task.last_seq, out.problems, out.suppressed(), counts, len(seqs), None, [], None, key_events,
+            _subtrees(task, leaves) if complete else None,
+        )
+    macs = np.concatenate(mac_parts)[order] if mac_parts else np.empty((0, 32), np.uint8)
 
     # Links: each entry against the stored MAC of its predecessor (the last copy of seq - 1,
     # which sorts just before it). A duplicate's second copy and an entry whose predecessor
@@ -335,6 +370,18 @@ def verify_segment(task: _Task) -> _Result:
         key_names[key_codes[0]] if n else None,
         key_events,
     )
+
+
+def _subtrees(task: _Task, leaves: np.ndarray) -> list[list[tuple[int, bytes]]]:
+    """Perfect subtree roots covering the segment, split at the requested tree sizes."""
+    bounds = [task.first_seq, *[c for c in task.cuts if task.first_seq < c <= task.last_seq], task.last_seq + 1]
+    out = []
+    for begin, end in zip(bounds, bounds[1:]):
+        out.append([
+            (level, perfect_root(leaves[start - task.first_seq : start - task.first_seq + (1 << level)].tobytes()))
+            for level, start in aligned_subtrees(begin, end)
+        ])
+    return out
 
 
 def _mac_rows(column: pa.ChunkedArray) -> np.ndarray:
@@ -435,7 +482,7 @@ def verify_ledger(
         files = [(f.table, f.path, f.rows, f.sha256) for f in r.files if f.path in present]
         tasks.append(_Task(str(layout.root), ledger_id, r.first_seq, r.last_seq, prev_mac, files))
         prev_mac = bytes.fromhex(r.last_mac)
-    results = _run(tasks, keyring, workers, progress, sum(r.last_seq - r.first_seq + 1 for r in snap.records))
+    results = run_tasks(tasks, keyring.keys, workers, progress, sum(r.last_seq - r.first_seq + 1 for r in snap.records))
 
     # 4. The write-ahead log (entries acknowledged but not yet sealed).
     scan = wal.scan(io.BytesIO(snap.wal_bytes), keep_payload=True)
@@ -559,12 +606,13 @@ def _check_head(head, covered_to: int, collector: _Collector, report: VerifyRepo
         report.notes.append(f"entries {head.seq + 1}-{covered_to} are past the persisted head (a writer did not close); they verify and are kept")
 
 
-def _run(tasks: list[_Task], keyring: Keyring, workers: int | None, progress, total: int) -> list[_Result]:
+def run_tasks(tasks: list[_Task], keys: dict[str, bytes], workers: int | None, progress, total: int) -> list[_Result]:
+    """Verify segments, in worker processes when there is enough to share."""
     workers = workers or os.cpu_count() or 1
     done = 0
     results: list[_Result] = []
     if workers <= 1 or len(tasks) <= 1 or total < PARALLEL_MIN_ENTRIES:
-        _init_worker(keyring.keys)
+        _init_worker(keys)
         for t in tasks:
             results.append(verify_segment(t))
             done += t.last_seq - t.first_seq + 1
@@ -572,7 +620,7 @@ def _run(tasks: list[_Task], keyring: Keyring, workers: int | None, progress, to
                 progress(done, total)
         return results
     ctx = multiprocessing.get_context("fork")
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(dict(keyring.keys),)) as pool:
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(dict(keys),)) as pool:
         for t, r in zip(tasks, pool.map(verify_segment, tasks)):
             results.append(r)
             done += t.last_seq - t.first_seq + 1

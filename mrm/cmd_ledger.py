@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -183,15 +184,40 @@ def keys_list(keyring_file: str | None, ledger_dir: str | None, as_json: bool) -
         click.echo(f"{row['key_id']}{'  (active)' if row['active'] else ''}{'  check ' + row['key_check'] if 'key_check' in row else ''}")
 
 
+@keys.command("export-public")
+@keyring_option
+@click.option("--ledger", "ledger_dir", type=click.Path(exists=True, file_okay=False), help="Find the keyring beside this ledger.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here (default: stdout).")
+@handle_errors
+def keys_export_public(keyring_file: str | None, ledger_dir: str | None, out: str | None) -> None:
+    """Export the Ed25519 public keys (vkey lines) that verify checkpoints, proofs and
+    reports. This is what an examiner gets; it cannot forge or MAC anything.
+
+    \b
+    Example:
+      mrm keys export-public --ledger ./audit-ledger --out ledger.pub
+    """
+    keyring = resolve_keyring(ledger_dir, keyring_file)
+    if not keyring.signers:
+        raise UsageFailure(f"{keyring.source} has no Ed25519 signing key")
+    text = "".join(v.to_vkey() + "\n" for v in keyring.verifiers())
+    if out:
+        Path(out).write_text(text)
+        click.echo(f"wrote {len(keyring.signers)} public key(s) to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
 @keys.command("rotate")
 @existing_ledger
 @keyring_option
 @click.option("--key-id", help="Id of the new key (default: k<date>-<random>).")
 @click.option("--reason", default="scheduled key rotation", show_default=True, help="Recorded in the rotation entry.")
 @click.option("--actor", help="Who rotates (default: $MRM_ACTOR or user@host).")
+@click.option("--signing", is_flag=True, help="Rotate the Ed25519 checkpoint signing key instead of the HMAC key.")
 @json_option
 @handle_errors
-def keys_rotate(path: str, keyring_file: str | None, key_id: str | None, reason: str, actor: str | None, as_json: bool) -> None:
+def keys_rotate(path: str, keyring_file: str | None, key_id: str | None, reason: str, actor: str | None, signing: bool, as_json: bool) -> None:
     """Start a new HMAC key: the keyring file gains it, then an entry MACed under the old
     key announces it; later entries are MACed with the new key.
 
@@ -208,6 +234,17 @@ def keys_rotate(path: str, keyring_file: str | None, key_id: str | None, reason:
     if not keyring_path.exists():
         raise UsageFailure(f"rotation updates a keyring file; {keyring_path} does not exist (pass --keyring)")
     keyring = Keyring.load(keyring_path)
+    if signing:
+        from ledger.note import Signer
+
+        rotated = keyring.with_signer(Signer.generate(f"mrm-{key_id or new_key_id()}"))
+        rotated.save(keyring_path)
+        result = {"new_signing_key": rotated.active_signer, "keyring": str(keyring_path)}
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(f"new checkpoint signing key {rotated.active_signer}; export it with `mrm keys export-public` (verifiers keep trusting the old one for old checkpoints)")
+        return
     rotated = keyring.with_key(key_id or new_key_id(), secrets.token_bytes(32))
     rotated.save(keyring_path)
     with Ledger.open(path, rotated, actor=actor) as ledger:
@@ -222,21 +259,38 @@ def keys_rotate(path: str, keyring_file: str | None, key_id: str | None, reason:
 @click.command()
 @existing_ledger
 @keyring_option
+@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False),
+              help="Verify with public keys only (a file of vkey lines): checkpoints, signatures, roots, files. No HMAC key needed.")
+@click.option("--state", "state_file", type=click.Path(dir_okay=False),
+              help="With --public-key: remember the last verified size and root here; refuse a rollback or a fork.")
+@click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="With --public-key: a checkpoint received earlier that this ledger must agree with (repeatable).")
+@click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="With --public-key: PEM root certificate of the time-stamping authority, to check checkpoints' RFC 3161 tokens.")
 @click.option("--workers", type=click.IntRange(1), help="Processes to verify with (default: every core).")
 @json_option
 @handle_errors
-def verify(path: str, keyring_file: str | None, workers: int | None, as_json: bool) -> None:
-    """Check every MAC and chain link, sequence gaps and duplicates, the set of files, and
-    that the typed columns a SQL reader sees are exactly what was MACed.
+def verify(path: str, keyring_file: str | None, public_key: str | None, state_file: str | None, checkpoints: tuple[str, ...], tsa_roots: tuple[str, ...], workers: int | None, as_json: bool) -> None:
+    """Check the ledger's integrity and say exactly what is wrong, and where.
+
+    With the HMAC key (default): every MAC and chain link, sequence gaps and duplicates,
+    the set of files, and that the typed columns a SQL reader sees are exactly what was
+    MACed. With --public-key: everything that needs no secret, against the signed
+    checkpoints.
 
     Exit code 0 when everything verifies, 1 when any problem is found, 2 on a usage error.
 
     \b
     Example:
       mrm verify ./audit-ledger
+      mrm verify ./audit-ledger --public-key ledger.pub --state ~/.mrm/audit.state
       mrm verify ./audit-ledger --json | jq '.problems[0]'
     """
-    keyring = resolve_keyring(path, keyring_file)
+    from ledger.keys import load_verifiers
+    from ledger.public import verify_public
+
+    if (state_file or checkpoints or tsa_roots) and not public_key:
+        raise UsageFailure("--state, --checkpoint and --tsa-root need --public-key")
     bar = None
     progress = None
     if sys.stderr.isatty() and not as_json:
@@ -248,7 +302,17 @@ def verify(path: str, keyring_file: str | None, workers: int | None, as_json: bo
             bar.update(done - bar.pos)
 
     try:
-        report = verify_ledger(path, keyring, workers=workers, progress=progress)
+        if public_key:
+            from cryptography import x509
+
+            extra = [Path(c).read_bytes() for c in checkpoints]
+            try:
+                roots = [x509.load_pem_x509_certificate(Path(r).read_bytes()) for r in tsa_roots]
+                report = verify_public(path, load_verifiers(public_key), state_path=state_file, extra_checkpoints=extra, tsa_roots=roots, workers=workers, progress=progress)
+            except ValueError as e:
+                raise UsageFailure(str(e)) from None
+        else:
+            report = verify_ledger(path, resolve_keyring(path, keyring_file), workers=workers, progress=progress)
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -260,4 +324,112 @@ def verify(path: str, keyring_file: str | None, workers: int | None, as_json: bo
         sys.exit(EXIT_INTEGRITY)
 
 
-COMMANDS = [init, ingest, status, keys, verify]
+@click.command()
+@existing_ledger
+@keyring_option
+@click.option("--tsa-url", envvar="MRM_TSA_URL", help="RFC 3161 time-stamping authority to countersign the checkpoint (default: $MRM_TSA_URL; none).")
+@json_option
+@handle_errors
+def checkpoint(path: str, keyring_file: str | None, tsa_url: str | None, as_json: bool) -> None:
+    """Seal what is written and sign a checkpoint for it now.
+
+    Checkpoints are also written automatically while a ledger is written (every
+    250,000 entries and every 60 seconds) and when it is closed.
+
+    \b
+    Example:
+      mrm checkpoint ./audit-ledger
+    """
+    keyring = resolve_keyring(path, keyring_file)
+    if keyring.signer is None:
+        raise UsageFailure(f"{keyring.source} has no Ed25519 signing key; add one with `mrm keys rotate --signing`")
+    from ledger.checkpoints import http_timestamper
+
+    with Ledger.open(path, keyring, timestamper=http_timestamper(tsa_url) if tsa_url else None) as ledger:
+        note = ledger.checkpoint()
+    if note is None:
+        raise UsageFailure("no checkpoint was written")
+    text = note.read_text(encoding="utf-8")
+    body = text.split("\n")
+    result = {"checkpoint": str(note), "size": int(body[1]), "root": body[2]}
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"checkpoint {note}: size {result['size']}, root {result['root']}")
+
+
+@click.command()
+@existing_ledger
+@click.option("--seq", "seqs", type=int, multiple=True, help="Sequence number of an entry to prove (repeatable).")
+@click.option("--request-id", help="Prove every entry of this request (data access, inference, attribution, guardrail).")
+@click.option("--consistency", nargs=2, type=int, metavar="OLD NEW", help="Prove the checkpoint for size NEW extends the one for size OLD.")
+@click.option("--checkpoint-size", type=int, help="Prove against this checkpoint (default: the newest).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the proof here (default: stdout).")
+@handle_errors
+def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency: tuple[int, int] | None, checkpoint_size: int | None, out: str | None) -> None:
+    """Write a self-contained JSON proof that anyone can check offline with the public key.
+
+    \b
+    Example:
+      mrm prove ./audit-ledger --request-id req-000123 --out dispute-123.proof.json
+      mrm prove ./audit-ledger --seq 42
+      mrm prove ./audit-ledger --consistency 250000 500000
+    """
+    from ledger.proofs import ProofRequestError, find_request, prove_consistency, prove_entries
+
+    chosen = sum(bool(x) for x in (seqs, request_id, consistency))
+    if chosen != 1:
+        raise UsageFailure("give exactly one of --seq, --request-id or --consistency")
+    try:
+        if consistency:
+            doc = prove_consistency(path, *consistency)
+        else:
+            doc = prove_entries(path, list(seqs) or find_request(path, request_id), checkpoint_size=checkpoint_size)
+    except ProofRequestError as e:
+        raise UsageFailure(str(e)) from None
+    text = json.dumps(doc, indent=2) + "\n"
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {doc['kind']} proof to {out}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("verify-proof")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--public-key", "public_key", required=True, type=click.Path(exists=True, dir_okay=False), help="Trusted public keys (vkey lines).")
+@json_option
+@handle_errors
+def verify_proof_cmd(file: str, public_key: str, as_json: bool) -> None:
+    """Check a proof written by `mrm prove`, offline, with only the public key.
+
+    Exit code 0 when the proof holds, 1 when it does not.
+
+    \b
+    Example:
+      mrm verify-proof dispute-123.proof.json --public-key ledger.pub
+    """
+    from ledger.keys import load_verifiers
+    from ledger.proofs import verify_proof
+
+    try:
+        doc = json.loads(Path(file).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UsageFailure(f"{file}: not a JSON proof ({e})") from None
+    report = verify_proof(doc, load_verifiers(public_key))
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        c = report.checkpoint
+        if c:
+            click.echo(f"checkpoint size {c['size']} root {c['root']} signed {c['time']} by {', '.join(c['signed_by'])}")
+        for e in report.entries:
+            click.echo(f"{'OK  ' if e['ok'] else 'FAIL'} seq {e['seq']} ({e['table']})" + (f": {e['problem']}" if not e["ok"] else ""))
+        for p in report.problems:
+            click.echo(f"FAIL {p}")
+        click.echo("proof holds" if report.ok else "proof does NOT hold")
+    if not report.ok:
+        sys.exit(EXIT_INTEGRITY)
+
+
+COMMANDS = [init, ingest, status, keys, verify, checkpoint, prove, verify_proof_cmd]

@@ -108,3 +108,24 @@ def _parquet(tmp_path):
     path = tmp_path / "batch.parquet"
     pq.write_table(inference_batch(10, seed=9), path)
     return path
+
+
+def test_public_verification_proofs_and_checkpoint_commands(cli_ledger, tmp_path):
+    run("ingest", cli_ledger, "model_inference", _parquet(tmp_path))
+    pub = tmp_path / "ledger.pub"
+    assert run("keys", "export-public", "--ledger", cli_ledger, "--out", pub).exit_code == 0
+    assert run("checkpoint", cli_ledger, "--json").exit_code == 0
+    state = tmp_path / "state.json"
+    result = run("verify", cli_ledger, "--public-key", pub, "--state", state, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["mode"] == "public" and state.exists()
+    proof = tmp_path / "p.json"
+    assert run("prove", cli_ledger, "--seq", 3, "--out", proof).exit_code == 0
+    assert run("verify-proof", proof, "--public-key", pub).exit_code == 0
+    doc = json.loads(proof.read_text())
+    doc["entries"][0]["entry"]["decision"] = "approve!"
+    proof.write_text(json.dumps(doc))
+    result = run("verify-proof", proof, "--public-key", pub, "--json")
+    assert result.exit_code == 1 and json.loads(result.output)["ok"] is False
+    assert run("prove", cli_ledger, "--seq", 10_000).exit_code == 2
+    assert run("verify", cli_ledger, "--state", state).exit_code == 2  # --state needs --public-key
