@@ -281,11 +281,11 @@ def sample_report(signer: Signer, *, decision_rows: int = 24, report_id: str = "
             (
                 Column("Seq", ValueKind.IDENTIFIER, weight=0.7),
                 Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.9),
-                Column("Subject", ValueKind.IDENTIFIER, weight=1.2),
+                Column("Subject", ValueKind.IDENTIFIER, weight=1.4),
                 Column("Model version", ValueKind.IDENTIFIER, weight=1.4),
                 Column("Input digest (SHA-256)", ValueKind.DIGEST, weight=2.5),
                 Column("Decision", ValueKind.IDENTIFIER, weight=1.3),
-                Column("Guardrail", ValueKind.STATUS, weight=1.6),
+                Column("Guardrail", ValueKind.STATUS, weight=1.4),
             ),
             decisions,
             caption="Recommendations and guardrail verdicts",
