@@ -11,8 +11,8 @@ from typing import Any, Callable
 import click
 
 # Only light modules at import time: every `mrm` command imports this one to register it.
-from reports.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
-from reports.forensics.errors import ForensicsError, UnreadableEvidence
+from gates.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
+from gates.forensics.errors import ForensicsError, UnreadableEvidence
 
 from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
 from .sql_output import FORMATS
@@ -119,7 +119,7 @@ def sql(
       mrm sql ./audit "SELECT * FROM subject_timeline('cust-42', since := '2025-09-01T00:00:00Z')" --verify
       mrm sql ./audit                       # interactive shell
     """
-    from reports.forensics.session import LedgerSQL
+    from gates.forensics.session import LedgerSQL
 
     from .sql_shell import Shell, is_terminal
 
@@ -226,7 +226,7 @@ def reconstruct(
       mrm reconstruct ./audit --subject cust-42 --at 2025-09-03T10:15:00+09:00 --verify
       mrm reconstruct ./audit --request-id req-0001 --verify --public-key ledger.pub
     """
-    from reports.forensics.reconstruct import Reconstructor
+    from gates.forensics.reconstruct import Reconstructor
 
     if (request_id is None) == (subject_id is None):
         raise UsageFailure("give --request-id or --subject (exactly one)")

@@ -16,10 +16,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from reports.forensics.errors import ExportDirError, QueryError, QueryRefused, UnreadableEvidence
-from reports.forensics.evidence import EvidenceReader
-from reports.forensics.session import LedgerSQL
-from reports.forensics.source import open_source
+from gates.forensics.errors import ExportDirError, QueryError, QueryRefused, UnreadableEvidence
+from gates.forensics.evidence import EvidenceReader
+from gates.forensics.session import LedgerSQL
+from gates.forensics.source import open_source
 
 from .helpers import fingerprint
 from .test_sql_views import known, known_template  # noqa: F401  (fixtures)
@@ -234,7 +234,7 @@ def test_a_read_only_copy_of_the_ledger_can_be_queried(known, tmp_path, monkeypa
 def test_a_temporary_directory_inside_the_ledger_is_refused_before_anything_is_created(known, monkeypatch):  # noqa: F811
     import tempfile
 
-    from reports.forensics.errors import ForensicsError
+    from gates.forensics.errors import ForensicsError
 
     ledger = known[0]
     before = fingerprint(ledger)

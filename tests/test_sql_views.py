@@ -13,9 +13,9 @@ import pytest
 from ledger import Keyring
 from ledger.read import read_table
 from ledger.schema import TABLE_NAMES, TABLES
-from reports.forensics.attestation import HmacChainVerifier
-from reports.forensics.session import LedgerSQL
-from reports.forensics.views import MACRO_NAMES, OBJECTS, VIEW_NAMES
+from gates.forensics.attestation import HmacChainVerifier
+from gates.forensics.session import LedgerSQL
+from gates.forensics.views import MACRO_NAMES, OBJECTS, VIEW_NAMES
 
 from .conftest import KEY
 from .forensic_ledger import DIGEST, T0, H, build
