@@ -35,7 +35,7 @@ from ledger.schema import TABLE_NAMES
 
 from . import expectations as ex
 from .catalog import load_pack, load_packs
-from .errors import PackError
+from .errors import MappingError, PackError
 from .pack import EvidenceItem, Pack, Query, Requirement
 from .period import Applicability, Period, applicability
 from .result import CheckpointInfo, EvidenceResult, PackResult, RequirementResult, RestsOn
@@ -72,7 +72,8 @@ def evaluate(
     if wanted is not None:
         unknown = sorted(wanted - {r.id for r in the_pack.requirements})
         if unknown:
-            raise KeyError(f"pack {the_pack.id} has no requirement {', '.join(map(repr, unknown))}")
+            known = ", ".join(r.id for r in the_pack.requirements)
+            raise MappingError(f"pack {the_pack.id} has no requirement {', '.join(map(repr, unknown))}; its requirements are {known}")
     with _session(ledger, verifier) as session:
         return _evaluate(session, the_pack, period, as_if_in_force, max_rows, wanted)
 
@@ -200,25 +201,26 @@ def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: 
     expect = item.expect
     params = _params(item.query, period)
     source = _subquery(item.query.sql)
-    col = ex.quote_identifier(expect.column) if expect.column else None
-    predicate = expect.offending_predicate()
 
-    aggregates = ["count(*) AS n"]
-    if predicate is not None and expect.kind != ex.NO_ROWS:
-        aggregates.append(f"count(*) FILTER (WHERE {predicate}) AS bad")
-    if expect.kind in (ex.MIN_VALUE, ex.MAX_VALUE, ex.SPAN_AT_LEAST):
-        aggregates += [f"count({col}) AS non_null", f"min({col}) AS lo", f"max({col}) AS hi"]
-    stats = _run(session, item.query, f"SELECT {', '.join(aggregates)} FROM {source}", params).to_pylist()[0]
-    row_count = int(stats["n"])
-    offending_count = row_count if expect.kind == ex.NO_ROWS else int(stats.get("bad") or 0)
-
-    rows = _run(session, item.query, f"SELECT * FROM {source} LIMIT {int(max_rows)}", params)
-    if expect.kind == ex.NO_ROWS:
-        offending = rows
-    elif offending_count:
-        offending = _run(session, item.query, f"SELECT * FROM {source} WHERE {predicate} LIMIT {int(max_rows)}", params)
+    # Most results are small: read one row more than is kept, and when that is all of them,
+    # judge them here. Only a larger result is counted and filtered in DuckDB, so a population
+    # of millions never crosses into Python.
+    head = _run(session, item.query, f"SELECT * FROM {source} LIMIT {int(max_rows) + 1}", params)
+    if len(head) <= max_rows:
+        rows = head
+        stats = _local_stats(expect, rows)
+        offending = rows if expect.kind == ex.NO_ROWS else rows.filter(pa.array(stats.pop("fails"), pa.bool_()))
     else:
+        rows = head.slice(0, max_rows)
+        stats = _sql_stats(session, item, source, params)
         offending = rows.schema.empty_table()
+        if expect.kind == ex.NO_ROWS:
+            offending = rows
+        elif stats["bad"]:
+            offending = _run(session, item.query,
+                             f"SELECT * FROM {source} WHERE {expect.offending_predicate()} LIMIT {int(max_rows)}", params)
+    row_count = stats["n"]
+    offending_count = row_count if expect.kind == ex.NO_ROWS else stats["bad"]
 
     scope_count = None
     if item.scope is not None:
@@ -228,14 +230,38 @@ def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: 
 
     observed: dict[str, Any] = {}
     if expect.kind in (ex.MIN_VALUE, ex.MAX_VALUE, ex.SPAN_AT_LEAST):
-        observed.update(min=stats["lo"], max=stats["hi"], non_null=int(stats["non_null"]))
-    status, explanation = _judge(item, row_count, offending_count, scope_count, stats, observed)
-    all_params = {**_params(item.query, period), **(_params(item.scope, period) if item.scope else {})}
+        observed.update(min=stats["lo"], max=stats["hi"], non_null=stats["non_null"])
+    status, explanation = _judge(item, row_count, offending_count, scope_count, observed)
+    all_params = {**params, **(_params(item.scope, period) if item.scope else {})}
     return EvidenceResult(item, status, explanation, all_params, row_count, rows, offending_count, offending, scope_count,
                           observed, time.perf_counter() - started)
 
 
-def _judge(item: EvidenceItem, row_count: int, offending_count: int, scope_count: int | None, stats: Mapping[str, Any],
+def _local_stats(expect: ex.Expectation, rows: pa.Table) -> dict[str, Any]:
+    """Counts, failing rows and extremes of a complete result (the rules of
+    Expectation.fails, the same as its SQL predicate)."""
+    values = rows.column(expect.column).to_pylist() if expect.column else [None] * len(rows)
+    fails = [expect.fails(v) for v in values]
+    present = [v for v in values if v is not None]
+    return {"n": len(rows), "bad": sum(fails), "fails": fails, "non_null": len(present),
+            "lo": min(present) if present else None, "hi": max(present) if present else None}
+
+
+def _sql_stats(session: LedgerSQL, item: EvidenceItem, source: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    expect = item.expect
+    aggregates = ["count(*) AS n"]
+    predicate = expect.offending_predicate()
+    if predicate is not None and expect.kind != ex.NO_ROWS:
+        aggregates.append(f"count(*) FILTER (WHERE {predicate}) AS bad")
+    if expect.column is not None:
+        col = ex.quote_identifier(expect.column)
+        aggregates += [f"count({col}) AS non_null", f"min({col}) AS lo", f"max({col}) AS hi"]
+    stats = _run(session, item.query, f"SELECT {', '.join(aggregates)} FROM {source}", params).to_pylist()[0]
+    return {"n": int(stats["n"]), "bad": int(stats.get("bad") or 0), "non_null": int(stats.get("non_null") or 0),
+            "lo": stats.get("lo"), "hi": stats.get("hi")}
+
+
+def _judge(item: EvidenceItem, row_count: int, offending_count: int, scope_count: int | None,
            observed: dict[str, Any]) -> tuple[Status, str]:
     expect = item.expect
     rule = expect.describe()

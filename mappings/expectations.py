@@ -159,6 +159,19 @@ class Expectation:
             return f"{col} IS NULL OR {col} > {_sql_number(self.value)}"
         return None
 
+    def fails(self, value: Any) -> bool:
+        """Whether one row fails a row check, given its value in ``column``: the same rule as
+        :meth:`offending_predicate`, for results small enough to judge in Python."""
+        if self.kind == NO_ROWS:
+            return True
+        if self.kind == ALL_ROWS_TRUE:
+            return value is not True
+        if self.kind == MIN_VALUE:
+            return value is None or value < self.value
+        if self.kind == MAX_VALUE:
+            return value is None or value > self.value
+        return False
+
     def column_type_problem(self, duckdb_type: str) -> str | None:
         """Why a result column of this DuckDB type cannot be checked, or None."""
         t = duckdb_type.upper()

@@ -124,10 +124,10 @@ def applicability(requested: Period, effective_from: dt.date, effective_until: d
         note = f"{title} was not yet in force in the period: it applies {window}"
     else:
         state = InForce.PARTLY
-        note = f"{title} applied to part of the period ({window}{successor}); requirements were judged on {clipped} only"
+        note = f"{title} applied to part of the period ({window}{successor})"
         if as_if_in_force:
-            return Applicability(state, requested, note + "; judged on the whole period as asked (readiness)", True)
-        return Applicability(state, clipped, note)
+            return Applicability(state, requested, note + "; judged on the whole period anyway, as asked (readiness)", True)
+        return Applicability(state, clipped, f"{note}; requirements were judged on {clipped} only")
     if as_if_in_force:
         return Applicability(state, requested, note + "; judged on the whole period anyway, as a readiness assessment", True)
     return Applicability(state, None, note + "; nothing was judged (ask for a readiness assessment to judge it anyway)")
