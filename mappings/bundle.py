@@ -94,13 +94,21 @@ def _write_parquet(table: pa.Table, path: Path) -> list[str]:
     columns, fields = [], []
     for f, column in zip(table.schema, table.columns):
         if pa.types.is_interval(f.type):
-            column = pa.array([None if v is None else str(v) for v in column.to_pylist()], pa.string())
+            column = pa.array([None if v is None else _iso_duration(v) for v in column.to_pylist()], pa.string())
             f = pa.field(f.name, pa.string())
-            notes.append(f"column {f.name} (an interval) is written as text")
+            notes.append(f"column {f.name} (an interval) is written as ISO 8601 duration text")
         columns.append(column)
         fields.append(f)
     pq.write_table(pa.Table.from_arrays(columns, schema=pa.schema(fields)), path, compression="zstd")
     return notes
+
+
+def _iso_duration(value: Any) -> str:
+    """An Arrow month-day-nano interval as ISO 8601 text: P1M2DT3.5S, P3D, PT0S."""
+    months, days, nanos = value.months, value.days, value.nanoseconds
+    date = (f"{months}M" if months else "") + (f"{days}D" if days else "")
+    time = f"T{nanos / 1e9:g}S" if nanos or not date else ""
+    return f"P{date}{time}"
 
 
 def _dump(doc: Any, path: Path) -> None:

@@ -348,14 +348,18 @@ def _bind_all(session: LedgerSQL, pack: Pack) -> None:
 
 
 def _columns(session: LedgerSQL, query: Query, period: Period) -> dict[str, str]:
-    statements = session.statements(f"SELECT * FROM {_subquery(query.sql)} LIMIT 0")
+    """Bind the query and return its result columns and DuckDB types, reading no rows: a
+    DuckDB relation is bound when created and runs only when fetched."""
+    import duckdb
+
+    statements = session.statements(f"SELECT * FROM {_subquery(query.sql)}")  # checked: one SELECT
     try:
-        result = session.run(statements[0], _params(query, period))  # type: ignore[arg-type]
-        result.table()
-    except QueryError as e:
-        raise PackError(query.location.problem(f"SQL fails on the ledger's views: {_first_paragraph(str(e))}",
-                                               line=_line_in_pack(query, str(e)))) from None
-    return dict(zip(result.columns, result.types))
+        relation = session.con.sql(statements[0].text, params=_params(query, period) or None)
+        return dict(zip(relation.columns, (str(t) for t in relation.types)))
+    except duckdb.Error as e:
+        message = str(e)
+        raise PackError(query.location.problem(f"SQL fails on the ledger's views: {_first_paragraph(message)}",
+                                               line=_line_in_pack(query, message))) from None
 
 
 def _run(session: LedgerSQL, query: Query, sql: str, params: Mapping[str, Any]) -> pa.Table:
@@ -374,11 +378,19 @@ def _subquery(sql: str) -> str:
 
 
 def _line_in_pack(query: Query, message: str) -> int:
-    """DuckDB counts lines of the wrapper, whose first line is "SELECT ... FROM (" ."""
+    """The pack line a DuckDB error points at: its "LINE n:" (counted in the wrapper, whose
+    first line is "SELECT ... FROM ("), or else the first line of the query holding the name
+    the message quotes (binder errors name the unknown column or table but give no line)."""
     m = re.search(r"\bLINE (\d+):", message)
-    if not m or int(m.group(1)) < 2:
-        return query.location.line
-    return query.line_of(f"LINE {int(m.group(1)) - 1}:")
+    if m and int(m.group(1)) >= 2:
+        return query.line_of(f"LINE {int(m.group(1)) - 1}:")
+    quoted = re.search(r'"([^"]+)"', message) or re.search(r"name (\w+) does not exist", message)
+    if quoted:
+        word = re.compile(rf"(?<![\w.]){re.escape(quoted.group(1))}(?!\w)")
+        for i, line in enumerate(query.sql.splitlines()):
+            if word.search(line):
+                return query.line_of(f"LINE {i + 1}:")
+    return query.location.line
 
 
 def _first_paragraph(message: str) -> str:

@@ -250,7 +250,8 @@ def packs_command(names: tuple[str, ...], check: bool, packs_dirs: tuple[str, ..
         return
     click.echo(f"{'pack':<22} {'in force':<25} {'reqs':>4} {'ledger':>6} {'outside':>7} {'queries':>7}  file")
     for r in rows:
-        window = r["effective_from"] + (f" to {r['effective_until']}" if r["effective_until"] else " on")
+        last_day = dt.date.fromisoformat(r["effective_until"]) - dt.timedelta(days=1) if r["effective_until"] else None
+        window = r["effective_from"] + (f" to {last_day}" if last_day else " on")
         where = "built in" if r["builtin"] else r["file"]
         click.echo(f"{r['id']:<22} {window:<25} {r['requirements']:>4} {r['evidenced']:>6} {r['outside_ledger']:>7} {r['evidence_queries']:>7}  {where}")
     if check:

@@ -68,7 +68,7 @@ def register(ledger: Ledger, slot: str, version: str, ts: dt.datetime) -> int:
 
 def request(ledger: Ledger, rid: str, ts: dt.datetime, *, version: str | None = None, unsuitable: bool = False,
             access: bool = True, attribution: bool = True, verdicts: tuple[tuple[str, str | None], ...] | None = None,
-            input_digest: str | None = None, grades: tuple[float, float] | None = None) -> dict[str, int]:
+            grades: tuple[float, float] | None = None) -> dict[str, int]:
     """One request's entries; ``verdicts`` overrides the guardrail entries: (verdict, final_output) each."""
     version = version or version_at(ts)
     subject = f"cust-{int(digest(rid)[:6], 16) % 500:04d}"
@@ -81,7 +81,7 @@ def request(ledger: Ledger, rid: str, ts: dt.datetime, *, version: str | None = 
             access_type="read", row_count=1, request_id=rid)
     seqs["inference"] = ledger.log_model_inference(
         ts=ts + 10 * US, request_id=rid, subject_id=subject, model_slot=SLOT, model_version=version,
-        input_digest=input_digest or digest("input:" + rid), scores={proposal: 0.62, "deposit_12m": 0.38},
+        input_digest=digest("input:" + rid), scores={proposal: 0.62, "deposit_12m": 0.38},
         decision=proposal, latency_ms=7.5, route="champion")
     if attribution:
         seqs["attribution"] = ledger.log_attribution(
@@ -237,12 +237,6 @@ def no_profile_read(ledger: Ledger, at: dt.datetime) -> list[str]:
     return [rid]
 
 
-def untraceable_input(ledger: Ledger, at: dt.datetime) -> list[str]:
-    rid = f"bad-digest-{at:%m%d}"
-    request(ledger, rid, at, input_digest="n/a")
-    return [rid]
-
-
 def pass_riskier_than_allowed(ledger: Ledger, at: dt.datetime) -> list[str]:
     rid = f"bad-grade-{at:%m%d}"
     request(ledger, rid, at, grades=(2.0, 5.0))  # passes a grade-2 product where grade 5 is the riskiest allowed
@@ -258,14 +252,15 @@ def unapproved_version(ledger: Ledger, at: dt.datetime) -> list[str]:
 VIOLATIONS: dict[str, Callable[[Ledger, dt.datetime], list]] = {
     f.__name__: f for f in (missing_attribution, blocked_served, served_after_block, thin_override,
                             promotion_without_comparison, alert_ignored, unexplained_feature_change, duplicate_request,
-                            no_profile_read, untraceable_input, pass_riskier_than_allowed, unapproved_version)
+                            no_profile_read, pass_riskier_than_allowed, unapproved_version)
 }
 
 
-def inject(path: Path, violation: str) -> list:
-    """Append the violation at both instants; returns the keys naming the offending rows."""
-    keys: list = []
+def inject(path: Path, violation: str) -> list[tuple[dt.datetime, object]]:
+    """Append the violation at both instants; returns (instant, key) for each key that the
+    offending rows of a pack judging that instant must name."""
+    keys: list[tuple[dt.datetime, object]] = []
     with Ledger.open(path, keyring(), actor="reco-api") as ledger:
         for at in INSTANTS:
-            keys += VIOLATIONS[violation](ledger, at)
+            keys += [(at, key) for key in VIOLATIONS[violation](ledger, at)]
     return keys
