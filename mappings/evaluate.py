@@ -285,7 +285,8 @@ def _judge(item: EvidenceItem, row_count: int, offending_count: int, scope_count
         assert expect.rows is not None
         if row_count >= expect.rows:
             return Status.MET, f"{row_count:,} row(s); {rule} required"
-        return expect.otherwise, f"only {row_count:,} row(s); {rule} required"
+        short = f"{row_count:,} row(s), fewer than the {expect.rows:,} required"
+        return expect.otherwise, f"{item.short_note} ({short})" if item.short_note else short
     if expect.kind == ex.SPAN_AT_LEAST:
         assert expect.days is not None
         lo, hi = observed["min"], observed["max"]
@@ -294,7 +295,8 @@ def _judge(item: EvidenceItem, row_count: int, offending_count: int, scope_count
         span = f"{expect.column} spans {days:,.1f} days ({_show(lo)} to {_show(hi)})"
         if days >= expect.days:
             return Status.MET, f"{span}; at least {expect.days:g} required"
-        return expect.otherwise, f"{span}, less than the {expect.days:g} days required"
+        short = f"{span}, less than the {expect.days:g} days required"
+        return expect.otherwise, f"{item.short_note}: {short}" if item.short_note else short
     if expect.kind == ex.NO_ROWS:
         scope = f" among {scope_count:,} in scope" if scope_count is not None else ""
         return Status.MET, f"no row found{scope}"

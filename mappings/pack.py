@@ -35,6 +35,7 @@ The format (``format = "mrm-pack/1"``)::
     scope = '''SELECT ...'''               # optional: the population; empty -> when_empty
     when_empty = "insufficient_evidence"   # or "met" / "not_applicable", with empty_note saying why
     empty_note = "..."
+    short_note = "..."                     # at_least_rows / span_at_least: what falling short means
 
 A pack that breaks any rule is refused with a :class:`PackError` naming the file, the line and
 the field of every problem; nothing of it is used.
@@ -70,7 +71,7 @@ PACK_KEYS = ("format", "id", "title", "instrument", "authority", "jurisdiction",
              "effective_until", "superseded_by", "applicability_note", "summary", "sources", "requirement")
 REQUIREMENT_KEYS = ("id", "citation", "title", "paraphrase", "examiner_asks", "coverage", "ask_for",
                     "not_applicable_because", "evidence")
-EVIDENCE_KEYS = ("id", "shows", "sql", "expect", "scope", "when_empty", "empty_note")
+EVIDENCE_KEYS = ("id", "shows", "sql", "expect", "scope", "when_empty", "empty_note", "short_note")
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class EvidenceItem:
     scope: Query | None
     when_empty: Status
     empty_note: str | None
+    short_note: str | None  # sufficiency checks: what falling short means, for people
     location: Location  # of the [[requirement.evidence]] table
     expect_location: Location
 
@@ -407,12 +409,16 @@ class _Reader:
                 self.problem((*path, "when_empty"), f"{expect.kind} has no population of its own: when_empty applies only "
                                                     "with a scope query")
         empty_note = self.text_value(table, (*path, "empty_note"), required=False)
+        short_note = self.text_value(table, (*path, "short_note"), required=False)
+        if short_note is not None and expect is not None and expect.is_row_check:
+            self.problem((*path, "short_note"), f"{expect.kind} cannot fall short (its rows are findings); "
+                                                "short_note goes with at_least_rows and span_at_least")
         if when_empty != Status.INSUFFICIENT_EVIDENCE and empty_note is None:
             self.problem((*path, "when_empty"), f"when_empty = {when_empty.value!r} claims something about an empty population: "
                                                 "say why in empty_note")
         if len(self.problems) > before or query is None or expect is None:
             return None
-        return EvidenceItem(item_id, shows, query, expect, scope, when_empty, empty_note, self.where(path),  # type: ignore[arg-type]
+        return EvidenceItem(item_id, shows, query, expect, scope, when_empty, empty_note, short_note, self.where(path),  # type: ignore[arg-type]
                             self.where((*path, "expect")))
 
     def query(self, table: Mapping[str, Any], path: tuple[PathItem, ...], *, required: bool) -> Query | None:

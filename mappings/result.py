@@ -107,7 +107,7 @@ class EvidenceResult:
         return {
             "id": item.id, "shows": item.shows, "status": self.status.value, "explanation": self.explanation,
             "rule": item.expect.describe(), "expect": item.expect.to_dict(), "when_empty": item.when_empty.value,
-            "empty_note": item.empty_note, "sql": item.query.sql, "scope_sql": item.scope.sql if item.scope else None,
+            "empty_note": item.empty_note, "short_note": item.short_note, "sql": item.query.sql, "scope_sql": item.scope.sql if item.scope else None,
             "parameters": {k: _utc(v) for k, v in self.parameters.items()},
             "row_count": self.row_count, "rows_shown": len(self.rows), "offending_count": self.offending_count,
             "offending_shown": len(self.offending), "scope_count": self.scope_count,

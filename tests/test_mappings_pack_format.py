@@ -285,3 +285,13 @@ def test_the_packs_directory_is_package_data():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
     assert '"packs/*.toml"' in text
     assert all(f.builtin for f in pack_files(pack_dirs(env=False)))
+
+
+def test_a_short_note_goes_only_with_checks_that_can_fall_short():
+    text = VALID.replace('expect = { kind = "all_rows_true", column = "attributed" }',
+                         'expect = { kind = "all_rows_true", column = "attributed" }\nshort_note = "not enough"')
+    e = refused(text)
+    assert (e.line, e.field) == (line_of(text, "short_note"), "requirement[0].evidence[0].short_note")
+    ok = VALID.replace('expect = { kind = "all_rows_true", column = "attributed" }',
+                       'expect = { kind = "at_least_rows", rows = 3 }\nshort_note = "fewer than three decisions"')
+    assert parse_pack(ok, "p.toml").requirements[0].evidence[0].short_note == "fewer than three decisions"
