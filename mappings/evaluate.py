@@ -18,13 +18,14 @@ Order of work, so that a broken pack never yields a partial verdict:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -74,7 +75,7 @@ def evaluate(
         if unknown:
             known = ", ".join(r.id for r in the_pack.requirements)
             raise MappingError(f"pack {the_pack.id} has no requirement {', '.join(map(repr, unknown))}; its requirements are {known}")
-    with _session(ledger, verifier) as session:
+    with _Session(ledger, verifier) as session:
         return _evaluate(session, the_pack, period, as_if_in_force, max_rows, wanted)
 
 
@@ -90,7 +91,7 @@ def evaluate_all(
 ) -> list[PackResult]:
     """Every pack (default: all visible packs) on one read-only session of the ledger."""
     the_packs = [load_pack(p, packs_dirs) for p in packs] if packs is not None else load_packs(packs_dirs)
-    with _session(ledger, verifier) as session:
+    with _Session(ledger, verifier) as session:
         period = period or ledger_period(session)
         return [_evaluate(session, p, period, as_if_in_force, max_rows, None) for p in the_packs]
 
@@ -108,26 +109,20 @@ def check_pack(pack: Pack | str | os.PathLike[str], session: LedgerSQL | None = 
     return the_pack
 
 
-class empty_ledger_session:
-    """A read-only session over a new, empty ledger in a temporary directory."""
+@contextlib.contextmanager
+def empty_ledger_session() -> Iterator[LedgerSQL]:
+    """A read-only session over a new, empty ledger in a temporary directory (for binding
+    a pack's queries against the views without any ledger of one's own)."""
+    from ledger import Keyring, Ledger
 
-    def __enter__(self) -> LedgerSQL:
-        from ledger import Keyring, Ledger
-
-        self._tmp = tempfile.TemporaryDirectory(prefix="mrm-pack-check-")
-        path = Path(self._tmp.name) / "ledger"
+    with tempfile.TemporaryDirectory(prefix="mrm-pack-check-") as tmp:
+        path = Path(tmp) / "ledger"
         Ledger.create(path, Keyring.generate("pack-check"), actor="mrm-pack-check").close()
-        self._session = LedgerSQL.open(path)
-        return self._session
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._session.close()
-        finally:
-            self._tmp.cleanup()
+        with LedgerSQL.open(path) as session:
+            yield session
 
 
-class _session:
+class _Session:
     def __init__(self, ledger: LedgerSQL | str | os.PathLike[str], verifier: Verifier | None):
         self.given = ledger if isinstance(ledger, LedgerSQL) else None
         if self.given is not None and verifier is not None:

@@ -130,7 +130,7 @@ def applicability(requested: Period, effective_from: dt.date, effective_until: d
         return Applicability(state, clipped, f"{note}; requirements were judged on {clipped} only")
     if as_if_in_force:
         return Applicability(state, requested, note + "; judged on the whole period anyway, as a readiness assessment", True)
-    return Applicability(state, None, note + "; nothing was judged (ask for a readiness assessment to judge it anyway)")
+    return Applicability(state, None, note + "; nothing was judged (--as-if-in-force judges it anyway, as a readiness assessment)")
 
 
 def _text(t: dt.datetime) -> str:

@@ -176,7 +176,7 @@ def _result_text(result: Any) -> str:
         req = r.requirement
         lines.append(f"{r.status.label:<22} {req.id:<38} {req.citation}")
         lines += textwrap.wrap(req.title, _WIDTH, initial_indent=" " * 4, subsequent_indent=" " * 4)
-        if r.status.evidenced or r.status.value == "not_applicable":
+        if r.status.evidenced or req.not_applicable_because:  # a pack not in force is said once, above
             explanation = r.explanation if len(r.explanation) <= 600 else r.explanation[:597] + "..."
             lines += textwrap.wrap(explanation, _WIDTH, initial_indent=" " * 4, subsequent_indent=" " * 6)
         for e in r.evidence:
