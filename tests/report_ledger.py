@@ -16,6 +16,7 @@ fixed timestamps; monitor runs are the real monitors' results on fixed data.
   T0+15d    force_promote v013 by an operator whose name carries markup
   T0+16d    fairness run on v013: DI BREACH (+ alert); drift run: significant (+ alert)
   T0+17d    manual rollback v013 -> v012 by mrm-officer-2
+  T0+20d    gate v014 vs v012: reject in competition (its AUC is worse; comparisons and tests recorded)
   --- sealed and checkpointed (ledger closed) ---
 """
 
@@ -35,7 +36,7 @@ from gates.observations import Window
 from ledger import Keyring, Ledger
 from ledger.note import Signer
 
-from .test_gates_decision import CHALLENGER_SCORES, challenger_dict, champion_dict, evaluation, policy
+from .test_gates_decision import CHALLENGER_SCORES, CHAMPION_SCORES, challenger_dict, champion_dict, evaluation, policy
 
 SLOT = "credit_pd"
 T0 = dt.datetime(2025, 3, 3, 9, 0, tzinfo=dt.timezone.utc)
@@ -142,6 +143,9 @@ def build(path: Path, keyring: Keyring) -> dict[str, int]:
         _drift_run(ledger, "drift2", "v013", T0 + 16 * D + H, 0.06)
         _log_decision(ledger, "rollback", decide_rollback(SLOT, "v013", "v012", ["v011", "v012"], reason=ROLLBACK_REASON,
                                                           operator=ROLLBACK_OPERATOR), T0 + 17 * D)
+        v014 = _evaluation(evaluation("v014", CHAMPION_SCORES, 0.25, trained_end="2026-05-04T03:00:00Z", slot=SLOT))
+        observed = {a.path: a.sha256 for a in v014.lineage.artifacts}
+        _log_decision(ledger, "reject2", decide(GateInputs(v014, v012, gate_policy, observed_artifacts=observed)), T0 + 20 * D)
     return dict(KNOWN)
 
 

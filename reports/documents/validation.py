@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from gates.forensics.errors import ForensicsError
 from gates.forensics.reconstruct import parse_instant
 from ledger.note import Signer
 
@@ -83,7 +84,7 @@ class ValidationScope:
         since = parse_instant(self.since, "--from") if self.since is not None else None
         until = parse_instant(self.until, "--to") if self.until is not None else None
         if since is not None and until is not None and until <= since:
-            raise ValueError(f"--to {until.isoformat()} is not after --from {since.isoformat()}")
+            raise ForensicsError(f"--to {until.isoformat()} is not after --from {since.isoformat()}")
         return since, until
 
 
