@@ -49,6 +49,7 @@ from ..model import (
     Table,
     ValueKind,
 )
+from .badges import passed, promotion_status, verdict_status
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
 from .parts import (
     DocumentInfo,
@@ -65,7 +66,7 @@ from .parts import (
 )
 from .written import WrittenReport, write_report
 
-__all__ = ["DecisionQuery", "build_decision_report", "write_decision_report", "decision_status", "promotion_status"]
+__all__ = ["DecisionQuery", "build_decision_report", "factors_account", "method_meaning", "write_decision_report"]
 
 RECORD_ATTACHMENT = "decision-record.json"
 ENTRIES_ATTACHMENT = "decision-entries.parquet"
@@ -101,32 +102,6 @@ def write_decision_report(ledger_path: str | os.PathLike[str], query: DecisionQu
     """Build, render, sign and write the dossier (default file name: ``<report id>.pdf``)."""
     report = build_decision_report(ledger_path, query, plan, info)
     return write_report(report, signer, out_path, created=created)
-
-
-# --------------------------------------------------------------------------- statuses
-
-
-def decision_status(verdict: str) -> StatusBadge:
-    """A guardrail verdict as a badge that reads without colour."""
-    return {
-        "pass": StatusBadge(Status.PASS, "PASS"),
-        "modify": StatusBadge(Status.WARN, "MODIFIED"),
-        "block": StatusBadge(Status.FAIL, "BLOCKED"),
-    }.get(verdict, StatusBadge(Status.INFO, verdict.upper() or "UNKNOWN"))
-
-
-def promotion_status(decision: str) -> StatusBadge:
-    """A model_promotion decision as a badge: what it did to production, in one word."""
-    return {
-        "promote": StatusBadge(Status.PASS, "PROMOTE"),
-        "approve": StatusBadge(Status.PASS, "APPROVE"),
-        "bootstrap": StatusBadge(Status.PASS, "BOOTSTRAP"),
-        "pending_approval": StatusBadge(Status.INFO, "PENDING APPROVAL"),
-        "reject": StatusBadge(Status.FAIL, "REJECT"),
-        "decline": StatusBadge(Status.FAIL, "DECLINE"),
-        "force_promote": StatusBadge(Status.WARN, "FORCE-PROMOTE"),
-        "rollback": StatusBadge(Status.WARN, "ROLLBACK"),
-    }.get(decision, StatusBadge(Status.INFO, decision.upper() or "UNKNOWN"))
 
 
 # --------------------------------------------------------------------------- assembly
@@ -208,7 +183,7 @@ def _summary_section(r: DecisionRecord) -> Section:
                      f"(registry state: {r.version_state or 'unregistered'}; production: {r.champion_version or 'none'}).")
     blocks: list[Block] = [Paragraph(" ".join(lines))]
     for g in r.guardrails:
-        blocks.append(StatusBadge(decision_status(g.verdict).status, decision_status(g.verdict).text,
+        blocks.append(StatusBadge(verdict_status(g.verdict).status, verdict_status(g.verdict).text,
                                   f"suitability gate {g.gate}: {g.original_output or '-'} \u2192 {g.final_output or 'nothing served'}"))
     if p is not None:
         badge = promotion_status(p.decision)
@@ -221,7 +196,7 @@ def _summary_section(r: DecisionRecord) -> Section:
         KeyValue("Model slot / version", f"{i.model_slot} / {i.model_version}", ValueKind.IDENTIFIER),
         KeyValue("Model output", i.decision, ValueKind.IDENTIFIER),
         KeyValue("Served", r.served_output if r.served_output is not None else "nothing (blocked or not recorded)"),
-        KeyValue("Suitability verdict", decision_status(r.guardrails[-1].verdict) if r.guardrails else StatusBadge(Status.NOT_RUN, "NONE RECORDED")),
+        KeyValue("Suitability verdict", verdict_status(r.guardrails[-1].verdict) if r.guardrails else StatusBadge(Status.NOT_RUN, "NONE RECORDED")),
         KeyValue("Made live by", f"{p.decision} at seq {p.entry.seq}" + (f", {p.operator}" if p.operator else "") if p else "not production at the decision"),
     ), caption="At a glance"))
     return Section("Summary", tuple(blocks))
@@ -398,7 +373,7 @@ def _suitability_section(r: DecisionRecord) -> Section:
         "model's proposal with the customer's confirmed profile and passes, modifies or blocks it; each verdict, its "
         "criteria and its reason are recorded.")]
     for g in r.guardrails:
-        badge = decision_status(g.verdict)
+        badge = verdict_status(g.verdict)
         blocks.append(StatusBadge(badge.status, badge.text, _guardrail_sentence(g)))
         blocks.append(KeyValues((
             KeyValue("Gate", g.gate, ValueKind.IDENTIFIER),
@@ -472,7 +447,7 @@ def _comparison_table(rows: Sequence[Any], caption: str) -> Table:
          Column("Challenger", ValueKind.NUMBER, weight=1.2), Column("Relative change", ValueKind.NUMBER, weight=1.2),
          Column("Threshold", ValueKind.NUMBER, weight=1.0), Column("Result", ValueKind.STATUS, weight=1.1)),
         tuple((c.get("metric"), c.get("champion"), c.get("challenger"), c.get("delta_rel"), c.get("threshold"),
-               _passed(c.get("passed"))) for c in rows),
+               passed(c.get("passed"))) for c in rows),
         caption=caption, total_rows=len(rows))
 
 
@@ -483,16 +458,8 @@ def _significance_table(rows: Sequence[Any], caption: str) -> Table:
          Column("p adjusted (Holm)", ValueKind.NUMBER, weight=1.2), Column("Alpha", ValueKind.NUMBER, weight=0.8),
          Column("Significant", ValueKind.STATUS, weight=1.1)),
         tuple((s.get("metric"), s.get("test"), s.get("statistic"), s.get("p_value"), s.get("p_adjusted"), s.get("alpha"),
-               _passed(s.get("significant"), "YES", "NO")) for s in rows),
+               passed(s.get("significant"), "YES", "NO")) for s in rows),
         caption=caption, total_rows=len(rows))
-
-
-def _passed(value: Any, yes: str = "PASS", no: str = "FAIL") -> StatusBadge:
-    if value is True:
-        return StatusBadge(Status.PASS, yes)
-    if value is False:
-        return StatusBadge(Status.FAIL, no)
-    return StatusBadge(Status.NOT_RUN, "UNKNOWN")
 
 
 _REGULATIONS = (

@@ -21,7 +21,7 @@ from gates.forensics.errors import ForensicsError
 from gates.forensics.reconstruct import parse_instant
 from ledger.note import Signer
 
-from ..charts import Series, Threshold, bar_chart, line_chart
+from ..charts import Series, Threshold, line_chart
 from ..model import (
     Block,
     CodeBlock,
@@ -39,8 +39,8 @@ from ..model import (
     Table,
     ValueKind,
 )
+from .badges import drift_status, fairness_status, passed, promotion_status
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
-from .decision import promotion_status
 from .history import AlertEntry, GateDecision, MonitorRun, Query, SlotHistory, read_slot_history
 from .parts import (
     DocumentInfo,
@@ -375,7 +375,7 @@ def _decision_detail(d: GateDecision) -> Section:
              Column("Challenger", ValueKind.NUMBER, weight=1.2), Column("Relative change", ValueKind.NUMBER, weight=1.2),
              Column("Threshold", ValueKind.NUMBER, weight=1.0), Column("Result", ValueKind.STATUS, weight=1.0)),
             tuple((c.get("metric"), c.get("champion"), c.get("challenger"), c.get("delta_rel"), c.get("threshold"),
-                   _pass(c.get("passed"))) for c in d.comparison),
+                   passed(c.get("passed"))) for c in d.comparison),
             caption=f"Metric comparison, seq {d.seq}", total_rows=len(d.comparison)))
     if d.significance:
         blocks.append(Table(
@@ -384,7 +384,7 @@ def _decision_detail(d: GateDecision) -> Section:
              Column("p adjusted (Holm)", ValueKind.NUMBER, weight=1.7), Column("Alpha", ValueKind.NUMBER, weight=0.6),
              Column("Significant", ValueKind.STATUS, weight=1.0)),
             tuple((s.get("metric"), s.get("test"), s.get("statistic"), s.get("p_value"), s.get("p_adjusted"), s.get("alpha"),
-                   _pass(s.get("significant"), "YES", "NO")) for s in d.significance),
+                   passed(s.get("significant"), "YES", "NO")) for s in d.significance),
             caption=f"Significance tests, seq {d.seq}", total_rows=len(d.significance)))
     if d.tests:
         blocks.append(Table(
@@ -400,7 +400,7 @@ def _decision_detail(d: GateDecision) -> Section:
         blocks.append(Table(
             (Column("Check", ValueKind.IDENTIFIER, weight=2.2), Column("Result", ValueKind.STATUS, weight=1.0),
              Column("Detail", ValueKind.TEXT, weight=4.6)),
-            tuple((c.get("name"), _pass(c.get("passed")), _text(c.get("detail"))) for c in d.checks),
+            tuple((c.get("name"), passed(c.get("passed")), _text(c.get("detail"))) for c in d.checks),
             caption=f"Checks in the order the gate ran them, seq {d.seq}", total_rows=len(d.checks)))
     if d.thresholds:
         blocks.append(Table((Column("Threshold", ValueKind.IDENTIFIER, weight=3.0), Column("Value", ValueKind.NUMBER, weight=1.0)),
@@ -509,7 +509,7 @@ def _fairness_subsection(h: SlotHistory) -> Section | None:
         spd = r.result("statistical_parity_difference") or {}
         eod = r.result("equal_opportunity_difference") or {}
         rows.append((r.seq, r.ts, r.version, _num(d.get("value")), _num(d.get("ci_low")), _num(d.get("ci_high")),
-                     _fairness_status(d.get("status")), _num(spd.get("value")), _num(eod.get("value")),
+                     fairness_status(d.get("status")), _num(spd.get("value")), _num(eod.get("value")),
                      f"{d.get('n_unprivileged', '?')} / {d.get('n_privileged', '?')}"))
     blocks.append(Table(
         (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
@@ -543,7 +543,7 @@ def _drift_subsection(h: SlotHistory) -> Section | None:
             feature = str(res.get("feature"))
             psi = _y(res.get("psi"))
             by_feature.setdefault(feature, []).append((r.ts, psi))
-            rows.append((r.seq, r.ts, r.version, feature, _num(res.get("psi")), _num(res.get("kl")), _drift_status(res.get("status")),
+            rows.append((r.seq, r.ts, r.version, feature, _num(res.get("psi")), _num(res.get("kl")), drift_status(res.get("status")),
                          f"{res.get('n_baseline', '?')} / {res.get('n_current', '?')}"))
     worst = sorted(by_feature, key=lambda f: -max((v for _, v in by_feature[f] if math.isfinite(v)), default=-1.0))[:MAX_PSI_FEATURES]
     blocks: list[Block] = []
@@ -630,24 +630,6 @@ def _queries_section(h: SlotHistory) -> Section:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _pass(value: Any, yes: str = "PASS", no: str = "FAIL") -> StatusBadge:
-    if value is True:
-        return StatusBadge(Status.PASS, yes)
-    if value is False:
-        return StatusBadge(Status.FAIL, no)
-    return StatusBadge(Status.NOT_RUN, "UNKNOWN")
-
-
-def _fairness_status(status: Any) -> StatusBadge:
-    return {"fair": StatusBadge(Status.PASS, "FAIR"), "breach": StatusBadge(Status.FAIL, "BREACH"),
-            "insufficient_data": StatusBadge(Status.WARN, "TOO FEW")}.get(status, StatusBadge(Status.NOT_RUN, "NOT RECORDED"))
-
-
-def _drift_status(status: Any) -> StatusBadge:
-    return {"stable": StatusBadge(Status.PASS, "STABLE"), "moderate_drift": StatusBadge(Status.WARN, "MODERATE"),
-            "significant_drift": StatusBadge(Status.FAIL, "SIGNIFICANT")}.get(status, StatusBadge(Status.NOT_RUN, "NOT RECORDED"))
 
 
 def _alert_status(a: AlertEntry) -> StatusBadge:
