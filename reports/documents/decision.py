@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
+from gates.forensics.errors import NotFound
 from gates.forensics.reconstruct import (
     AttributionRecord,
     DecisionRecord,
@@ -89,8 +90,15 @@ def build_decision_report(ledger_path: str | os.PathLike[str], query: DecisionQu
     :func:`reports.render.render_report`, or use :func:`write_decision_report`)."""
     basis = establish_basis(ledger_path, plan, checked_at=info.assembled_at())
     with Reconstructor(basis.source) as reconstructor:
-        record = reconstructor.reconstruct(request_id=query.request_id, subject_id=query.subject_id, at=query.at,
-                                           inference_seq=query.inference_seq)
+        try:
+            record = reconstructor.reconstruct(request_id=query.request_id, subject_id=query.subject_id, at=query.at,
+                                               inference_seq=query.inference_seq)
+        except NotFound as e:
+            if not basis.newer_entries:
+                raise
+            raise NotFound(f"{e}; the ledger holds {basis.newer_entries:,} entries newer than checkpoint "
+                           f"{basis.checkpoint.size:,}, which this document cannot prove: if the decision is among them, "
+                           "run `mrm checkpoint LEDGER` first") from None
     shown = _shown_entries(record)
     proofs = prove_shown_entries(basis, [e.seq for e in shown])
     return _dossier(basis, record, shown, proofs, info)
