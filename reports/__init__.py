@@ -26,7 +26,7 @@ _EXPORTS = {
         "ValueKind", "VerificationSummary",
     ),
     "render": ("RenderedReport", "render_pdf", "render_report"),
-    "verify": ("AttachmentStatus", "ReportVerification", "SignatureStatus", "load_verifier_keys", "parse_verifier_keys",
+    "verify": ("AttachmentStatus", "ReportVerification", "SignatureStatus", "load_verifier_keys",
                "verify_report"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -55,5 +55,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
     )
     from .render import RenderedReport, render_pdf, render_report  # noqa: F401
     from .verify import (  # noqa: F401
-        AttachmentStatus, ReportVerification, SignatureStatus, load_verifier_keys, parse_verifier_keys, verify_report,
+        AttachmentStatus, ReportVerification, SignatureStatus, load_verifier_keys, verify_report,
     )

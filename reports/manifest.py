@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ledger.note import Signer, Verifier, VerifiedNote, open_note, sign_note
+from ledger.jsontext import JSONTextError, loads_strict
 
 from .model import MANIFEST_NAME, SIGNATURE_NAME, Report
 
@@ -129,11 +130,11 @@ class ReportManifest:
     @classmethod
     def from_bytes(cls, data: bytes) -> "ReportManifest":
         try:
-            doc = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+            doc = loads_strict(data.decode("utf-8"))
         except UnicodeDecodeError:
             raise ManifestError("manifest.json is not UTF-8") from None
-        except json.JSONDecodeError as e:
-            raise ManifestError(f"manifest.json is not valid JSON: {e}") from None
+        except JSONTextError as e:
+            raise ManifestError(f"manifest.json: {e}") from None
         top = _obj(doc, "manifest", {"format", "report", "ledger", "pages", "attachments"})
         if top["format"] != MANIFEST_FORMAT:
             raise ManifestError(f"manifest format {top['format']!r} is not {MANIFEST_FORMAT!r}")
@@ -241,19 +242,6 @@ def open_manifest_signature(note_bytes: bytes, verifiers: Iterable[Verifier]) ->
 
 
 # --------------------------------------------------------------------------- strict JSON
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ManifestError(f"manifest.json repeats the key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ManifestError(f"manifest.json contains {name}, which JSON does not allow")
 
 
 def _obj(value: Any, where: str, keys: set[str]) -> dict[str, Any]:

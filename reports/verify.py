@@ -29,10 +29,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable
 
+from ledger.errors import KeyringError
+from ledger.keys import load_verifiers
 from ledger.note import (
     AmbiguousKeyError,
     InvalidSignatureError,
-    MalformedKeyError,
     NoteError,
     UnverifiedNoteError,
     Verifier,
@@ -60,7 +61,6 @@ __all__ = [
     "CheckpointCheck",
     "ReportVerification",
     "verify_report",
-    "parse_verifier_keys",
     "load_verifier_keys",
 ]
 
@@ -206,29 +206,12 @@ class ReportVerification:
 # --------------------------------------------------------------------------- keys
 
 
-def parse_verifier_keys(text: str, source: str = "key file") -> list[Verifier]:
-    """Verifier keys, one ``<name>+<key id>+<base64>`` per line; blank lines and ``#``
-    comments are skipped. Refuses a file with no key, naming the bad line otherwise."""
-    keys = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        try:
-            keys.append(Verifier.parse(line))
-        except MalformedKeyError as e:
-            raise ReportInputError(f"{source} line {number}: {e}") from None
-    if not keys:
-        raise ReportInputError(f"{source} holds no verifier key (<name>+<key id>+<base64> lines)")
-    return keys
-
-
 def load_verifier_keys(path: str | os.PathLike[str]) -> list[Verifier]:
+    """Trusted verifier keys (vkey lines), as for checkpoints: ledger.keys.load_verifiers."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ReportInputError(f"{path}: not a UTF-8 text file of verifier keys") from None
-    return parse_verifier_keys(text, str(path))
+        return load_verifiers(path)
+    except KeyringError as e:
+        raise ReportInputError(str(e)) from None
 
 
 # --------------------------------------------------------------------------- verification

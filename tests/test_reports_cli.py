@@ -66,4 +66,4 @@ def test_usage_and_input_errors_exit_2(files):
     bad_key = tmp / "bad.vkey"
     bad_key.write_text("not-a-key\n")
     result = run("report", "verify", pdf, "--public-key", bad_key)
-    assert result.exit_code == 2 and "line 1" in result.output
+    assert result.exit_code == 2 and "bad.vkey:1: not a public key" in result.output

@@ -128,7 +128,7 @@ def test_manifest_parsing_is_strict():
     good = b'{"format": "mrm-report-manifest/v1"}'
     with pytest.raises(ManifestError, match="missing"):
         ReportManifest.from_bytes(good)
-    with pytest.raises(ManifestError, match="repeats the key"):
+    with pytest.raises(ManifestError, match="duplicate key"):
         ReportManifest.from_bytes(b'{"format": 1, "format": 2}')
     with pytest.raises(ManifestError, match="NaN"):
         ReportManifest.from_bytes(b'{"x": NaN}')

@@ -10,7 +10,8 @@ import pytest
 
 from ledger.note import Checkpoint, sign_checkpoint
 from reports import AttachmentStatus, ReportInputError, SignatureStatus, verify_report
-from reports.verify import parse_verifier_keys
+from ledger.errors import KeyringError
+from ledger.keys import parse_verifiers
 
 from .report_support import (
     FOREIGN,
@@ -174,11 +175,11 @@ def test_inputs_that_are_not_reports_are_input_errors(tmp_path):
 
 def test_verifier_key_files():
     text = f"# the ledger key\n\n{SIGNER.verifier().to_vkey()}\n{FOREIGN.verifier().to_vkey()}\n"
-    assert [v.key_id for v in parse_verifier_keys(text)] == [SIGNER.key_id, FOREIGN.key_id]
-    with pytest.raises(ReportInputError, match="line 2"):
-        parse_verifier_keys(f"{SIGNER.verifier().to_vkey()}\nname+00000000+AQ==\n")
-    with pytest.raises(ReportInputError, match="no verifier key"):
-        parse_verifier_keys("# nothing\n")
+    assert [v.key_id for v in parse_verifiers(text)] == [SIGNER.key_id, FOREIGN.key_id]
+    with pytest.raises(KeyringError, match=":2: not a public key"):
+        parse_verifiers(f"{SIGNER.verifier().to_vkey()}\nname+00000000+AQ==\n")
+    with pytest.raises(KeyringError, match="no public key"):
+        parse_verifiers("# nothing\n")
 
 
 def test_json_form_is_complete(pdf):
