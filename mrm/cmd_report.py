@@ -54,8 +54,7 @@ def document_options(fn: Callable) -> Callable:
         click.option("--institution", envvar="MRM_INSTITUTION", help="Institution named on the cover (default: $MRM_INSTITUTION)."),
         click.option("--prepared-by", default="", help="Team or person named on the cover as preparing the document."),
         click.option("--report-id", help="Report id (default: derived from the ledger id, the subject of the report and the checkpoint)."),
-        click.option("--created", help="The PDF's creation date, ISO 8601 with a time zone (default: now). A fixed date "
-                     "re-renders the same document byte for byte."),
+        click.option("--created", help="The PDF's creation date, ISO 8601 with a time zone (default: now)."),
         click.option("--workers", type=click.IntRange(1), help="Processes for the whole-ledger check (default: every core)."),
         json_option,
     ]
@@ -77,7 +76,7 @@ def report_errors(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except LedgerVerificationFailed as e:
             check = e.check
-            click.echo(f"verification ({check.method.value}) FAILED: {check.summary}", err=True)
+            click.echo(f"verification ({check.method.value}): {check.summary}", err=True)
             for problem in check.problems[:20]:
                 click.echo(f"  {problem}", err=True)
             if len(check.problems) > 20:

@@ -42,7 +42,7 @@ def write_report(report: Report, signer: Signer, out_path: str | os.PathLike[str
                  created: dt.datetime | None = None) -> WrittenReport:
     """Render ``report`` as a signed PDF/A-3b file at ``out_path`` (default ``<report
     id>.pdf`` in the working directory), atomically. ``created`` is the PDF's date
-    (default: now); pass a fixed one to re-render byte for byte."""
+    (default: now); the same report rendered with the same date gives the same bytes."""
     created = created or dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     out = Path(out_path) if out_path is not None else Path(f"{report.meta.report_id}.pdf")
     started = time.perf_counter()
