@@ -128,7 +128,7 @@ def run(scale: str) -> list[dict]:
     wall = _cli_wall(["report", "decision", str(path), "--request-id", requests[1], "--keyring", str(keyring_file),
                       "--verification", "proofs", "-o", str(out)])
     figures.append({"name": "mrm report decision --verification proofs, whole command", "value": wall, "unit": "s",
-                    "note": "fresh process: Python start and imports (WeasyPrint, matplotlib, DuckDB, Arrow: about 2 s) included"})
+                    "note": "fresh process: Python start and imports (WeasyPrint, matplotlib, DuckDB, Arrow: about 1.4 s) included"})
 
     t = time.perf_counter()
     report = build_decision_report(path, DecisionQuery(request_id=requests[2]), TrustPlan.hmac_chain(keyring))
