@@ -11,7 +11,10 @@ import click
 from ledger import Keyring, Ledger
 
 from .cli import emit_json, handle_errors, json_option
+from .demo_reports import write_demo_reports
 from .synthetic import stream
+
+SLOT = "product_reco"  # the model slot the synthetic stream serves
 
 
 @click.command()
@@ -21,8 +24,9 @@ from .synthetic import stream
 @json_option
 @handle_errors
 def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
-    """Write a realistic stream of entries into all seven tables, verify it, and print a
-    summary and the paths.
+    """Write a realistic stream of entries into all seven tables, verify it, produce the
+    decision dossier of a disputed recommendation and the slot's validation history, and
+    print a summary and the paths.
 
     \b
     Example:
@@ -36,12 +40,21 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     keyring = Keyring.generate("demo-k1")
     keyring.save(keyring_path)
     started = time.perf_counter()
+    disputed = None  # the first recommendation the suitability guardrail had to change
     with Ledger.create(ledger_dir, keyring, actor="reco-api") as ledger:
         for table, row in stream(requests, seed):
             ledger.log(table, row)
+            if disputed is None and table == "guardrail" and row["verdict"] != "pass":
+                disputed = row["request_id"]
     written = time.perf_counter() - started
     report = Ledger.open(ledger_dir, keyring).verify()
-    summary = {"ledger": str(ledger_dir), "keyring": str(keyring_path), "entries": report.entries, "tables": report.tables, "verified": report.ok, "write_seconds": round(written, 2)}
+    documents = None
+    if report.ok and disputed is not None:
+        documents = write_demo_reports(ledger_dir, keyring, out_dir / "reports", request_id=disputed, slot=SLOT)
+    summary = {"ledger": str(ledger_dir), "keyring": str(keyring_path), "entries": report.entries, "tables": report.tables,
+               "verified": report.ok, "write_seconds": round(written, 2), "disputed_request_id": disputed,
+               "reports": None if documents is None else {"decision": str(documents.decision), "validation": str(documents.validation),
+                                                          "public_key": str(documents.public_key)}}
     if as_json:
         emit_json(summary)
         return
@@ -50,9 +63,14 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
         click.echo(f"  {table:<17} {n:>9,}")
     click.echo(("verified: every MAC, link and file checks out" if report.ok else "VERIFICATION FAILED:\n" + report.to_text()))
     click.echo(f"keyring: {keyring_path}")
+    if documents is not None:
+        click.echo(f"decision dossier:   {documents.decision}  (disputed request {disputed})")
+        click.echo(f"validation history: {documents.validation}  (slot {SLOT})")
     click.echo("next:")
     click.echo(f"  mrm status {ledger_dir}")
     click.echo(f"  mrm verify {ledger_dir} --keyring {keyring_path}")
+    if documents is not None:
+        click.echo(f"  mrm report verify {documents.decision} --public-key {documents.public_key}")
 
 
 COMMANDS = [demo]

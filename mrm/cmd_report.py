@@ -1,22 +1,245 @@
-"""Report commands: `mrm report verify` (and, later, `mrm report evidence|decision|validation`,
-which will build a Report from the ledger and call reports.render.render_report)."""
+"""Report commands: `mrm report decision` and `mrm report validation` build a signed PDF from
+the ledger; `mrm report verify` checks one. The document builders (WeasyPrint, DuckDB) load
+only when a document is built, so `mrm report verify` and every other command start quickly."""
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import logging
 import sys
+from typing import Any, Callable
 
 import click
 
 from reports.errors import ReportError
 from reports.verify import load_verifier_keys, verify_report
 
-from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option
+from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+
+existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 
 
 @click.group()
 def report() -> None:
-    """Verify (and, soon, produce) signed report PDFs."""
+    """Build signed report PDFs from the ledger, and verify them.
+
+    \b
+    Documents:
+      decision     the dossier of one disputed decision (KFCPA Art. 17/28, EU AI Act Art. 86, PIPA Art. 37-2)
+      validation   the validation history of one model slot (SR 11-7)
+    Each rests on one signed checkpoint, is checked before it is built, and carries its
+    evidence, the checkpoint and inclusion proofs inside the PDF. Anyone with the ledger's
+    public key can check it with `mrm report verify`.
+    """
+
+
+# ---------------------------------------------------------------------- options shared by the builders
+
+
+def document_options(fn: Callable) -> Callable:
+    """Output, trust and cover options of every document command."""
+    options = [
+        click.option("--out", "-o", "out", type=click.Path(dir_okay=False), help="PDF to write (default: <report id>.pdf here)."),
+        keyring_option,
+        click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False),
+                     help="Verify the ledger with these trusted public keys (signed checkpoints) instead of the HMAC key. "
+                     "The document is still signed with the keyring's signing key."),
+        click.option("--verification", type=click.Choice(["full", "proofs"]), default="full", show_default=True,
+                     help="full: verify the whole ledger first. proofs: only prove the entries shown against the signed "
+                     "checkpoint (fast at any size; the cover says the rest was not checked)."),
+        click.option("--allow-failed", is_flag=True,
+                     help="Build the document even if the ledger fails verification: it then carries a FAILED banner, "
+                     "and the command still exits 1. Without it such a ledger is refused."),
+        click.option("--institution", envvar="MRM_INSTITUTION", help="Institution named on the cover (default: $MRM_INSTITUTION)."),
+        click.option("--prepared-by", default="", help="Team or person named on the cover as preparing the document."),
+        click.option("--report-id", help="Report id (default: derived from the ledger id, the subject of the report and the checkpoint)."),
+        click.option("--created", help="The PDF's creation date, ISO 8601 with a time zone (default: now)."),
+        click.option("--workers", type=click.IntRange(1), help="Processes for the whole-ledger check (default: every core)."),
+        json_option,
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def report_errors(fn: Callable) -> Callable:
+    """A ledger that fails verification (without --allow-failed) or damaged evidence exits 1;
+    a decision that is not there, a bad option or a missing checkpoint exits 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from gates.forensics.errors import ForensicsError, UnreadableEvidence
+        from reports.documents import LedgerVerificationFailed
+
+        try:
+            return fn(*args, **kwargs)
+        except LedgerVerificationFailed as e:
+            check = e.check
+            click.echo(f"verification ({check.method.value}): {check.summary}", err=True)
+            for problem in check.problems[:20]:
+                click.echo(f"  {problem}", err=True)
+            if len(check.problems) > 20:
+                click.echo(f"  ... and {len(check.problems) - 20} more", err=True)
+            click.echo("no document was written (pass --allow-failed to build one marked FAILED)", err=True)
+            sys.exit(EXIT_INTEGRITY)
+        except UnreadableEvidence as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(EXIT_INTEGRITY)
+        except (ForensicsError, ReportError) as e:
+            raise UsageFailure(str(e)) from None
+
+    return wrapper
+
+
+def _plan(path: str, keyring: Any, public_key: str | None, verification: str, allow_failed: bool, workers: int | None):
+    from ledger.keys import load_verifiers
+    from reports.documents import TrustPlan
+
+    if public_key:
+        keys = load_verifiers(public_key)
+        if verification == "proofs":
+            return TrustPlan.inclusion_proofs(keys, allow_failed=allow_failed)
+        return TrustPlan.signed_checkpoints(keys, allow_failed=allow_failed, workers=workers)
+    if not keyring.signers:
+        raise UsageFailure(f"{keyring.source} holds no Ed25519 key: checkpoints cannot be trusted without one (or pass --public-key)")
+    if verification == "proofs":
+        return TrustPlan.inclusion_proofs(keyring.verifiers(), allow_failed=allow_failed)
+    return TrustPlan.hmac_chain(keyring, allow_failed=allow_failed, workers=workers)
+
+
+def _signing_keyring(path: str, keyring_file: str | None) -> Any:
+    keyring = resolve_keyring(path, keyring_file)
+    if keyring.signer is None:
+        raise UsageFailure(f"{keyring.source} has no Ed25519 signing key: a report is signed with the key that signs the "
+                           "ledger's checkpoints")
+    return keyring
+
+
+def _info(institution: str | None, prepared_by: str, report_id: str | None) -> Any:
+    from reports.documents import DocumentInfo
+
+    named = {"institution": institution} if institution else {}
+    return DocumentInfo(**named, prepared_by=prepared_by, report_id=report_id)
+
+
+def _created(created: str | None) -> dt.datetime | None:
+    if created is None:
+        return None
+    from gates.forensics.reconstruct import parse_instant
+
+    return parse_instant(created, "--created")
+
+
+def _announce(verification: str, public_key: str | None) -> None:
+    if verification == "proofs":
+        click.echo("proving the entries shown against the signed checkpoint...", err=True)
+    elif public_key:
+        click.echo("verifying the ledger against its signed checkpoints first...", err=True)
+    else:
+        click.echo("verifying the ledger's HMAC chain first...", err=True)
+
+
+def _finish(written: Any, as_json: bool) -> None:
+    meta = written.report.meta
+    if as_json:
+        emit_json({
+            "path": str(written.path), "report_id": written.report_id, "kind": meta.kind.value, "pages": written.pages,
+            "status": written.status.value, "verification": meta.verification.headline,
+            "checkpoint": {"size": meta.checkpoint.size, "root": meta.checkpoint.root.hex()},
+            "render_seconds": round(written.render_seconds, 3),
+        })
+    else:
+        click.echo(f"wrote {meta.kind.value} report {written.report_id} to {written.path} ({written.pages} pages)")
+        click.echo(f"verification: {written.status.label}: {meta.verification.headline}")
+        click.echo(f"check it: mrm report verify {written.path} --public-key LEDGER.pub")
+    if written.failed:
+        click.echo("the ledger did NOT verify: the document is marked FAILED", err=True)
+        sys.exit(EXIT_INTEGRITY)
+
+
+# ---------------------------------------------------------------------- mrm report decision
+
+
+@report.command("decision")
+@existing_ledger
+@click.option("--request-id", help="The request whose decision to report on.")
+@click.option("--subject", "subject_id", help="The subject whose decision to report on (with --at, or their latest).")
+@click.option("--at", help="With --subject: the decision in force at this instant (ISO 8601 with a time zone).")
+@click.option("--seq", "inference_seq", type=int, help="Pick one of several inferences sharing a request id.")
+@document_options
+@handle_errors
+@report_errors
+def report_decision(path: str, request_id: str | None, subject_id: str | None, at: str | None, inference_seq: int | None,
+                    out: str | None, keyring_file: str | None, public_key: str | None, verification: str, allow_failed: bool,
+                    institution: str | None, prepared_by: str, report_id: str | None, created: str | None,
+                    workers: int | None, as_json: bool) -> None:
+    """The decision dossier for one disputed decision: who accessed the data and why, the
+    model version, input digest and output, the main factors in plain language, the
+    suitability verdict, the promotion that made the model version live (approver and
+    reason), and an inclusion proof of every entry shown.
+
+    Exit code 0 when written, 1 when the ledger does not verify (refused, or written marked
+    FAILED with --allow-failed), 2 when the decision is not found or the input is bad.
+
+    \b
+    Examples:
+      mrm report decision ./audit --request-id req-0001 --institution "Example Bank" -o dispute-0001.pdf
+      mrm report decision ./audit --subject cust-42 --at 2025-09-03T10:15:00+09:00
+      mrm report decision ./audit --request-id req-0001 --verification proofs     # fast at any ledger size
+      mrm report decision ./audit --request-id req-0001 --public-key ledger.pub  # verify with public keys
+    """
+    from reports.documents import DecisionQuery, write_decision_report
+
+    if (request_id is None) == (subject_id is None):
+        raise UsageFailure("give --request-id or --subject (exactly one)")
+    keyring = _signing_keyring(path, keyring_file)
+    plan = _plan(path, keyring, public_key, verification, allow_failed, workers)
+    _announce(verification, public_key)
+    query = DecisionQuery(request_id=request_id, subject_id=subject_id, at=at, inference_seq=inference_seq)
+    written = write_decision_report(path, query, plan, keyring.signer, out, info=_info(institution, prepared_by, report_id),
+                                    created=_created(created))
+    _finish(written, as_json)
+
+
+# ---------------------------------------------------------------------- mrm report validation
+
+
+@report.command("validation")
+@existing_ledger
+@click.option("--slot", required=True, help="The model slot whose validation history to report.")
+@click.option("--from", "since", help="Start of the period, inclusive (ISO 8601 with a time zone; default: the beginning).")
+@click.option("--to", "until", help="End of the period, exclusive (ISO 8601 with a time zone; default: the checkpoint).")
+@document_options
+@handle_errors
+@report_errors
+def report_validation(path: str, slot: str, since: str | None, until: str | None, out: str | None, keyring_file: str | None,
+                      public_key: str | None, verification: str, allow_failed: bool, institution: str | None,
+                      prepared_by: str, report_id: str | None, created: str | None, workers: int | None,
+                      as_json: bool) -> None:
+    """The model validation history of one slot (SR 11-7): every gate decision with its
+    metrics, tests and p-values, every decision a person made with its rationale and what
+    the gate had said, rollbacks, monitoring over time (fairness, drift, alerts) with charts,
+    and the production timeline.
+
+    Exit code 0 when written, 1 when the ledger does not verify, 2 on bad input.
+
+    \b
+    Examples:
+      mrm report validation ./audit --slot product_reco --institution "Example Bank" -o validation.pdf
+      mrm report validation ./audit --slot product_reco --from 2025-01-01T00:00:00Z --to 2025-07-01T00:00:00Z
+    """
+    from reports.documents import ValidationScope, write_validation_report
+
+    keyring = _signing_keyring(path, keyring_file)
+    plan = _plan(path, keyring, public_key, verification, allow_failed, workers)
+    _announce(verification, public_key)
+    written = write_validation_report(path, ValidationScope(slot, since, until), plan, keyring.signer, out,
+                                      info=_info(institution, prepared_by, report_id), created=_created(created))
+    _finish(written, as_json)
+
+
+# ---------------------------------------------------------------------- mrm report verify
 
 
 @report.command("verify")

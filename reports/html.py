@@ -36,6 +36,7 @@ from .model import (
     Paragraph,
     Report,
     Section,
+    Status,
     StatusBadge,
     Table,
     ValueKind,
@@ -200,9 +201,12 @@ def render_html(report: Report, *, signer: SignerInfo, created: dt.datetime) -> 
     counter = _Numbering()
     sections = _section_views(report.sections, "", 1, counter)
     meta = report.meta
+    failed = meta.verification.status is Status.FAIL
     return _ENV.get_template("report.html").render(
         meta=meta,
-        kind_label=meta.kind.value.capitalize() + " report",
+        # A failed verification is repeated in every page's running header, not only on the cover.
+        kind_label=meta.kind.value.capitalize() + " report" + (" — VERIFICATION FAILED" if failed else ""),
+        failed=failed,
         sections=sections,
         toc=_flatten(sections),
         attachments=_attachment_views(report.attachments),

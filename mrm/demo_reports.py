@@ -1,0 +1,51 @@
+"""The demo's closing step: the decision dossier of its disputed request and the validation
+history of its model slot, written beside the ledger. Kept apart from the scenario so any
+demo (the interim synthetic stream, or the scenario that replaces it) ends the same way."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger import Keyring
+
+DEMO_INSTITUTION = "Example Bank (demo)"
+DEMO_PREPARED_BY = "mrm demo"
+
+
+@dataclass(frozen=True)
+class DemoReports:
+    decision: Path
+    validation: Path
+    public_key: Path  # what an examiner checks the PDFs with
+
+
+def write_demo_reports(ledger_dir: str | os.PathLike[str], keyring: Keyring, out_dir: str | os.PathLike[str], *,
+                       request_id: str, slot: str, institution: str = DEMO_INSTITUTION,
+                       created: dt.datetime | None = None) -> DemoReports:
+    """Verify the ledger with its HMAC key and write both documents, and the public key that
+    checks them, into ``out_dir``."""
+    from reports.documents import (
+        DecisionQuery,
+        DocumentInfo,
+        TrustPlan,
+        ValidationScope,
+        write_decision_report,
+        write_validation_report,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if keyring.signer is None:
+        raise ValueError("the demo keyring has no signing key; reports are signed with the checkpoint key")
+    public_key = out / "ledger.pub"
+    public_key.write_text("".join(v.to_vkey() + "\n" for v in keyring.verifiers()))
+    plan = TrustPlan.hmac_chain(keyring)
+    info = DocumentInfo(institution=institution, prepared_by=DEMO_PREPARED_BY)
+    decision = write_decision_report(ledger_dir, DecisionQuery(request_id=request_id), plan, keyring.signer,
+                                     out / "decision-dossier.pdf", info=info, created=created)
+    validation = write_validation_report(ledger_dir, ValidationScope(slot), plan, keyring.signer,
+                                         out / "validation-history.pdf", info=info, created=created)
+    return DemoReports(decision.path, validation.path, public_key)

@@ -1,0 +1,54 @@
+"""Ledger outcomes as status badges: one word and a symbol each, so they read in greyscale.
+
+Shared by every document, so a guardrail verdict or a promotion decision looks the same in
+a decision dossier, a validation history and an evidence pack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model import Status, StatusBadge
+
+__all__ = ["drift_status", "fairness_status", "passed", "promotion_status", "verdict_status"]
+
+
+def verdict_status(verdict: str) -> StatusBadge:
+    """A guardrail verdict: pass, modify (the output was changed) or block (nothing served)."""
+    return {
+        "pass": StatusBadge(Status.PASS, "PASS"),
+        "modify": StatusBadge(Status.WARN, "MODIFIED"),
+        "block": StatusBadge(Status.FAIL, "BLOCKED"),
+    }.get(verdict, StatusBadge(Status.INFO, verdict.upper() or "UNKNOWN"))
+
+
+def promotion_status(decision: str) -> StatusBadge:
+    """A model_promotion decision: what it did to production, in one word."""
+    return {
+        "promote": StatusBadge(Status.PASS, "PROMOTE"),
+        "approve": StatusBadge(Status.PASS, "APPROVE"),
+        "bootstrap": StatusBadge(Status.PASS, "BOOTSTRAP"),
+        "pending_approval": StatusBadge(Status.INFO, "PENDING APPROVAL"),
+        "reject": StatusBadge(Status.FAIL, "REJECT"),
+        "decline": StatusBadge(Status.FAIL, "DECLINE"),
+        "force_promote": StatusBadge(Status.WARN, "FORCE-PROMOTE"),
+        "rollback": StatusBadge(Status.WARN, "ROLLBACK"),
+    }.get(decision, StatusBadge(Status.INFO, decision.upper() or "UNKNOWN"))
+
+
+def passed(value: Any, yes: str = "PASS", no: str = "FAIL") -> StatusBadge:
+    """A recorded boolean outcome; anything but true or false is shown as unknown, never as a pass."""
+    if value is True:
+        return StatusBadge(Status.PASS, yes)
+    if value is False:
+        return StatusBadge(Status.FAIL, no)
+    return StatusBadge(Status.NOT_RUN, "UNKNOWN")
+
+
+def fairness_status(status: Any) -> StatusBadge:
+    return {"fair": StatusBadge(Status.PASS, "FAIR"), "breach": StatusBadge(Status.FAIL, "BREACH"),
+            "insufficient_data": StatusBadge(Status.WARN, "TOO FEW")}.get(status, StatusBadge(Status.NOT_RUN, "NOT RECORDED"))
+
+
+def drift_status(status: Any) -> StatusBadge:
+    return {"stable": StatusBadge(Status.PASS, "STABLE"), "moderate_drift": StatusBadge(Status.WARN, "MODERATE"),
+            "significant_drift": StatusBadge(Status.FAIL, "SIGNIFICANT")}.get(status, StatusBadge(Status.NOT_RUN, "NOT RECORDED"))

@@ -1,0 +1,397 @@
+"""A model slot's validation history, read from the ledger with the same read-only SQL an
+examiner can run (`mrm sql`), and laid out as typed records: every gate decision with its
+comparisons, tests and checks, the production timeline, the monitoring runs and alerts, and
+the override analysis (what the gate had said about each version a person put live).
+
+Each query is kept here as text, run with parameters, and its result kept as an Arrow table,
+so the document can show the SQL and attach exactly the rows it was built from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from gates.forensics.session import LedgerSQL
+from gates.forensics.source import Source
+
+__all__ = [
+    "AlertEntry",
+    "GateDecision",
+    "MonitorRun",
+    "OverrideFinding",
+    "Query",
+    "SlotHistory",
+    "read_slot_history",
+]
+
+GATE_OUTCOMES = ("promote", "reject", "pending_approval", "bootstrap")
+MONITOR_EVENTS = ("monitor_run", "monitor_alert", "online_evaluation")
+
+@dataclass(frozen=True)
+class Query:
+    """One query of the report: its SQL, the parameters it ran with, and its rows."""
+
+    name: str
+    sql: str
+    params: tuple[Any, ...]
+    table: pa.Table
+
+    def shown(self) -> str:
+        """The SQL with its parameters written in, to paste into `mrm sql`."""
+        text = self.sql
+        for p in self.params:
+            text = text.replace("?", _literal(p), 1)
+        return text
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, dt.datetime):
+        return "'" + value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _window(column: str, since: dt.datetime | None, until: dt.datetime | None) -> tuple[str, list[Any]]:
+    """``AND`` conditions keeping ``column`` in [since, until); an open side adds nothing."""
+    sql, params = "", []
+    if since is not None:
+        sql += f" AND {column} >= ?"
+        params.append(since)
+    if until is not None:
+        sql += f" AND {column} < ?"
+        params.append(until)
+    return sql, params
+
+
+_PROMOTION_COLUMNS = (
+    "SELECT seq, ts, actor, key_id, slot, champion_version, challenger_version, decision, trigger, operator, reason,\n"
+    "       comparison, significance, thresholds, CAST(details AS VARCHAR) AS details, mac\n"
+    "FROM model_promotion\n"
+)
+
+
+def _queries(slot: str, since: dt.datetime | None, until: dt.datetime | None) -> list[tuple[str, str, list[Any]]]:
+    """(name, SQL, parameters) of every query the validation history runs."""
+    ts, ts_params = _window("ts", since, until)
+    p_ts, p_params = _window("p.ts", since, until)
+    overlap, overlap_params = "", []
+    if until is not None:
+        overlap += " AND live_from < ?"
+        overlap_params.append(until)
+    if since is not None:
+        overlap += " AND (live_until IS NULL OR live_until > ?)"
+        overlap_params.append(since)
+    return [
+        ("promotions", _PROMOTION_COLUMNS + f"WHERE slot = ?{ts}\nORDER BY seq", [slot, *ts_params]),
+        ("production_periods", f"SELECT * FROM production_periods\nWHERE slot = ?{overlap}\nORDER BY live_from, promotion_seq",
+         [slot, *overlap_params]),
+        ("registry_history", f"SELECT * FROM registry_history\nWHERE slot = ?{ts}\nORDER BY seq, version", [slot, *ts_params]),
+        ("registry_problems",
+         "SELECT p.seq, p.ts, p.table_name, p.message FROM registry_problems p\n"
+         "LEFT JOIN model_promotion m ON m.seq = p.seq\n"
+         "LEFT JOIN operation o ON o.seq = p.seq\n"
+         f"WHERE coalesce(m.slot, json_extract_string(o.details, '$.slot')) = ?{p_ts}\n"
+         "ORDER BY p.seq", [slot, *p_params]),
+        ("monitoring",
+         "SELECT seq, ts, actor, key_id, event_type, component, status, correlation_id,\n"
+         "       CAST(details AS VARCHAR) AS details, mac\n"
+         "FROM operation\n"
+         "WHERE event_type IN ('monitor_run', 'monitor_alert', 'online_evaluation')\n"
+         f"  AND json_extract_string(details, '$.slot') = ?{ts}\n"
+         "ORDER BY seq", [slot, *ts_params]),
+    ]
+
+
+# Decisions before the window are not shown, but the override analysis needs what the gate
+# had said about a version before a person put it live.
+EARLIER_PROMOTIONS_SQL = _PROMOTION_COLUMNS + "WHERE slot = ? AND ts < ?\nORDER BY seq"
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """One model_promotion entry of the slot."""
+
+    seq: int
+    ts: dt.datetime
+    actor: str
+    key_id: str
+    champion_version: str | None
+    challenger_version: str
+    decision: str
+    trigger: str
+    operator: str | None
+    reason: str
+    comparison: tuple[Mapping[str, Any], ...]
+    significance: tuple[Mapping[str, Any], ...]
+    thresholds: Mapping[str, float]
+    details: Mapping[str, Any]
+
+    @property
+    def stage(self) -> str | None:
+        stage = self.details.get("stage")
+        return stage if isinstance(stage, str) else None
+
+    @property
+    def checks(self) -> tuple[Mapping[str, Any], ...]:
+        return _dicts(self.details.get("checks"))
+
+    @property
+    def tests(self) -> tuple[Mapping[str, Any], ...]:
+        return _dicts(self.details.get("tests"))
+
+    @property
+    def replay(self) -> Mapping[str, Any]:
+        replay = self.details.get("replay")
+        return replay if isinstance(replay, Mapping) else {}
+
+    @property
+    def primary(self) -> Mapping[str, Any] | None:
+        """The primary-metric comparison row (the gate writes it first, as mean_<metric>)."""
+        for row in self.comparison:
+            if str(row.get("metric", "")).startswith("mean_"):
+                return row
+        return self.comparison[0] if self.comparison else None
+
+    @property
+    def min_p_adjusted(self) -> float | None:
+        values = [s.get("p_adjusted") for s in self.significance if isinstance(s.get("p_adjusted"), (int, float))]
+        return min(values) if values else None
+
+    @property
+    def is_gate_verdict(self) -> bool:
+        """A verdict of the promotion ladder (not a person's sign-off, override or rollback)."""
+        return self.decision in GATE_OUTCOMES
+
+    @property
+    def manual(self) -> bool:
+        return self.trigger == "manual"
+
+    @property
+    def has_detail(self) -> bool:
+        return bool(self.comparison or self.significance or self.checks or self.tests)
+
+
+@dataclass(frozen=True)
+class MonitorRun:
+    """One monitor_run (or online_evaluation) entry of the slot."""
+
+    seq: int
+    ts: dt.datetime
+    event_type: str
+    component: str
+    status: str
+    correlation_id: str | None
+    details: Mapping[str, Any]
+
+    @property
+    def kind(self) -> str:
+        if self.event_type == "online_evaluation":
+            return "online"
+        kind = self.details.get("kind")
+        return kind if isinstance(kind, str) else self.component.rsplit(".", 1)[-1]
+
+    @property
+    def version(self) -> str | None:
+        v = self.details.get("version") or self.details.get("challenger_version")
+        return v if isinstance(v, str) else None
+
+    @property
+    def results(self) -> tuple[Mapping[str, Any], ...]:
+        return _dicts(self.details.get("results"))
+
+    def result(self, metric: str) -> Mapping[str, Any] | None:
+        return next((r for r in self.results if r.get("metric") == metric), None)
+
+    @property
+    def window(self) -> Mapping[str, Any]:
+        w = self.details.get("window")
+        return w if isinstance(w, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class AlertEntry:
+    seq: int
+    ts: dt.datetime
+    monitor: str
+    status: str
+    action: str | None
+    summary: str | None
+    version: str | None
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class OverrideFinding:
+    """A decision a person made, and what the gate had said about the same version."""
+
+    decision: GateDecision
+    gate_said: str
+    gate_seq: int | None
+    against_the_gate: bool  # a person put live a version the gate had rejected, or never evaluated
+
+
+@dataclass(frozen=True)
+class SlotHistory:
+    slot: str
+    since: dt.datetime | None  # as asked (None: from the beginning)
+    until: dt.datetime | None  # as asked (None: up to the checkpoint)
+    decisions: tuple[GateDecision, ...]  # in the window
+    earlier_decisions: tuple[GateDecision, ...]  # before the window (context for the override analysis)
+    periods: tuple[Mapping[str, Any], ...]  # production periods overlapping the window
+    transitions: tuple[Mapping[str, Any], ...]  # registry_history rows in the window
+    problems: tuple[Mapping[str, Any], ...]  # registry_problems rows in the window
+    runs: tuple[MonitorRun, ...]
+    alerts: tuple[AlertEntry, ...]
+    queries: tuple[Query, ...] = field(repr=False)
+
+    def query(self, name: str) -> Query:
+        return next(q for q in self.queries if q.name == name)
+
+    @property
+    def all_decisions(self) -> tuple[GateDecision, ...]:
+        return self.earlier_decisions + self.decisions
+
+    @property
+    def overrides(self) -> tuple[GateDecision, ...]:
+        return tuple(d for d in self.decisions if d.manual)
+
+    @property
+    def rollbacks(self) -> tuple[GateDecision, ...]:
+        return tuple(d for d in self.decisions if d.decision == "rollback")
+
+    def runs_of(self, kind: str) -> tuple[MonitorRun, ...]:
+        return tuple(r for r in self.runs if r.kind == kind)
+
+    def first_ts(self) -> dt.datetime | None:
+        stamps = [d.ts for d in self.decisions] + [r.ts for r in self.runs] + [a.ts for a in self.alerts]
+        return min(stamps) if stamps else None
+
+    def last_ts(self) -> dt.datetime | None:
+        stamps = [d.ts for d in self.decisions] + [r.ts for r in self.runs] + [a.ts for a in self.alerts]
+        return max(stamps) if stamps else None
+
+    def shown_seqs(self) -> list[int]:
+        """Every entry the document shows: the slot's decisions and monitoring entries in the window."""
+        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts})
+
+    def override_findings(self) -> tuple[OverrideFinding, ...]:
+        return tuple(_override_finding(d, self) for d in self.overrides)
+
+    def production_at(self, instant: dt.datetime) -> str | None:
+        for p in self.periods:
+            if p["live_from"] <= instant and (p["live_until"] is None or instant < p["live_until"]):
+                return p["version"]
+        return None
+
+    def recorded_policy(self) -> Mapping[str, Any] | None:
+        """The policy the gate recorded with its most recent verdict in the slot, if any."""
+        for d in reversed(self.all_decisions):
+            policy = d.replay.get("policy")
+            if isinstance(policy, Mapping):
+                return policy
+        return None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_slot_history(source: Source, slot: str, since: dt.datetime | None, until: dt.datetime | None) -> SlotHistory:
+    """Run the report's queries over ``source`` (already bounded to the checkpoint)."""
+    with LedgerSQL(source) as sql:
+        def run(name: str, text: str, params: Sequence[Any]) -> Query:
+            return Query(name, text, tuple(params), sql.query(text, list(params)))
+
+        queries = tuple(run(name, text, params) for name, text, params in _queries(slot, since, until))
+        earlier_rows = sql.query(EARLIER_PROMOTIONS_SQL, [slot, since]).to_pylist() if since is not None else []
+    by_name = {q.name: q for q in queries}
+    runs, alerts = [], []
+    for row in by_name["monitoring"].table.to_pylist():
+        details = _json(row["details"])
+        if row["event_type"] == "monitor_alert":
+            alerts.append(AlertEntry(row["seq"], row["ts"], row["component"].removeprefix("gates."), row["status"],
+                                     _str(details.get("action")), _str(details.get("summary")), _str(details.get("version")),
+                                     row["correlation_id"]))
+        else:
+            runs.append(MonitorRun(row["seq"], row["ts"], row["event_type"], row["component"], row["status"],
+                                   row["correlation_id"], details))
+    return SlotHistory(
+        slot, since, until,
+        tuple(_gate_decision(r) for r in by_name["promotions"].table.to_pylist()),
+        tuple(_gate_decision(r) for r in earlier_rows),
+        tuple(by_name["production_periods"].table.to_pylist()),
+        tuple(by_name["registry_history"].table.to_pylist()),
+        tuple(by_name["registry_problems"].table.to_pylist()),
+        tuple(runs), tuple(alerts), queries,
+    )
+
+
+def _gate_decision(row: Mapping[str, Any]) -> GateDecision:
+    thresholds = row["thresholds"]
+    if isinstance(thresholds, list):  # an Arrow map arrives as (key, value) pairs
+        thresholds = dict(thresholds)
+    return GateDecision(
+        seq=row["seq"], ts=row["ts"], actor=row["actor"], key_id=row["key_id"],
+        champion_version=row["champion_version"], challenger_version=row["challenger_version"],
+        decision=row["decision"], trigger=row["trigger"], operator=row["operator"], reason=row["reason"],
+        comparison=tuple(row["comparison"] or ()), significance=tuple(row["significance"] or ()),
+        thresholds=dict(thresholds or {}), details=_json(row["details"]),
+    )
+
+
+def _override_finding(d: GateDecision, history: SlotHistory) -> OverrideFinding:
+    """What the gate had said about the version a person decided on (the latest gate verdict
+    on it before the decision), or why no gate verdict applies."""
+    before = [p for p in history.all_decisions if p.seq < d.seq and p.challenger_version == d.challenger_version]
+    verdicts = [p for p in before if p.is_gate_verdict]
+    last = verdicts[-1] if verdicts else None
+    if d.decision == "rollback":
+        alerts = [a for a in history.alerts if a.seq < d.seq]
+        context = f"; the latest alert before it: {alerts[-1].monitor} {alerts[-1].status} at seq {alerts[-1].seq}" if alerts else ""
+        return OverrideFinding(d, "no gate verdict applies: a rollback returns the slot to a former production version"
+                               + context, None, False)
+    if d.decision in ("approve", "decline"):
+        if last is not None and last.decision == "pending_approval":
+            verb = "approved" if d.decision == "approve" else "declined"
+            return OverrideFinding(d, f"the gate passed every check at seq {last.seq} and left it for a human sign-off; "
+                                   f"a person {verb} it", last.seq, False)
+        return OverrideFinding(d, "no pending gate verdict is recorded for this version before the sign-off", None, True)
+    if last is None:
+        was_live = [p for p in history.periods if p["version"] == d.challenger_version and p["live_from"] < d.ts]
+        note = (f" (it had been production before, from {_iso(was_live[0]['live_from'])})" if was_live else "")
+        if d.decision == "force_promote":
+            return OverrideFinding(d, "not known: the gate never evaluated this version in this ledger, and a force-promote "
+                                   "skips every check" + note, None, True)
+        return OverrideFinding(d, f"a {d.decision} run by a person; no earlier gate verdict on this version" + note, None, False)
+    stage = f", {last.stage} stage" if last.stage else ""
+    said = f"the gate decided {last.decision} at seq {last.seq}{stage}: {last.reason}"
+    against = d.decision == "force_promote" and last.decision == "reject"
+    return OverrideFinding(d, said, last.seq, against)
+
+
+def _dicts(value: Any) -> tuple[Mapping[str, Any], ...]:
+    return tuple(v for v in value if isinstance(v, Mapping)) if isinstance(value, list) else ()
+
+
+def _json(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _iso(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,662 @@
+"""The model validation history of one slot, for SR 11-7 (and SR 26-2) examinations.
+
+What an examiner asks for, each from the ledger: every gate decision with its metrics, tests
+and p-values; every decision a person made, with its rationale and what the gate had said
+(override analysis); rollbacks; monitoring over time (fairness with its band, drift with its
+thresholds) and its alerts; and the production timeline. Charts where a person would rather
+look than read. Every entry shown is proven against the signed checkpoint, and the query
+results are attached as Parquet with the SQL that produced them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from gates.forensics.errors import ForensicsError
+from gates.forensics.reconstruct import parse_instant
+from ledger.note import Signer
+
+from ..charts import Series, Threshold, line_chart
+from ..model import (
+    Block,
+    CodeBlock,
+    Column,
+    Figure,
+    KeyValue,
+    KeyValues,
+    Paragraph,
+    Period,
+    Report,
+    ReportKind,
+    Section,
+    Status,
+    StatusBadge,
+    Table,
+    ValueKind,
+)
+from .badges import drift_status, fairness_status, passed, promotion_status
+from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
+from .history import AlertEntry, GateDecision, MonitorRun, Query, SlotHistory, read_slot_history
+from .parts import (
+    DocumentInfo,
+    ShownEntry,
+    document_meta,
+    evidence_attachments,
+    failed_verification_section,
+    how_to_verify_section,
+    integrity_section,
+    method_section,
+    parquet_attachment,
+    report_id_for,
+)
+from .written import WrittenReport, write_report
+
+__all__ = ["ValidationScope", "build_validation_report", "write_validation_report"]
+
+UTC = dt.timezone.utc
+ATTACHMENTS = {
+    "promotions": ("promotions.parquet", "Query result: the slot's model_promotion entries in the period, details included"),
+    "production_periods": ("production-periods.parquet", "Query result: the periods each version was production (derived registry)"),
+    "registry_history": ("registry-history.parquet", "Query result: every registry state transition in the period"),
+    "registry_problems": ("registry-problems.parquet", "Query result: entries the registry refused (stale or out of order)"),
+    "monitoring": ("monitoring.parquet", "Query result: monitor_run, monitor_alert and online_evaluation entries of the slot"),
+}
+# What the monitors compare against when no policy is recorded (gates.policy.MonitorRules defaults).
+DEFAULT_DI_BAND = (0.8, 1.25)
+DEFAULT_PSI_LINES = (0.1, 0.25)
+MAX_PSI_FEATURES = 6
+
+
+@dataclass(frozen=True)
+class ValidationScope:
+    """The slot, and optionally the period [since, until) to report on (default: all of it)."""
+
+    slot: str
+    since: str | dt.datetime | None = None
+    until: str | dt.datetime | None = None
+
+    def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        since = parse_instant(self.since, "--from") if self.since is not None else None
+        until = parse_instant(self.until, "--to") if self.until is not None else None
+        if since is not None and until is not None and until <= since:
+            raise ForensicsError(f"--to {until.isoformat()} is not after --from {since.isoformat()}")
+        return since, until
+
+
+def build_validation_report(ledger_path: str | os.PathLike[str], scope: ValidationScope, plan: TrustPlan,
+                            info: DocumentInfo = DocumentInfo()) -> Report:
+    """The validation history as a :class:`~reports.model.Report`."""
+    since, until = scope.bounds()
+    basis = establish_basis(ledger_path, plan, checked_at=info.assembled_at())
+    history = read_slot_history(basis.source, scope.slot, since, until)
+    shown = _shown_entries(history)
+    proofs = prove_shown_entries(basis, [e.seq for e in shown])
+    return _document(basis, history, shown, proofs, info)
+
+
+def write_validation_report(ledger_path: str | os.PathLike[str], scope: ValidationScope, plan: TrustPlan, signer: Signer,
+                            out_path: str | os.PathLike[str] | None = None, *, info: DocumentInfo = DocumentInfo(),
+                            created: dt.datetime | None = None) -> WrittenReport:
+    report = build_validation_report(ledger_path, scope, plan, info)
+    return write_report(report, signer, out_path, created=created)
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def _shown_entries(h: SlotHistory) -> list[ShownEntry]:
+    shown = [ShownEntry(d.seq, f"{d.decision} of {d.challenger_version}") for d in h.decisions]
+    shown += [ShownEntry(r.seq, f"{r.kind} monitor run" if r.event_type == "monitor_run" else f"{r.event_type}") for r in h.runs]
+    shown += [ShownEntry(a.seq, f"alert {a.monitor}: {a.status}") for a in h.alerts]
+    return sorted(shown, key=lambda e: e.seq)
+
+
+def _period(h: SlotHistory, basis: EvidenceBasis) -> Period:
+    signed = basis.checkpoint.signed_at
+    last = h.last_ts()
+    start = h.since or h.first_ts() or signed
+    end = h.until or max(signed, last + dt.timedelta(microseconds=1) if last else signed)
+    return Period(min(start, end), end)
+
+
+def _document(basis: EvidenceBasis, h: SlotHistory, shown: list[ShownEntry], proofs: ProofCheck, info: DocumentInfo) -> Report:
+    period = _period(h, basis)
+    sections = [s for s in (failed_verification_section(basis, proofs),) if s is not None]
+    sections += [
+        _summary_section(h, period),
+        _timeline_section(h, period),
+        _gate_section(h, period),
+        _override_section(h),
+        _rollback_section(h),
+        _monitoring_section(h),
+        integrity_section(basis, proofs, shown, intro=(
+            "Every entry behind this history (each promotion decision and each monitoring entry in the period) is listed "
+            "below with the result of its inclusion proof, checkable with the public key alone.")),
+        method_section(basis, _method_blocks(h), (_queries_section(h),)),
+        how_to_verify_section(basis, proofs),
+    ]
+    id_parts: list[str | int] = [h.slot]
+    if h.since or h.until:
+        id_parts.append(f"{_day(h.since) if h.since else 'start'}-{_day(h.until) if h.until else 'end'}")
+    meta = document_meta(
+        ReportKind.VALIDATION, basis, proofs, info,
+        report_id=report_id_for("VAL", basis, *id_parts),
+        title=f"Model validation history: {h.slot}",
+        subtitle="Gate decisions, overrides, rollbacks, monitoring and the production timeline (SR 11-7), from the audit ledger",
+        system=f"{h.slot} (model slot)",
+        period=period,
+    )
+    attachments = (
+        *evidence_attachments(basis, proofs, proofs_description=(
+            f"Inclusion proofs of the {len(shown)} entries behind this history (mrm-ledger-proof/1)")),
+        *(parquet_attachment(name, h.query(q).table, description) for q, (name, description) in ATTACHMENTS.items()),
+    )
+    return Report(meta, tuple(sections), attachments)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _summary_section(h: SlotHistory, period: Period) -> Section:
+    counts = Counter(d.decision for d in h.decisions)
+    findings = h.override_findings()
+    against = [f for f in findings if f.against_the_gate]
+    start_version = h.production_at(period.start)
+    end_version = h.production_at(period.end - dt.timedelta(microseconds=1)) if period.end > period.start else start_version
+    until = _when(period.end) if h.until else f"the checkpoint ({_when(period.end)})"
+    text = (f"From {_when(period.start)} to {until} the ledger records {len(h.decisions)} promotion "
+            f"decision(s) for slot {h.slot}: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none") + ". "
+            f"Production was {start_version or 'empty'} at the start of the period and {end_version or 'empty'} at its end. "
+            f"{len(h.overrides)} decision(s) were made by a person, {len(h.rollbacks)} were rollbacks, and monitoring recorded "
+            f"{len(h.runs)} run(s) and {len(h.alerts)} alert(s).")
+    blocks: list[Block] = [Paragraph(text)]
+    if against:
+        blocks.append(StatusBadge(Status.WARN, "OVERRIDE", f"{len(against)} version(s) put into production by a person "
+                                  "against, or without, a gate verdict (see Overrides)"))
+    elif h.overrides:
+        blocks.append(StatusBadge(Status.INFO, "HUMAN DECISIONS", f"{len(h.overrides)} sign-off(s) or rollback(s) by a person, "
+                                  "none against a gate verdict"))
+    blocks.append(_fairness_badge(h))
+    blocks.append(_drift_badge(h))
+    if h.problems:
+        blocks.append(StatusBadge(Status.WARN, "REGISTRY PROBLEMS", f"{len(h.problems)} entr(y/ies) the registry refused"))
+    blocks.append(KeyValues((
+        KeyValue("Model slot", h.slot, ValueKind.IDENTIFIER),
+        KeyValue("Production at the start", start_version, ValueKind.IDENTIFIER),
+        KeyValue("Production at the end", end_version, ValueKind.IDENTIFIER),
+        KeyValue("Promotion decisions", len(h.decisions)),
+        KeyValue("Gate verdicts (promote, reject, pending, bootstrap)", sum(1 for d in h.decisions if d.is_gate_verdict)),
+        KeyValue("Decisions by a person", len(h.overrides)),
+        KeyValue("Rollbacks", len(h.rollbacks)),
+        KeyValue("Monitoring runs", len(h.runs)),
+        KeyValue("Monitoring alerts", len(h.alerts)),
+    ), caption="At a glance"))
+    return Section("Summary", tuple(blocks))
+
+
+def _fairness_badge(h: SlotHistory) -> StatusBadge:
+    runs = h.runs_of("fairness")
+    if not runs:
+        return StatusBadge(Status.NOT_RUN, "NO FAIRNESS RUNS", "no fairness monitoring is recorded for this slot in the period")
+    breaches = [r for r in runs if any(x.get("status") == "breach" for x in r.results)]
+    if breaches:
+        return StatusBadge(Status.FAIL, "FAIRNESS BREACH", f"{len(breaches)} of {len(runs)} fairness run(s) found a metric outside its band")
+    return StatusBadge(Status.PASS, "FAIR", f"all {len(runs)} fairness run(s) within their bands")
+
+
+def _drift_badge(h: SlotHistory) -> StatusBadge:
+    runs = h.runs_of("drift")
+    if not runs:
+        return StatusBadge(Status.NOT_RUN, "NO DRIFT RUNS", "no drift monitoring is recorded for this slot in the period")
+    significant = [r for r in runs if any(x.get("status") == "significant_drift" for x in r.results)]
+    moderate = [r for r in runs if any(x.get("status") == "moderate_drift" for x in r.results)]
+    if significant:
+        return StatusBadge(Status.FAIL, "SIGNIFICANT DRIFT", f"{len(significant)} of {len(runs)} drift run(s) at or above the act threshold")
+    if moderate:
+        return StatusBadge(Status.WARN, "MODERATE DRIFT", f"{len(moderate)} of {len(runs)} drift run(s) at or above the investigate threshold")
+    return StatusBadge(Status.PASS, "STABLE", f"all {len(runs)} drift run(s) below the investigate threshold")
+
+
+# --------------------------------------------------------------------------- production timeline
+
+
+def _timeline_section(h: SlotHistory, period: Period) -> Section:
+    blocks: list[Block] = [Paragraph(
+        "The registry is not stored anywhere: it is derived, every time, from the ledger's model_promotion and registry "
+        "operation entries in sequence order. Each period below runs from the entry that put a version into production to "
+        "the entry that took it out.")]
+    rows = tuple((p["version"], p["live_from"], p["live_until"], f"{p['promotion_decision']} (seq {p['promotion_seq']})",
+                  p["promotion_operator"], f"{p['ended_by_decision']} (seq {p['ended_by_seq']})" if p["ended_by_seq"] is not None else "still production")
+                 for p in h.periods)
+    blocks.append(Table(
+        (Column("Version", ValueKind.IDENTIFIER, weight=1.6), Column("Live from", ValueKind.TIMESTAMP, weight=1.5),
+         Column("Live until", ValueKind.TIMESTAMP, weight=1.5), Column("Made live by", ValueKind.TEXT, weight=1.7),
+         Column("Operator", ValueKind.IDENTIFIER, weight=1.2), Column("Ended by", ValueKind.TEXT, weight=1.6)),
+        rows, caption="Production periods overlapping the report period", source_attachment=ATTACHMENTS["production_periods"][0],
+        total_rows=len(rows), empty_text="No version was production in this slot during the period."))
+    t_rows = tuple((t["seq"], t["ts"], t["version"], f"{t['from_state'] or '(new)'} \u2192 {t['to_state']}", t["cause"], t["operator"])
+                   for t in h.transitions)
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
+         Column("Version", ValueKind.IDENTIFIER, weight=1.6), Column("Transition", ValueKind.TEXT, weight=2.4),
+         Column("Cause", ValueKind.IDENTIFIER, weight=1.3), Column("Operator", ValueKind.IDENTIFIER, weight=1.2)),
+        t_rows, caption="Registry state transitions in the period", source_attachment=ATTACHMENTS["registry_history"][0],
+        total_rows=len(t_rows), empty_text="No registry transition in the period."))
+    if h.problems:
+        blocks.append(StatusBadge(Status.WARN, "REFUSED ENTRIES", "the registry refused these entries; they changed nothing"))
+        blocks.append(Table(
+            (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
+             Column("Table", ValueKind.IDENTIFIER, weight=1.3), Column("Why it was refused", ValueKind.TEXT, weight=4.5)),
+            tuple((p["seq"], p["ts"], p["table_name"], p["message"]) for p in h.problems),
+            caption="Entries the registry refused", source_attachment=ATTACHMENTS["registry_problems"][0], total_rows=len(h.problems)))
+    return Section("Production timeline", tuple(blocks))
+
+
+# --------------------------------------------------------------------------- gate decisions
+
+
+def _gate_section(h: SlotHistory, period: Period) -> Section:
+    blocks: list[Block] = [Paragraph(
+        "Every champion/challenger decision writes exactly one model_promotion entry with its inputs and reason. The gate "
+        "runs its checks in a fixed order, and the first that resolves decides: a force-promote override, bootstrap of an "
+        "empty slot, the fidelity floor (before any competition, so performance cannot bargain with safety), functional "
+        "checks, then competition: the primary metric must improve by at least the minimum relative improvement, no "
+        "secondary metric may degrade beyond its limit, and the improvement must be significant after Holm's correction.")]
+    rows = []
+    for d in h.decisions:
+        primary = d.primary
+        delta = primary.get("delta_rel") if primary else None
+        p = d.min_p_adjusted
+        rows.append((d.seq, d.ts, d.challenger_version, d.champion_version, promotion_status(d.decision),
+                     f"{delta * 100:+.2f}%" if _finite(delta) else None, f"{p:.3g}" if _finite(p) else None, d.reason))
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Challenger", ValueKind.IDENTIFIER, weight=1.3), Column("Champion", ValueKind.IDENTIFIER, weight=1.3),
+         Column("Decision", ValueKind.STATUS, weight=1.9), Column("Δ primary", ValueKind.TEXT, weight=1.1),
+         Column("min p (Holm)", ValueKind.TEXT, weight=1.1), Column("Reason", ValueKind.TEXT, weight=3.4)),
+        tuple(rows), caption="Promotion decisions in the period (relative change of the primary metric and the smallest "
+                             "Holm-adjusted p-value rounded here; exact values in each decision's details below)",
+        source_attachment=ATTACHMENTS["promotions"][0],
+        total_rows=len(rows), empty_text="No promotion decision for this slot in the period."))
+    chart = _primary_metric_chart(h.decisions)
+    if chart is not None:
+        blocks.append(chart)
+    chart = _decisions_over_time_chart(h.decisions, period.start, h.until or h.last_ts() or period.end)
+    if chart is not None:
+        blocks.append(chart)
+    details = tuple(_decision_detail(d) for d in h.decisions if d.has_detail)
+    return Section("Gate decisions", tuple(blocks), details)
+
+
+def _primary_metric_chart(decisions: Sequence[GateDecision]) -> Figure | None:
+    compared = [(d, d.primary) for d in decisions if d.primary is not None
+                and _finite(d.primary.get("champion")) and _finite(d.primary.get("challenger"))]
+    if len({d.ts for d, _ in compared}) < 2:
+        return None  # one comparison is a table row, not a trend: the decision's details show it
+    metric = str(compared[-1][1].get("metric"))
+    x = [d.ts for d, _ in compared]
+    champion = [float(row["champion"]) for _, row in compared]
+    challenger = [float(row["challenger"]) for _, row in compared]
+    bar = [_bar_to_clear(row) for _, row in compared]
+    series = [Series("champion (production)", x, champion), Series("challenger", x, challenger)]
+    if all(math.isfinite(b) for b in bar):
+        series.append(Series("bar to clear (min. improvement)", x, bar))
+    svg = line_chart(series, title=f"{metric} at each gate decision", y_label=metric, size=(6.5, 2.8))
+    thresholds = sorted({row.get("threshold") for _, row in compared if _finite(row.get("threshold"))})
+    needed = ", ".join(f"{t * 100:+.2f}%" for t in thresholds) or "as recorded"
+    return Figure(svg, f"Primary metric of the champion and the challenger at each gate decision, with the value the challenger "
+                       f"had to reach (relative improvement {needed})",
+                  alt=f"Line chart of {metric} for champion, challenger and the bar to clear over time")
+
+
+def _bar_to_clear(row: Mapping[str, Any]) -> float:
+    """The challenger value that would just meet the relative-improvement threshold. The
+    direction (higher or lower is better) is read from the recorded relative change."""
+    champion, challenger = float(row["champion"]), float(row["challenger"])
+    threshold, delta = row.get("threshold"), row.get("delta_rel")
+    if not _finite(threshold) or not _finite(delta) or champion == 0.0:
+        return math.nan
+    lower_is_better = (challenger - champion) * float(delta) < 0
+    step = abs(champion) * float(threshold)
+    return champion - step if lower_is_better else champion + step
+
+
+def _decisions_over_time_chart(decisions: Sequence[GateDecision], start: dt.datetime, end: dt.datetime) -> Figure | None:
+    """Cumulative decisions by outcome: a step up at each decision, readable however the
+    decisions are spread (bars per day or week are mostly empty or mostly crowded)."""
+    if not decisions:
+        return None
+    groups = {
+        "promoted (promote, approve, bootstrap)": ("promote", "approve", "bootstrap"),
+        "rejected or declined": ("reject", "decline"),
+        "pending approval": ("pending_approval",),
+        "force-promoted": ("force_promote",),
+        "rolled back": ("rollback",),
+    }
+    series = []
+    for name, kinds in groups.items():
+        stamps = [d.ts for d in decisions if d.decision in kinds]
+        if not stamps:
+            continue
+        x = [start] + stamps + [end]
+        y = [0.0] + [float(i) for i in range(1, len(stamps) + 1)] + [float(len(stamps))]
+        series.append(Series(name, x, y))
+    svg = line_chart(series, title="Promotion decisions over time (cumulative)", y_label="decisions", step=True, size=(6.5, 2.6))
+    return Figure(svg, "Cumulative number of promotion decisions in the period, by outcome",
+                  alt="Step chart of the cumulative number of decisions per outcome over the period")
+
+
+def _decision_detail(d: GateDecision) -> Section:
+    badge = promotion_status(d.decision)
+    replay = d.replay
+    items = [
+        KeyValue("Decision", badge),
+        KeyValue("Time (UTC)", d.ts),
+        KeyValue("Challenger / champion", f"{d.challenger_version} / {d.champion_version or 'none'}"),
+        KeyValue("Trigger", d.trigger, ValueKind.IDENTIFIER),
+        KeyValue("Operator", d.operator if d.operator else "none (automatic)"),
+        KeyValue("Recorded by (actor)", d.actor, ValueKind.IDENTIFIER),
+        KeyValue("Stage that decided", d.stage, ValueKind.IDENTIFIER),
+        KeyValue("Reason", d.reason),
+    ]
+    for key, label in (("policy_digest", "Policy digest (SHA-256)"), ("challenger_digest", "Challenger evaluation digest"),
+                       ("champion_digest", "Champion evaluation digest")):
+        if isinstance(replay.get(key), str):
+            items.append(KeyValue(label, replay[key], ValueKind.DIGEST))
+    blocks: list[Block] = [KeyValues(tuple(items))]
+    if d.comparison:
+        blocks.append(Table(
+            (Column("Metric", ValueKind.IDENTIFIER, weight=2.2), Column("Champion", ValueKind.NUMBER, weight=1.2),
+             Column("Challenger", ValueKind.NUMBER, weight=1.2), Column("Relative change", ValueKind.NUMBER, weight=1.2),
+             Column("Threshold", ValueKind.NUMBER, weight=1.0), Column("Result", ValueKind.STATUS, weight=1.0)),
+            tuple((c.get("metric"), c.get("champion"), c.get("challenger"), c.get("delta_rel"), c.get("threshold"),
+                   passed(c.get("passed"))) for c in d.comparison),
+            caption=f"Metric comparison, seq {d.seq}", total_rows=len(d.comparison)))
+    if d.significance:
+        blocks.append(Table(
+            (Column("Metric", ValueKind.IDENTIFIER, weight=2.0), Column("Test", ValueKind.IDENTIFIER, weight=1.1),
+             Column("Statistic", ValueKind.NUMBER, precision=6, weight=1.0), Column("p-value", ValueKind.NUMBER, weight=1.7),
+             Column("p adjusted (Holm)", ValueKind.NUMBER, weight=1.7), Column("Alpha", ValueKind.NUMBER, weight=0.6),
+             Column("Significant", ValueKind.STATUS, weight=1.0)),
+            tuple((s.get("metric"), s.get("test"), s.get("statistic"), s.get("p_value"), s.get("p_adjusted"), s.get("alpha"),
+                   passed(s.get("significant"), "YES", "NO")) for s in d.significance),
+            caption=f"Significance tests, seq {d.seq}", total_rows=len(d.significance)))
+    if d.tests:
+        blocks.append(Table(
+            (Column("Metric", ValueKind.IDENTIFIER, weight=2.0), Column("Test", ValueKind.IDENTIFIER, weight=1.2),
+             Column("n", ValueKind.NUMBER, weight=0.6), Column("Champion", ValueKind.NUMBER, precision=6, weight=1.1),
+             Column("Challenger", ValueKind.NUMBER, precision=6, weight=1.1),
+             Column("Statistic", ValueKind.NUMBER, precision=6, weight=1.1), Column("p-value", ValueKind.NUMBER, weight=1.8)),
+            tuple((t.get("metric"), t.get("test"), _num(t.get("n")), _num(t.get("champion")), _num(t.get("challenger")),
+                   _num(t.get("statistic")), _num(t.get("p_value"))) for t in d.tests),
+            caption=f"Tests as the gate ran them (estimates and statistic rounded to 6 places; p-value exact), seq {d.seq}",
+            total_rows=len(d.tests)))
+    if d.checks:
+        blocks.append(Table(
+            (Column("Check", ValueKind.IDENTIFIER, weight=2.2), Column("Result", ValueKind.STATUS, weight=1.0),
+             Column("Detail", ValueKind.TEXT, weight=4.6)),
+            tuple((c.get("name"), passed(c.get("passed")), _text(c.get("detail"))) for c in d.checks),
+            caption=f"Checks in the order the gate ran them, seq {d.seq}", total_rows=len(d.checks)))
+    if d.thresholds:
+        blocks.append(Table((Column("Threshold", ValueKind.IDENTIFIER, weight=3.0), Column("Value", ValueKind.NUMBER, weight=1.0)),
+                            tuple((k, float(v)) for k, v in sorted(d.thresholds.items())),
+                            caption=f"Policy thresholds the gate used, seq {d.seq}", total_rows=len(d.thresholds)))
+    return Section(f"Seq {d.seq}: {d.decision} of {d.challenger_version}", tuple(blocks))
+
+
+# --------------------------------------------------------------------------- overrides and rollbacks
+
+
+def _override_section(h: SlotHistory) -> Section:
+    findings = h.override_findings()
+    blocks: list[Block] = [Paragraph(
+        "Override analysis (SR 11-7): every promotion decision a person made (trigger manual: force-promote, approval, "
+        "decline, manual rollback), who made it and why, set against what the gate had said about the same version. The "
+        "gate's verdict is the latest gate decision on that version before the person's decision; a force-promote of a "
+        "version the gate never evaluated, or had rejected, is flagged.")]
+    if not findings:
+        blocks.append(StatusBadge(Status.PASS, "NONE", "no decision in the period was made by a person"))
+        return Section("Overrides and human decisions", tuple(blocks))
+    against = [f for f in findings if f.against_the_gate]
+    blocks.append(KeyValues((
+        KeyValue("Decisions by a person", len(findings)),
+        KeyValue("Force-promotes", sum(1 for f in findings if f.decision.decision == "force_promote")),
+        KeyValue("Approvals / declines", sum(1 for f in findings if f.decision.decision in ("approve", "decline"))),
+        KeyValue("Manual rollbacks", sum(1 for f in findings if f.decision.decision == "rollback")),
+        KeyValue("Against, or without, a gate verdict", len(against)),
+    ), caption="Override counts"))
+    rows = tuple((f.decision.seq, f.decision.ts, promotion_status(f.decision.decision), f.decision.challenger_version,
+                  f.decision.operator, f.decision.reason, f.gate_said,
+                  StatusBadge(Status.WARN, "AGAINST GATE") if f.against_the_gate else StatusBadge(Status.INFO, "CONSISTENT"))
+                 for f in findings)
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Decision", ValueKind.STATUS, weight=1.5), Column("Version", ValueKind.IDENTIFIER, weight=1.3),
+         Column("Who", ValueKind.IDENTIFIER, weight=1.5), Column("Why (as recorded)", ValueKind.TEXT, weight=2.6),
+         Column("What the gate had said", ValueKind.TEXT, weight=2.8), Column("Finding", ValueKind.STATUS, weight=1.5)),
+        rows, caption="Decisions made by a person, with the gate's verdict on the same version",
+        source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows)))
+    return Section("Overrides and human decisions", tuple(blocks))
+
+
+def _rollback_section(h: SlotHistory) -> Section:
+    if not h.rollbacks:
+        return Section("Rollbacks", (Paragraph("No rollback of this slot is recorded in the period."),))
+    rows = []
+    for d in h.rollbacks:
+        alert = d.replay.get("alert") if isinstance(d.replay.get("alert"), Mapping) else None
+        cause = f"alert seq {alert.get('seq')}: {alert.get('summary')}" if alert else (f"by {d.operator}" if d.operator else None)
+        rows.append((d.seq, d.ts, d.champion_version, d.challenger_version, d.trigger, d.operator, d.reason, cause))
+    return Section("Rollbacks", (
+        Paragraph("A rollback returns the slot to a version that was production before. An automatic rollback carries the "
+                  "monitor alert that fired it; a manual one names its operator."),
+        Table(
+            (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+             Column("From", ValueKind.IDENTIFIER, weight=1.3), Column("Back to", ValueKind.IDENTIFIER, weight=1.3),
+             Column("Trigger", ValueKind.IDENTIFIER, weight=1.0), Column("Operator", ValueKind.IDENTIFIER, weight=1.3),
+             Column("Reason", ValueKind.TEXT, weight=2.6), Column("What triggered it", ValueKind.TEXT, weight=2.2)),
+            tuple(rows), caption="Rollbacks in the period", source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows)),
+    ))
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def _monitoring_section(h: SlotHistory) -> Section:
+    intro = Paragraph(
+        "Ongoing monitoring (SR 11-7): each monitor run writes one monitor_run entry with all its results, breach or not, "
+        "and one monitor_alert entry per alert, sharing the run's correlation id. Fairness follows AIF360's signed "
+        "definitions with confidence intervals and both bounds checked; drift is the population stability index (PSI) of "
+        "the served predictions against a baseline window.")
+    subsections = [s for s in (_fairness_subsection(h), _drift_subsection(h), _online_subsection(h), _alerts_subsection(h)) if s]
+    if not h.runs and not h.alerts:
+        return Section("Monitoring", (intro, StatusBadge(
+            Status.WARN, "NOT EVIDENCED", "no monitor_run or monitor_alert entry for this slot in the period: ongoing monitoring "
+            "is not evidenced in the ledger")))
+    return Section("Monitoring", (intro,), tuple(subsections))
+
+
+def _di_band(runs: Sequence[MonitorRun]) -> tuple[float, float]:
+    for r in reversed(runs):
+        di = r.result("disparate_impact")
+        if di and _finite(di.get("min")) and _finite(di.get("max")):
+            return float(di["min"]), float(di["max"])
+    return DEFAULT_DI_BAND
+
+
+def _fairness_subsection(h: SlotHistory) -> Section | None:
+    runs = h.runs_of("fairness")
+    if not runs:
+        return None
+    low, high = _di_band(runs)
+    blocks: list[Block] = []
+    x = [r.ts for r in runs]
+    di = [_y((r.result("disparate_impact") or {}).get("value")) for r in runs]
+    if any(math.isfinite(v) for v in di):
+        svg = line_chart([Series("disparate impact", x, di)], title="Disparate impact of served decisions", y_label="DI",
+                         thresholds=[Threshold(low, "lower bound"), Threshold(high, "upper bound")], size=(6.5, 2.6))
+        blocks.append(Figure(svg, f"Disparate impact at each fairness run, with the fair band [{low:g}, {high:g}] "
+                                  "(unprivileged over privileged favourable rate)",
+                             alt="Line chart of disparate impact over time with the lower and upper bounds"))
+    rows = []
+    for r in runs:
+        d = r.result("disparate_impact") or {}
+        spd = r.result("statistical_parity_difference") or {}
+        eod = r.result("equal_opportunity_difference") or {}
+        rows.append((r.seq, r.ts, r.version, _num(d.get("value")), _num(d.get("ci_low")), _num(d.get("ci_high")),
+                     fairness_status(d.get("status")), _num(spd.get("value")), _num(eod.get("value")),
+                     f"{d.get('n_unprivileged', '?')} / {d.get('n_privileged', '?')}"))
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Version", ValueKind.IDENTIFIER, weight=1.2), Column("DI", ValueKind.NUMBER, precision=4, weight=0.8),
+         Column("CI low", ValueKind.NUMBER, precision=4, weight=0.8), Column("CI high", ValueKind.NUMBER, precision=4, weight=0.8),
+         Column("DI status", ValueKind.STATUS, weight=1.3), Column("SPD", ValueKind.NUMBER, precision=4, weight=0.8),
+         Column("EOD", ValueKind.NUMBER, precision=4, weight=0.8), Column("n unpriv. / priv.", ValueKind.TEXT, weight=1.1)),
+        tuple(rows), caption=f"Fairness runs: disparate impact (band [{low:g}, {high:g}]), statistical parity and equal "
+                             "opportunity differences (values rounded to 4 places; exact in the attachment)",
+        source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)))
+    return Section("Fairness", tuple(blocks))
+
+
+def _psi_lines(h: SlotHistory) -> tuple[float, float, str]:
+    policy = h.recorded_policy()
+    monitors = policy.get("monitors") if isinstance(policy, Mapping) else None
+    if isinstance(monitors, Mapping) and _finite(monitors.get("psi_investigate")) and _finite(monitors.get("psi_act")):
+        return float(monitors["psi_investigate"]), float(monitors["psi_act"]), "as recorded in the gate's policy"
+    return DEFAULT_PSI_LINES[0], DEFAULT_PSI_LINES[1], "the monitors' defaults (no policy recorded in this slot)"
+
+
+def _drift_subsection(h: SlotHistory) -> Section | None:
+    runs = h.runs_of("drift")
+    if not runs:
+        return None
+    investigate, act, where = _psi_lines(h)
+    by_feature: dict[str, list[tuple[dt.datetime, float]]] = {}
+    rows = []
+    for r in runs:
+        for res in r.results:
+            feature = str(res.get("feature"))
+            psi = _y(res.get("psi"))
+            by_feature.setdefault(feature, []).append((r.ts, psi))
+            rows.append((r.seq, r.ts, r.version, feature, _num(res.get("psi")), _num(res.get("kl")), drift_status(res.get("status")),
+                         f"{res.get('n_baseline', '?')} / {res.get('n_current', '?')}"))
+    worst = sorted(by_feature, key=lambda f: -max((v for _, v in by_feature[f] if math.isfinite(v)), default=-1.0))[:MAX_PSI_FEATURES]
+    blocks: list[Block] = []
+    if worst:
+        series = [Series(f, [t for t, _ in by_feature[f]], [v for _, v in by_feature[f]]) for f in sorted(worst)]
+        svg = line_chart(series, title="Population stability index of served predictions", y_label="PSI",
+                         thresholds=[Threshold(investigate, "investigate"), Threshold(act, "act")], size=(6.5, 2.8))
+        shown = "" if len(worst) == len(by_feature) else f" (the {len(worst)} features with the largest PSI of {len(by_feature)})"
+        blocks.append(Figure(svg, f"PSI per feature at each drift run{shown}, with the investigate ({investigate:g}) and act "
+                                  f"({act:g}) thresholds, {where}",
+                             alt="Line chart of PSI per feature over time with two threshold lines"))
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Version", ValueKind.IDENTIFIER, weight=1.2), Column("Feature", ValueKind.IDENTIFIER, weight=1.6),
+         Column("PSI", ValueKind.NUMBER, precision=4, weight=0.8), Column("KL", ValueKind.NUMBER, precision=4, weight=0.8),
+         Column("Status", ValueKind.STATUS, weight=1.5), Column("n base / current", ValueKind.TEXT, weight=1.1)),
+        tuple(rows), caption="Drift runs, per feature (values rounded to 4 places; exact in the attachment)",
+        source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)))
+    return Section("Drift", tuple(blocks))
+
+
+def _online_subsection(h: SlotHistory) -> Section | None:
+    runs = h.runs_of("online")
+    if not runs:
+        return None
+    rows = []
+    for r in runs:
+        for res in r.results:
+            test = res.get("test") if isinstance(res.get("test"), Mapping) else {}
+            rows.append((r.seq, r.ts, f"{r.details.get('challenger_version')} vs {r.details.get('champion_version')}",
+                         res.get("metric"), res.get("outcome"), _num(test.get("p_value")), _text(res.get("detail"))))
+    return Section("Online champion/challenger", (Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Challenger vs champion", ValueKind.IDENTIFIER, weight=2.0), Column("Metric", ValueKind.IDENTIFIER, weight=1.2),
+         Column("Outcome", ValueKind.IDENTIFIER, weight=1.3), Column("p-value", ValueKind.NUMBER, weight=1.0),
+         Column("Detail", ValueKind.TEXT, weight=2.6)),
+        tuple(rows), caption="Online evaluations (Welch's t-test per metric)", source_attachment=ATTACHMENTS["monitoring"][0],
+        total_rows=len(rows)),))
+
+
+def _alerts_subsection(h: SlotHistory) -> Section | None:
+    if not h.alerts:
+        return None
+    rows = tuple((a.seq, a.ts, a.monitor, _alert_status(a), a.action, a.version, a.summary) for a in h.alerts)
+    return Section("Alerts", (Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Monitor", ValueKind.IDENTIFIER, weight=1.7), Column("Status", ValueKind.STATUS, weight=1.6),
+         Column("Action", ValueKind.IDENTIFIER, weight=1.2), Column("Version", ValueKind.IDENTIFIER, weight=1.1),
+         Column("Summary", ValueKind.TEXT, weight=3.2)),
+        rows, caption="Monitor alerts in the period", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
+
+
+# --------------------------------------------------------------------------- method
+
+
+def _method_blocks(h: SlotHistory) -> list[Block]:
+    return [
+        Paragraph(
+            "Gate decisions are shown as recorded: the comparison and significance columns of each model_promotion entry, "
+            "and from its details the stage that decided, every check in the order the gate ran it, the test inputs and "
+            "estimates, and the digests of the policy and evaluations, which `mrm gate replay` recomputes the decision from. "
+            "p-values are two-sided (DeLong for AUC, exact McNemar for accuracy, a seeded paired bootstrap otherwise); with "
+            "several tasks they are adjusted with Holm's method, and a task counts only if its adjusted p is below alpha."),
+        Paragraph(
+            "The override analysis takes, for each decision a person made, the latest gate verdict (promote, reject, "
+            "pending approval, bootstrap) on the same version in the same slot before it, including verdicts before the "
+            "report period. What the gate would have said about a version it never evaluated is not known and is reported "
+            "as such; this document does not re-run the gate."),
+        Paragraph(
+            "Monitoring values are those the monitors recorded. Disparate impact is the favourable-outcome rate of the "
+            "unprivileged group over that of the privileged group; its band is read from each run's recorded bounds. PSI "
+            "thresholds are those of the recorded gate policy when the slot has one."),
+        Paragraph(f"The queries below ran over the entries the checkpoint covers, through the same read-only SQL views an "
+                  f"examiner gets with `mrm sql LEDGER`; each result is attached as Parquet."),
+    ]
+
+
+def _queries_section(h: SlotHistory) -> Section:
+    blocks: list[Block] = []
+    for q in h.queries:
+        name, _ = ATTACHMENTS[q.name]
+        blocks.append(CodeBlock(q.shown(), caption=f"{q.name}: {q.table.num_rows:,} row(s), attached as {name}"))
+    return Section("Queries", tuple(blocks))
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _alert_status(a: AlertEntry) -> StatusBadge:
+    severe = a.status in ("breach", "significant_drift", "rollback") or a.action in ("rollback", "propose_rollback")
+    return StatusBadge(Status.FAIL if severe else Status.WARN, a.status.upper().replace("_", " ") or "ALERT")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _num(value: Any) -> float | int | None:
+    """A recorded number for a NUMBER column (anything else, e.g. a string, is not shown as one)."""
+    return value if _finite(value) else None
+
+
+def _y(value: Any) -> float:
+    return float(value) if _finite(value) else math.nan
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _when(ts: dt.datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _day(ts: dt.datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y%m%d")
