@@ -113,7 +113,8 @@ def run_forensic_queries(ledger_dir: str | os.PathLike[str], disputed_request_id
     outcome = rows("SELECT seq, ts, details FROM operation WHERE event_type = 'outcome' AND correlation_id = ? "
                    "ORDER BY seq DESC LIMIT 1", rid)
     made_live = ", ".join(f"'{d}'" for d in MADE_LIVE)
-    live = rows(f"SELECT seq, ts, decision, trigger, operator, reason, champion_version FROM model_promotion "
+    live = rows(f"SELECT seq, ts, challenger_version, decision, trigger, operator, reason, champion_version "
+                f"FROM model_promotion "
                 f"WHERE slot = ? AND challenger_version = ? AND decision IN ({made_live}) AND ts <= ? "
                 f"ORDER BY seq DESC LIMIT 1", [served["model_slot"], served["model_version"], served["ts"]])
     gate = rows("SELECT seq, ts, decision, reason FROM model_promotion WHERE slot = ? AND challenger_version = ? "

@@ -363,7 +363,7 @@ class _Year:
             self.ledger.log_operation(
                 event_type="manifest_swap", component="reco-serving", status="applied", correlation_id=f"{SLOT}/{live}",
                 details={"slot": SLOT, "from_version": self.production, "to_version": live,
-                         "promotion_seq": manifest["seq"], "entry_hash": manifest["entry_hash"]}, durable=True)
+                         "promotion_seq": manifest["seq"]}, durable=True)
         self.production = live
 
     # -- Monday 03:00: retrain, evaluate, gate -------------------------------------------------
