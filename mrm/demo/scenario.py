@@ -203,6 +203,29 @@ class DemoResult:
 # --- the run ----------------------------------------------------------------------------------
 
 
+# A scheduled event runs at its instant and may schedule a follow-up later that day
+# (the monitor's alert -> the engineer's response): (instant, what to run).
+FollowUp = tuple[int, Callable[[], None]]
+Event = Callable[[], "FollowUp | None"]
+
+
+@dataclass(frozen=True, eq=False)
+class _DueOutcomes:
+    """Outcomes that will arrive on one day, for some of one batch's requests (arrays, not
+    dicts: a million requests wait up to two weeks for theirs)."""
+
+    request_index: np.ndarray
+    label: np.ndarray  # product index the customer took
+    accepted: np.ndarray  # the served product was the one taken
+
+    def __len__(self) -> int:
+        return len(self.request_index)
+
+    def rows(self) -> Iterator[tuple[str, int, bool]]:
+        ids = RequestBatch.request_ids_of(self.request_index)
+        return zip(ids, self.label.tolist(), self.accepted.tolist())
+
+
 @contextmanager
 def acting_as(ledger: Ledger, actor: str) -> Iterator[None]:
     """Write as ``actor``. The demo runs every component in one process through one ledger
@@ -245,7 +268,7 @@ class _Year:
         self.production: str | None = None
         self.pending: list[Recorded] = []
         self.unreviewed_overrides: list[tuple[Recorded, int]] = []  # (force-promote, alert seq)
-        self.outcomes_due: dict[int, list[dict[str, Any]]] = {}
+        self.outcomes_due: dict[int, list[_DueOutcomes]] = {}  # arrival day -> what arrives then
         self.story: list[StoryEvent] = []
         self.facts: dict[str, Any] = {"promoted": [], "declined": []}
         self.served_requests = 0
@@ -280,15 +303,20 @@ class _Year:
     # -- the calendar -------------------------------------------------------------------------
 
     def run(self) -> None:
-        days = 7 * self.weeks
-        batches = {int(b.day[0]): b for b in self.world.iter_requests(self.n_requests) if int(b.day[0]) < days}
-        for day in range(days):
-            self._run_day(day, batches.pop(day, None))
+        """Day by day, the requests streamed one day at a time (memory stays bounded by a day
+        of requests and the outcomes still to arrive, whatever ``--requests`` is)."""
+        requests = self.world.iter_requests(self.n_requests)
+        upcoming = next(requests, None)
+        for day in range(7 * self.weeks):
+            batch = None
+            if upcoming is not None and int(upcoming.day[0]) == day:
+                batch, upcoming = upcoming, next(requests, None)
+            self._run_day(day, batch)
         self.ledger.close()
 
-    def _events(self, day: int) -> list[tuple[int, int, Callable[[], None]]]:
+    def _events(self, day: int) -> list[tuple[int, int, Event]]:
         weekday, week = day % 7, day // 7
-        events: list[tuple[int, Callable[[], None]]] = []
+        events: list[tuple[int, Event]] = []
         if day == KEY_ROTATION_DAY:
             events.append((kst(day, 0, 0), lambda: self.rotate_key(week)))
         if weekday == MONDAY and self.plan[week].schema_change is not None:
@@ -342,12 +370,10 @@ class _Year:
         """Remember when each request's outcome will arrive: 1-2 days for deposits, after the
         7-day cooling-off for investment products (``World.sample_label_delay``)."""
         rb = served.requests
-        final = served.served_product
-        ids = rb.request_ids()
-        for i, (arrival, label) in enumerate(zip(rb.label_arrival_day.tolist(), rb.label.tolist())):
-            self.outcomes_due.setdefault(arrival, []).append({
-                "request_id": ids[i], "label": PRODUCT_IDS[label],
-                "values": {"accepted": 1.0 if final[i] == label else 0.0}})
+        accepted = served.served_product == rb.label
+        for arrival in np.unique(rb.label_arrival_day).tolist():
+            at = np.flatnonzero(rb.label_arrival_day == arrival)
+            self.outcomes_due.setdefault(arrival, []).append(_DueOutcomes(rb.index[at], rb.label[at], accepted[at]))
 
     def _refresh_production(self, cause: Recorded) -> None:
         """Serving reads what to serve from the manifest derived from the ledger; a change is
@@ -384,6 +410,11 @@ class _Year:
         self.facts["schema_change_seq"] = seq
 
     def retrain_and_gate(self, item: PlanItem) -> None:
+        """Monday 03:00: train the week's challenger on the outcomes that have arrived, write
+        its artifacts, evaluate it (and the champion, on a new holdout epoch) on the frozen
+        holdout, and put it through the gate under the policy in force. The entries: retrain
+        start, the training read, retrain end (artifact digests), the holdout read, the
+        evaluations, then the gate's model_registered and model_promotion."""
         day, week, spec = item.day, item.week, item.spec
         self.ledger.log_operation(event_type="retrain_start", component="reco-retrain", status="started",
                                   correlation_id=f"{SLOT}/{spec.version}",
@@ -485,15 +516,17 @@ class _Year:
     # -- every morning: late outcomes ---------------------------------------------------------------
 
     def record_outcomes(self, day: int) -> None:
-        due = self.outcomes_due.pop(day)
         observed = to_datetime(self.clock())
+        outcomes = [{"request_id": request_id, "label": PRODUCT_IDS[label], "observed_at": observed,
+                     "values": {"accepted": 1.0 if accepted else 0.0}}
+                    for due in self.outcomes_due.pop(day) for request_id, label, accepted in due.rows()]
         with acting_as(self.ledger, OUTCOMES_ACTOR):
-            seqs = record_outcomes(self.ledger, [{**o, "observed_at": observed} for o in due], source=OUTCOMES_DATASET)
+            seqs = record_outcomes(self.ledger, outcomes, source=OUTCOMES_DATASET)
         self.outcomes_recorded += len(seqs)
 
     # -- Tuesday 14:00: the fairness monitor, and the emergency it may cause --------------------
 
-    def fairness_monitor(self, day: int) -> tuple[int, Callable[[], None]] | None:
+    def fairness_monitor(self, day: int) -> FollowUp | None:
         self.ledger.flush()  # the monitor reads what serving has written up to now
         until = to_datetime(self.clock())
         iso = until.astimezone(dt.timezone(dt.timedelta(hours=9))).isocalendar()
@@ -727,7 +760,7 @@ def _result(year: _Year, paths: DemoPaths, seed: int, weeks: int, forensics: For
         force_promote_seq=forced[0].seq if forced else None, fairness_alert_seq=forced[1] if forced else None,
         schema_change_seq=f.get("schema_change_seq"), rotation_seq=f.get("rotation_seq"),
         policy_change_seq=f.get("policy_change_seq"), outcomes_recorded=year.outcomes_recorded,
-        outcomes_outstanding=sum(len(v) for v in year.outcomes_due.values()),
+        outcomes_outstanding=sum(len(d) for due in year.outcomes_due.values() for d in due),
         hmac_verified=hmac_ok, public_verified=public_ok, proof_verified=proof_ok,
         unsuitable_served=forensics.unsuitable_served, seconds={k: round(v, 2) for k, v in seconds.items()},
     )
