@@ -35,6 +35,9 @@ def _summary(r: DemoResult) -> list[str]:
     for e in r.story:
         if e.headline:
             lines.append(f"  w{e.week:02d}  {e.event:<26} {e.seq:>9}  {e.detail[:90]}")
+    if r.fairness_alert_seq is None and r.weeks == 52:
+        lines.append(f"  (no fairness alert: at {r.requests:,} requests a year the weekly monitor sees too few customers "
+                     f"per segment to be sure; the default {DEFAULT_REQUESTS:,} are enough)")
     lines += [
         "",
         f"Disputed recommendation {r.disputed_request_id}: {_rel(p.reconstruction)}",

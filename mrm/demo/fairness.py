@@ -189,6 +189,7 @@ def holdout_segment_breaches(customers: Customers, proba: np.ndarray, rules: Mon
 
 
 def window_ending(until: dt.datetime, days: int = 7) -> Window:
+    """The ``days`` before ``until``: what a weekly run looks at."""
     return Window(until - dt.timedelta(days=days), until)
 
 

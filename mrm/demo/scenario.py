@@ -16,7 +16,8 @@ writes everything an examiner would find at such a bank into ``out``:
 Nothing of the story is scripted but the models trained each week (``models.weekly_plan``) and
 the rules the people follow; which challenger is promoted, rejected or left pending, when the
 monitor fires and what the engineer restores all come out of the gate and the monitors. With
-the default seed that gives the story of ``models.STORY_WEEKS``; another seed tells a variant.
+the default seed and request count that gives the story of ``models.STORY_WEEKS``; another
+seed, or more traffic (the monitor then sees the breach a week earlier), tells a variant.
 
 Determinism: the same seed (and request count) gives the same ledger content. Entry times
 follow the simulated calendar (the ledger's clock is ``clock.SimulatedClock``), actors are
@@ -68,6 +69,7 @@ from .models import PlanItem, RecommenderModel, evaluate, train_model, weekly_pl
 from .serving import ServedBatch, append_requests, serve, serving_draws
 from .world import (
     HOLDOUT_DATASET,
+    KST,
     OUTCOMES_DATASET,
     PRODUCT_IDS,
     START_DATE,
@@ -265,6 +267,7 @@ class _Year:
         self.artifacts: dict[str, tuple] = {}
         self.evaluations: dict[tuple[str, int], Evaluation] = {}
         self.holdouts: dict[int, tuple[Holdout, GateHoldout]] = {}
+        self._subjects_table: pa.Table | None = None
         self.production: str | None = None
         self.pending: list[Recorded] = []
         self.unreviewed_overrides: list[tuple[Recorded, int]] = []  # (force-promote, alert seq)
@@ -529,7 +532,7 @@ class _Year:
     def fairness_monitor(self, day: int) -> FollowUp | None:
         self.ledger.flush()  # the monitor reads what serving has written up to now
         until = to_datetime(self.clock())
-        iso = until.astimezone(dt.timezone(dt.timedelta(hours=9))).isocalendar()
+        iso = until.astimezone(KST).isocalendar()
         # The monitor watches the version serving now, over the week before.
         report = compute_segment_fairness(self.paths.ledger, SLOT, self.policy.monitors, self._subjects(),
                                           window=window_ending(until), version=self.production)
@@ -549,7 +552,8 @@ class _Year:
         return respond_at, lambda: self.emergency_override(day, report.version, alert_seq, alert.summary)
 
     def _subjects(self) -> pa.Table:
-        if not hasattr(self, "_subjects_table"):
+        """The bank's customer attributes the monitor joins on (written beside the ledger)."""
+        if self._subjects_table is None:
             population = self.world.population(self.world.default_population_size(self.n_requests))
             self._subjects_table = subjects_table(population)
             pq.write_table(self._subjects_table, self.paths.subjects)
@@ -579,7 +583,7 @@ class _Year:
     # -- Friday 10:00: the MRM committee ------------------------------------------------------------
 
     def committee(self, day: int) -> None:
-        week, date = day // 7, to_datetime(self.clock()).astimezone(dt.timezone(dt.timedelta(hours=9))).date()
+        week, date = day // 7, to_datetime(self.clock()).astimezone(KST).date()
         for recorded, alert_seq in self.unreviewed_overrides:
             self._review_override(week, date, recorded, alert_seq)
         self.unreviewed_overrides.clear()
@@ -629,7 +633,8 @@ class _Year:
                 proba = self.models[version].predict_proba(holdout.customers)
                 breaches = holdout_segment_breaches(holdout.customers, proba, self.policy.monitors)
                 if breaches:
-                    worst = min(breaches, key=lambda f: f.result.value if f.result.value is not None else 0.0)
+                    ratios = [f for f in breaches if f.result.metric == "disparate_impact" and f.result.value is not None]
+                    worst = min(ratios, key=lambda f: f.result.value) if ratios else breaches[0]
                     recorded = decline(self.ledger, slot=SLOT, version=version, operator=COMMITTEE_CHAIR, reason=(
                         f"{minutes}: gate evidence at seq {pending.seq} reviewed; {len(breaches)} segment finding(s) on "
                         f"the holdout, worst age {worst.age_band} in {worst.region} {worst.result.metric} "
