@@ -55,6 +55,8 @@ def _summary(r: DemoResult) -> list[str]:
         f"  mrm verify {_rel(p.ledger)} --public-key {_rel(p.public_key)} --state {_rel(p.public_state)}",
         f"  mrm verify-proof {_rel(r.proof_path)} --public-key {_rel(p.public_key)}",
         f"  mrm registry history {_rel(p.ledger)} --slot {SLOT}",
+        *([f"  mrm gate replay {_rel(p.ledger)} --seq {r.fidelity_reject_seq} "
+           + " ".join(f"--evaluation {_rel(e)}" for e in r.fidelity_reject_evaluations)] if r.fidelity_reject_seq else []),
         f"  mrm registry status {_rel(p.ledger)} --at 2025-07-15T14:00:00+09:00",
     ]
     return lines

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 
 from gates.evaluation import EvaluationFile
 from gates.ledger_io import load_registry, parse_details
+from gates.replay_check import check_replay
 from ledger import Keyring, verify_ledger
 from ledger.keys import load_verifiers
 from ledger.proofs import verify_proof
@@ -102,6 +103,7 @@ def test_cli_exits_0_and_prints_where_everything_is(demo):
     assert f"{REQUESTS:,} requests" in text
     assert "verified: HMAC chain ok, signed checkpoints with the public key ok, inclusion proof ok" in text
     assert "mrm verify-proof" in text and "--public-key" in text and "mrm registry history" in text
+    assert "mrm gate replay" in text and "--evaluation" in text
     assert len(text.splitlines()) < 50  # a summary, not a log
     result_file = json.loads((out / "demo-result.json").read_text())
     assert result_file["requests"] == REQUESTS and result_file["hmac_verified"] and result_file["public_verified"]
@@ -192,13 +194,17 @@ def test_rejected_at_the_fidelity_floor_although_its_auc_is_higher(demo):
         if challenger["mean_auc"] > champion["mean_auc"]:
             found.append((r, challenger, champion))
     assert found, "a challenger with the higher mean AUC must have been rejected at the fidelity floor"
-    r, challenger, _ = found[0]
+    r, challenger, champion = found[0]
     task = r["details"]["checks"][[c["passed"] for c in r["details"]["checks"]].index(False)]["name"].split(":")[1]
     assert challenger["fidelity_kl"][task] > dict(r["thresholds"])[f"fidelity.{task}.kl.max"]
     # the recorded evaluation file is the one the gate decided on (digest-only recording)
     evaluation = EvaluationFile.load(demo["out"] / challenger["evaluation_file"])
     assert evaluation.digest == r["details"]["replay"]["challenger_digest"]
     assert len(evaluation.holdout["task_time_deposit"].sample_ids) == HOLDOUT_SIZE
+    # ... and with both files the decision replays from the ledger's record
+    (report,) = check_replay(demo["out"] / "ledger", r["seq"],
+                             [evaluation, EvaluationFile.load(demo["out"] / champion["evaluation_file"])])
+    assert report.matches, report.to_text()
 
 
 def test_left_pending_under_the_sign_off_policy_then_approved_by_a_named_operator(demo):

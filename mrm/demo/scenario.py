@@ -175,6 +175,8 @@ class DemoResult:
     bootstrap_version: str | None
     promoted_versions: tuple[str, ...]  # by the gate (promote) or a human (approve)
     fidelity_rejected_version: str | None  # rejected at the fidelity floor with a higher mean AUC
+    fidelity_reject_seq: int | None
+    fidelity_reject_evaluations: tuple[Path, ...]  # challenger's and champion's, to replay that decision
     pending_version: str | None  # first version left pending a human sign-off
     approved_version: str | None
     approver: str | None
@@ -198,7 +200,6 @@ class DemoResult:
         d = {k: v for k, v in self.__dict__.items() if k not in ("paths", "story")}
         d["paths"] = {k: str(v) for k, v in asdict(self.paths).items()}
         d["story"] = [e.to_dict() for e in self.story]
-        d["proof_path"] = str(self.proof_path)
         return json.loads(json.dumps(d, default=str))
 
 
@@ -266,6 +267,7 @@ class _Year:
         self.models: dict[str, RecommenderModel] = {}
         self.artifacts: dict[str, tuple] = {}
         self.evaluations: dict[tuple[str, int], Evaluation] = {}
+        self.evaluation_files: dict[str, Path] = {}  # evaluation digest -> its file
         self.holdouts: dict[int, tuple[Holdout, GateHoldout]] = {}
         self._subjects_table: pa.Table | None = None
         self.production: str | None = None
@@ -477,6 +479,7 @@ class _Year:
                      "mean_auc": mean_auc, "metrics": {t: dict(m) for t, m in e.metrics.items()},
                      "fidelity_kl": {t: f["kl"] for t, f in e.fidelity.items()}})
         self.evaluations[key] = e
+        self.evaluation_files[e.digest] = path
         return e
 
     def _after_gate(self, week: int, recorded: Recorded, challenger: Evaluation, champion: Evaluation | None) -> None:
@@ -502,6 +505,8 @@ class _Year:
                 first = higher and "fidelity_rejected_version" not in self.facts
                 if first:
                     self.facts["fidelity_rejected_version"] = d.challenger_version
+                    self.facts["fidelity_reject"] = (recorded.seq, (self.evaluation_files[challenger.digest],
+                                                                    self.evaluation_files[champion.digest]))
                 floors = ", ".join(
                     f"{t} KL {challenger.fidelity[t]['kl']:.4f} > {self.policy.fidelity.max_for(t):g}"
                     for t in (c.name.split(":", 1)[1] for c in failing))
@@ -758,6 +763,8 @@ def _result(year: _Year, paths: DemoPaths, seed: int, weeks: int, forensics: For
         story=tuple(year.story), disputed_request_id=forensics.disputed_request_id, proof_path=proof_path,
         bootstrap_version=f.get("bootstrap_version"), promoted_versions=tuple(f["promoted"]),
         fidelity_rejected_version=f.get("fidelity_rejected_version"), pending_version=f.get("pending_version"),
+        fidelity_reject_seq=f["fidelity_reject"][0] if "fidelity_reject" in f else None,
+        fidelity_reject_evaluations=f["fidelity_reject"][1] if "fidelity_reject" in f else (),
         approved_version=approved[0] if approved else None, approver=approved[1] if approved else None,
         declined_versions=tuple(f["declined"]),
         force_promoted_version=forced[0].decision.challenger_version if forced else None,
