@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import numpy as np
-from scipy.stats import rankdata
+
 
 MetricFn = Callable[[np.ndarray, np.ndarray, float], float]
 
@@ -21,6 +21,17 @@ LOWER = "lower"
 # log loss clips probabilities away from 0 and 1; the same constant as scikit-learn's
 # historical default, so a producer using sklearn reports the same number.
 _LOG_LOSS_EPS = 1e-15
+
+
+
+
+
+def scipy_stats():
+    """scipy.stats, imported on first use: it takes most of a second to import, and every
+    `mrm` command would pay for it otherwise."""
+    from scipy import stats
+
+    return stats
 
 
 def _binary(labels: np.ndarray) -> np.ndarray:
@@ -37,7 +48,7 @@ def auc(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.5) -> float
     n = len(labels) - m
     if m == 0 or n == 0:
         raise ValueError("AUC needs at least one positive and one negative label")
-    ranks = rankdata(scores, method="average")
+    ranks = scipy_stats().rankdata(scores, method="average")
     return float((ranks[positive].sum() - m * (m + 1) / 2.0) / (m * n))
 
 

@@ -23,18 +23,21 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 from gates.alerts import INVESTIGATE, NONE, PROPOSE_RETRAIN, Alert
 from gates.policy import Bounds, MonitorRules
 
+from .metrics import scipy_stats
+
 FAIR, BREACH, INSUFFICIENT = "fair", "breach", "insufficient_data"
+
+
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     if n <= 0:
         raise ValueError("a proportion needs at least one observation")
-    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    z = float(scipy_stats().norm.ppf(0.5 + confidence / 2))
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -54,7 +57,7 @@ def katz_ratio_interval(x1: int, n1: int, x2: int, n2: int, confidence: float = 
     """Interval for (x1/n1) / (x2/n2) on the log scale (Katz et al. 1978)."""
     if x1 == 0 or x2 == 0:
         x1, n1, x2, n2 = x1 + 0.5, n1 + 1, x2 + 0.5, n2 + 1  # type: ignore[assignment]
-    z = float(sps.norm.ppf(0.5 + confidence / 2))
+    z = float(scipy_stats().norm.ppf(0.5 + confidence / 2))
     log_ratio = math.log((x1 / n1) / (x2 / n2))
     se = math.sqrt(1 / x1 - 1 / n1 + 1 / x2 - 1 / n2)
     return math.exp(log_ratio - z * se), math.exp(log_ratio + z * se)

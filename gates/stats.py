@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats as sps
 
-from gates.metrics import MetricFn
+from gates.metrics import MetricFn, scipy_stats
 
 DELONG = "delong"
 MCNEMAR = "mcnemar"
@@ -30,6 +29,7 @@ PAIRED_BOOTSTRAP = "paired_bootstrap"
 WELCH = "welch"
 TESTS = (DELONG, MCNEMAR, PAIRED_BOOTSTRAP, WELCH)
 OFFLINE_TESTS = (DELONG, MCNEMAR, PAIRED_BOOTSTRAP)
+
 
 
 class InsufficientSample(ValueError):
@@ -87,7 +87,7 @@ def _paired_arrays(*arrays: Sequence[float]) -> list[np.ndarray]:
 
 
 def _two_sided_normal_p(z: float) -> float:
-    return float(2.0 * sps.norm.sf(abs(z)))
+    return float(2.0 * scipy_stats().norm.sf(abs(z)))
 
 
 # --- DeLong -------------------------------------------------------------------------------
@@ -100,9 +100,9 @@ def _placements(pos: np.ndarray, neg: np.ndarray) -> tuple[float, np.ndarray, np
     positives that outrank a negative. Three sorts replace the m*n comparison matrix.
     """
     m, n = len(pos), len(neg)
-    tx = sps.rankdata(pos, method="average")
-    ty = sps.rankdata(neg, method="average")
-    tz = sps.rankdata(np.concatenate([pos, neg]), method="average")
+    tx = scipy_stats().rankdata(pos, method="average")
+    ty = scipy_stats().rankdata(neg, method="average")
+    tz = scipy_stats().rankdata(np.concatenate([pos, neg]), method="average")
     auc = (tz[:m].sum() - m * (m + 1) / 2.0) / (m * n)
     v10 = (tz[:m] - tx) / n
     v01 = 1.0 - (tz[m:] - ty) / m
@@ -176,7 +176,7 @@ def mcnemar_exact(
         statistic, p = 0.0, 1.0
     else:
         statistic = (c - b) / math.sqrt(discordant)
-        p = float(sps.binomtest(c, discordant, 0.5).pvalue)
+        p = float(scipy_stats().binomtest(c, discordant, 0.5).pvalue)
     return TestResult(
         metric,
         MCNEMAR,
@@ -271,7 +271,7 @@ def welch_test(
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("per-request values must be finite numbers")
     _require(min(len(a), len(b)), min_samples, f"Welch test on {metric} (smaller arm)")
-    res = sps.ttest_ind(b, a, equal_var=False)
+    res = scipy_stats().ttest_ind(b, a, equal_var=False)
     statistic: float | None = float(res.statistic)
     p = float(res.pvalue)
     df = float(res.df)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import EntryError
+from .jsontext import JSONTextError, loads_strict
 from .schema import table_spec
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -22,10 +23,6 @@ FORMATS = ("jsonl", "csv", "parquet")
 def guess_format(path: str | Path) -> str:
     suffix = Path(path).suffix.lower().lstrip(".")
     return {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv", "parquet": "parquet", "pq": "parquet"}.get(suffix, "")
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 @dataclass
@@ -48,11 +45,11 @@ def read_jsonl(path: Path) -> Batch:
             if not raw.strip():
                 continue
             try:
-                row = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+                row = loads_strict(raw.decode("utf-8"))
             except UnicodeDecodeError as e:
                 raise EntryError(f"{path}:{number}: not valid UTF-8 (byte {e.start})") from None
-            except ValueError as e:
-                raise EntryError(f"{path}:{number}: not valid JSON ({e})") from None
+            except JSONTextError as e:
+                raise EntryError(f"{path}:{number}: {e}") from None
             if not isinstance(row, dict):
                 raise EntryError(f"{path}:{number}: each line must be a JSON object")
             rows.append(row)
@@ -75,7 +72,7 @@ def _csv_value(type_: pa.DataType, text: str) -> Any:
             raise ValueError(f"expected true or false, got {text!r}")
         return text.lower() == "true"
     if pa.types.is_list(type_) or pa.types.is_map(type_) or pa.types.is_struct(type_):
-        return json.loads(text, parse_constant=_reject_constant)
+        return loads_strict(text)
     return text  # strings, ISO 8601 timestamps, JSON details text
 
 

@@ -45,7 +45,7 @@ def signer_label(signer: Signer) -> str:
 
 
 def load_verifiers(path: str | os.PathLike[str]) -> list[Verifier]:
-    """Trusted public keys: one vkey (NAME+KEYHASH+BASE64) per line; # starts a comment."""
+    """Trusted public keys from a file: see parse_verifiers."""
     where = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -53,6 +53,11 @@ def load_verifiers(path: str | os.PathLike[str]) -> list[Verifier]:
         raise KeyringError(f"{where}: no such public key file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise KeyringError(f"{where}: cannot read public keys ({type(e).__name__})") from None
+    return parse_verifiers(text, where)
+
+
+def parse_verifiers(text: str, where: str = "public keys") -> list[Verifier]:
+    """Trusted public keys: one vkey (NAME+KEYHASH+BASE64) per line; # starts a comment."""
     verifiers = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

@@ -38,6 +38,7 @@ from . import wal
 from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
+from .key_index import write_index
 from .keys import Keyring, key_check
 from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
 from .schema import FORMAT_VERSION, TABLE_NAMES, TABLES, table_spec
@@ -503,6 +504,7 @@ class Ledger:
         head = replace(head, wal_size=0, sealed_seq=last)
         self._set_head(head)
         write_head(self.layout, head, durable=True)
+        _write_key_index(self.layout, record, tables)
         return record
 
     def _publish(self, records: list[SegmentRecord], fresh: tuple[int, bytes] | None = None) -> None:
@@ -684,6 +686,16 @@ class Ledger:
 
         self.flush()
         return verify_ledger(self.layout.root, self.keyring, **options)
+
+
+def _write_key_index(layout: Layout, record: SegmentRecord, tables: dict[str, pa.Table]) -> None:
+    """The side index of request and subject ids (ledger/key_index.py). It is only a hint
+    for readers and the segment is already durable, so failing to write it never fails the
+    seal: readers scan a segment that has no index."""
+    try:
+        write_index(layout, record, tables)
+    except OSError:
+        pass
 
 
 def _read_segment(layout: Layout, record: SegmentRecord) -> dict[str, pa.Table]:

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import rfc8785
 
 from .errors import EntryError
+from .jsontext import JSONTextError, loads_strict
 from .schema import TableSpec
 
 # Set by the ledger itself, never by a caller.
@@ -168,26 +169,13 @@ def _json_value(v: Any, path: str) -> Any:
     raise _Bad(f"{_kind(v)} is not a JSON value", path)
 
 
-def _reject_constant(name: str) -> Any:
-    raise _Bad(f"{name} is not allowed in JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise _Bad(f"duplicate JSON key {k!r}")
-        out[k] = v
-    return out
-
-
 def canonical_json(value: Any, path: str = "details") -> str:
     """RFC 8785 text of a JSON object (a mapping, or JSON text of one)."""
     if isinstance(value, (str, bytes)):
         try:
-            value = json.loads(value, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
-        except json.JSONDecodeError as e:
-            raise _Bad(f"not valid JSON: {e.msg} at character {e.pos}", path) from None
+            value = loads_strict(value)
+        except JSONTextError as e:
+            raise _Bad(str(e), path) from None
     if not isinstance(value, Mapping):
         raise _Bad(f"must be a JSON object, got {_kind(value)}", path)
     return rfc8785.dumps(_json_value(value, path)).decode("utf-8")

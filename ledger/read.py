@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from . import wal
 from .schema import TABLE_NAMES, TABLES, table_spec
-from .storage import Layout, read_manifest, read_meta
+from .storage import Layout, SegmentRecord, read_manifest, read_meta
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,24 @@ class LedgerSnapshot:
     files: dict[str, list[Path]]  # table -> absolute paths of listed segment files, in order
     unsealed: dict[str, pa.Table]  # table -> entries in the write-ahead log
     last_seq: int
+    records: tuple[SegmentRecord, ...] = ()  # the manifest lines the files come from, in order
 
 
 def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
     layout = Layout(Path(path))
     meta = read_meta(layout)
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(layout)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)  # a consistent manifest and log, writers paused briefly
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # a consistent manifest and log, writers paused briefly
         records, _ = read_manifest(layout)
         try:
             wal_bytes = layout.wal.read_bytes()
         except FileNotFoundError:
             wal_bytes = b""
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     files: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
     for r in records:
         for f in r.files:
@@ -58,7 +61,19 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
         for name, t in frame.tables().items():
             parts.setdefault(name, []).append(t)
     unsealed = {name: pa.concat_tables(ts).cast(TABLES[name].arrow_schema) for name, ts in parts.items()}
-    return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last)
+    return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records))
+
+
+def _open_lock(layout: Layout) -> int | None:
+    """The lock file, opened for a shared lock. A read-only copy of a ledger (an examiner's
+    evidence disk) is read without creating or writing anything; no writer can be active there."""
+    try:
+        return os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        try:
+            return os.open(layout.lock, os.O_RDONLY)
+        except OSError:
+            return None
 
 
 def read_table(path: str | os.PathLike[str] | LedgerSnapshot, table: str, columns: Sequence[str] | None = None) -> pa.Table:

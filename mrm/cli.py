@@ -94,9 +94,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import cmd_demo, cmd_gate, cmd_ledger, cmd_monitor
+    from . import cmd_demo, cmd_gate, cmd_ledger, cmd_monitor, cmd_report, cmd_sql
 
-    for module in (cmd_demo, cmd_ledger, cmd_gate, cmd_monitor):
+    for module in (cmd_demo, cmd_ledger, cmd_gate, cmd_monitor, cmd_report, cmd_sql):
         for command in module.COMMANDS:
             main.add_command(command)
 

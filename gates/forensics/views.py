@@ -1,0 +1,287 @@
+"""The SQL vocabulary of `mrm sql`: views over the seven tables, the derived views and the
+macros for common forensic questions. Every object is documented here, once; `.tables` in
+the shell and the README's "SQL forensics" section describe the same list.
+
+Raw inputs, registered by the session before these are created:
+
+    mrm_raw_<table>       each audit table as an Arrow dataset (listed files + unsealed log)
+    mrm_production        gates.sql PRODUCTION_SCHEMA (periods a version was production)
+    mrm_registry_history  gates.sql HISTORY_SCHEMA
+    mrm_registry_problems gates.sql PROBLEM_SCHEMA
+    mrm_ledger_files      one row per listed file
+    mrm_ledger_info       one row: what the answers rest on
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.schema import TABLE_NAMES, TABLES
+
+
+@dataclass(frozen=True)
+class SqlObject:
+    name: str
+    kind: str  # "view" or "macro"
+    signature: str  # how to call it
+    doc: str  # what it holds, columns included
+    sql: str
+
+    @property
+    def summary(self) -> str:
+        """The doc up to its column list."""
+        return self.doc.split(": ", 1)[0] if self.kind == "view" else self.doc
+
+
+# Timestamps given to macros as text ('2025-09-01T00:00:00Z') or TIMESTAMPTZ; NULL = open.
+_SINCE = "ts >= coalesce(CAST(since AS TIMESTAMPTZ), '-infinity'::TIMESTAMPTZ)"
+_UNTIL = "ts <= coalesce(CAST(until AS TIMESTAMPTZ), 'infinity'::TIMESTAMPTZ)"
+
+
+def _window(alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return f"{prefix}{_SINCE} AND {prefix}{_UNTIL}"
+
+
+def _table_view(table: str) -> SqlObject:
+    spec = TABLES[table]
+    columns = []
+    for c in spec.columns:
+        if c.name == "details":
+            columns.append("CAST(details AS JSON) AS details")
+        elif c.name == "mac":
+            columns.append("lower(hex(mac)) AS mac")
+        else:
+            columns.append(f'"{c.name}"')
+    body = ", ".join(c.name for c in spec.columns[5:-2])
+    return SqlObject(
+        table,
+        "view",
+        table,
+        f"every {table} entry: seq, table_name, ts, actor, key_id, {body}, details (JSON), mac (hex)",
+        f"CREATE VIEW {table} AS SELECT {', '.join(columns)} FROM mrm_raw_{table}",
+    )
+
+
+def _body_json(table: str) -> str:
+    names = [c.name for c in TABLES[table].columns[5:-2]]
+    return "to_json({" + ", ".join(f"'{n}': \"{n}\"" for n in names) + "})"
+
+
+_ENTRIES = "\nUNION ALL\n".join(
+    f"SELECT seq, table_name, ts, actor, key_id, {_body_json(t)} AS body, details, mac FROM {t}" for t in TABLE_NAMES
+)
+
+_DECISIONS = """
+CREATE VIEW decisions AS
+WITH access AS (
+    SELECT request_id,
+           list({'seq': seq, 'ts': ts, 'operator': operator, 'dataset': dataset, 'columns': columns,
+                 'purpose': purpose, 'access_type': access_type, 'row_count': row_count} ORDER BY seq) AS data_access
+    FROM data_access WHERE request_id IS NOT NULL GROUP BY request_id
+), attr AS (
+    SELECT request_id,
+           list({'seq': seq, 'ts': ts, 'method': method, 'model_version': model_version,
+                 'top_features': top_features} ORDER BY seq) AS attributions
+    FROM attribution GROUP BY request_id
+), guard AS (
+    SELECT request_id,
+           list({'seq': seq, 'ts': ts, 'gate': gate, 'verdict': verdict, 'criteria': criteria, 'reason': reason,
+                 'original_output': original_output, 'final_output': final_output} ORDER BY seq) AS guardrails,
+           max(CASE verdict WHEN 'block' THEN 2 WHEN 'modify' THEN 1 ELSE 0 END) AS severity
+    FROM guardrail GROUP BY request_id
+)
+SELECT
+    i.request_id, i.subject_id, i.ts, i.seq AS inference_seq, i.key_id AS inference_key_id,
+    i.model_slot, i.model_version, i.route, i.input_digest, i.decision AS model_output, i.scores, i.latency_ms,
+    g.guardrails[-1].final_output AS served_output,
+    CASE g.severity WHEN 2 THEN 'block' WHEN 1 THEN 'modify' WHEN 0 THEN 'pass' END AS guardrail_verdict,
+    list_distinct([x.operator FOR x IN a.data_access]) AS accessed_by,
+    a.data_access,
+    list_filter(t.attributions, lambda x: x.model_version = i.model_version)[1].top_features AS top_features,
+    t.attributions,
+    g.guardrails,
+    c.version AS champion_version,
+    CASE WHEN c.version = i.model_version THEN c.promotion_seq END AS promotion_seq
+FROM model_inference i
+LEFT JOIN access a ON a.request_id = i.request_id
+LEFT JOIN attr t ON t.request_id = i.request_id
+LEFT JOIN guard g ON g.request_id = i.request_id
+LEFT JOIN production_periods c
+       ON c.slot = i.model_slot AND c.live_from <= i.ts AND (c.live_until IS NULL OR i.ts < c.live_until)
+"""
+
+_SUBJECT_TIMELINE = f"""
+CREATE MACRO subject_timeline(subject, since := NULL, until := NULL) AS TABLE
+WITH requests AS MATERIALIZED (
+    SELECT request_id FROM model_inference WHERE subject_id = subject AND {_window()}
+    UNION
+    SELECT request_id FROM data_access WHERE subject_id = subject AND request_id IS NOT NULL AND {_window()}
+)
+SELECT * FROM (
+    SELECT ts, seq, table_name, request_id, actor, key_id,
+           format('{{}} {{}} {{}} [{{}}] for {{}}', operator, access_type, dataset, array_to_string(columns, ', '), purpose) AS summary,
+           {_body_json('data_access')} AS entry
+    FROM data_access WHERE subject_id = subject AND {_window()}
+    UNION ALL
+    SELECT ts, seq, table_name, request_id, actor, key_id,
+           format('{{}} {{}} -> {{}}{{}}', model_slot, model_version, decision, coalesce(' (' || route || ')', '')) AS summary,
+           {_body_json('model_inference')} AS entry
+    FROM model_inference WHERE subject_id = subject AND {_window()}
+    UNION ALL
+    SELECT ts, seq, table_name, request_id, actor, key_id,
+           method || ': ' || array_to_string([f.feature || ' ' || printf('%+.4g', f.contribution) FOR f IN top_features], ', ') AS summary,
+           {_body_json('attribution')} AS entry
+    FROM attribution WHERE request_id IN (SELECT request_id FROM requests)
+    UNION ALL
+    SELECT ts, seq, table_name, request_id, actor, key_id,
+           format('{{}} {{}}: {{}} -> {{}}{{}}', gate, verdict, coalesce(original_output, '-'), coalesce(final_output, '(nothing served)'),
+                  coalesce(' (' || reason || ')', '')) AS summary,
+           {_body_json('guardrail')} AS entry
+    FROM guardrail WHERE request_id IN (SELECT request_id FROM requests)
+) ORDER BY seq
+"""
+
+_CHECKS = """[{"name": "VARCHAR", "passed": "BOOLEAN", "detail": "VARCHAR"}]"""
+
+OBJECTS: tuple[SqlObject, ...] = (
+    *(_table_view(t) for t in TABLE_NAMES),
+    SqlObject(
+        "entries",
+        "view",
+        "entries",
+        "every entry of every table: seq, table_name, ts, actor, key_id, body (JSON of the table's own columns), details, mac",
+        f"CREATE VIEW entries AS\n{_ENTRIES}",
+    ),
+    SqlObject(
+        "production_periods",
+        "view",
+        "production_periods",
+        "each period a model version was production in its slot (derived by gates.registry): slot, version, live_from, live_until (NULL: still live), "
+        "promotion_seq, promotion_decision, promotion_trigger, promotion_operator, promotion_actor, promotion_reason, "
+        "ended_by_seq, ended_by_decision",
+        "CREATE VIEW production_periods AS SELECT * FROM mrm_production",
+    ),
+    SqlObject(
+        "registry_history",
+        "view",
+        "registry_history",
+        "every registry state transition (derived by gates.registry): seq (of the causing entry), ts, slot, version, "
+        "from_state, to_state, cause, trigger, operator, actor, reason",
+        "CREATE VIEW registry_history AS SELECT * FROM mrm_registry_history",
+    ),
+    SqlObject(
+        "registry_problems",
+        "view",
+        "registry_problems",
+        "entries the registry refused (stale or out-of-order decisions): seq, ts, table_name, message",
+        "CREATE VIEW registry_problems AS SELECT * FROM mrm_registry_problems",
+    ),
+    SqlObject(
+        "decisions",
+        "view",
+        "decisions",
+        "one row per model_inference request, joined with its data access, attributions and guardrail verdicts: request_id, subject_id, ts, inference_seq, inference_key_id, model_slot, "
+        "model_version, route, input_digest, model_output, scores, latency_ms, served_output (the last guardrail's "
+        "final_output; NULL when blocked or when no guardrail was recorded), guardrail_verdict (worst of block/modify/pass), "
+        "accessed_by, data_access, top_features, attributions, guardrails, champion_version (the slot's production "
+        "version at ts), promotion_seq (the entry that made model_version production; NULL if it was not production)",
+        _DECISIONS.strip(),
+    ),
+    SqlObject(
+        "ledger_files",
+        "view",
+        "ledger_files",
+        "the files the answers are read from, as the manifest lists them: first_seq, last_seq, table_name, path, rows, "
+        "bytes, sha256, key_id (the write-ahead log's unsealed entries have path NULL)",
+        "CREATE VIEW ledger_files AS SELECT * FROM mrm_ledger_files",
+    ),
+    SqlObject(
+        "ledger_info",
+        "view",
+        "ledger_info",
+        "what the answers rest on, one row: ledger_id, path, through_seq, head_mac, verified, method, summary",
+        "CREATE VIEW ledger_info AS SELECT * FROM mrm_ledger_info",
+    ),
+    SqlObject(
+        "champion_at",
+        "macro",
+        "champion_at(slot, ts)",
+        "the production version of a slot at an instant (events at that instant included), with the promotion that made it live",
+        "CREATE MACRO champion_at(slot_name, at_ts) AS TABLE SELECT * FROM production_periods "
+        "WHERE slot = slot_name AND live_from <= CAST(at_ts AS TIMESTAMPTZ) "
+        "AND (live_until IS NULL OR CAST(at_ts AS TIMESTAMPTZ) < live_until)",
+    ),
+    SqlObject(
+        "decision_of",
+        "macro",
+        "decision_of(request_id)",
+        "the decisions row of one request",
+        "CREATE MACRO decision_of(rid) AS TABLE SELECT * FROM decisions WHERE request_id = rid",
+    ),
+    SqlObject(
+        "subject_decisions",
+        "macro",
+        "subject_decisions(subject_id, since := NULL, until := NULL)",
+        "the decisions rows of one subject in a time window, oldest first",
+        f"CREATE MACRO subject_decisions(subject, since := NULL, until := NULL) AS TABLE "
+        f"SELECT * FROM decisions WHERE subject_id = subject AND {_window()} ORDER BY ts, inference_seq",
+    ),
+    SqlObject(
+        "subject_timeline",
+        "macro",
+        "subject_timeline(subject_id, since := NULL, until := NULL)",
+        "everything about one subject in a time window, in sequence order: data access, inferences, and the "
+        "attributions and guardrail verdicts of those requests; columns ts, seq, table_name, request_id, actor, "
+        "key_id, summary, entry (JSON)",
+        _SUBJECT_TIMELINE.strip(),
+    ),
+    SqlObject(
+        "manual_overrides",
+        "macro",
+        "manual_overrides(since := NULL, until := NULL)",
+        "every promotion decision a person made or forced (trigger = 'manual': force_promote, approve, decline, "
+        "manual rollback...), with operator and reason",
+        f"CREATE MACRO manual_overrides(since := NULL, until := NULL) AS TABLE "
+        f"SELECT ts, seq, slot, decision, challenger_version, champion_version, operator, actor, reason, key_id, mac "
+        f"FROM model_promotion WHERE trigger = 'manual' AND {_window()} ORDER BY seq",
+    ),
+    SqlObject(
+        "rejections",
+        "macro",
+        "rejections(since := NULL, until := NULL)",
+        "every reject or decline with its failing checks (details.checks that did not pass), failing metric "
+        "comparisons and tests that were not significant",
+        f"CREATE MACRO rejections(since := NULL, until := NULL) AS TABLE "
+        f"SELECT ts, seq, slot, decision, challenger_version, champion_version, trigger, operator, reason, "
+        # a check whose outcome cannot be read counts as failing: surface it, never hide it
+        f"list_filter(coalesce(try(from_json(details -> '$.checks', '{_CHECKS}')), []), lambda c: c.passed IS NOT TRUE) AS failing_checks, "
+        f"list_filter(coalesce(comparison, []), lambda c: c.passed IS NOT TRUE) AS failing_comparisons, "
+        f"list_filter(coalesce(significance, []), lambda s: s.significant IS NOT TRUE) AS not_significant "
+        f"FROM model_promotion WHERE decision IN ('reject', 'decline') AND {_window()} ORDER BY seq",
+    ),
+    SqlObject(
+        "guardrail_interventions",
+        "macro",
+        "guardrail_interventions(since := NULL, until := NULL)",
+        "every guardrail verdict other than pass (what was proposed, what was served, why), with the request's subject",
+        f"CREATE MACRO guardrail_interventions(since := NULL, until := NULL) AS TABLE "
+        f"SELECT g.ts, g.seq, g.request_id, i.subject_id, g.gate, g.verdict, g.reason, g.original_output, g.final_output, "
+        f"g.criteria, g.key_id, g.mac FROM guardrail g LEFT JOIN model_inference i ON i.request_id = g.request_id "
+        f"WHERE g.verdict <> 'pass' AND {_window('g')} ORDER BY g.seq",
+    ),
+    SqlObject(
+        "entry",
+        "macro",
+        "entry(seq)",
+        "the entry with one sequence number, from whichever table holds it",
+        "CREATE MACRO entry(wanted_seq) AS TABLE SELECT * FROM entries WHERE seq = wanted_seq",
+    ),
+)
+
+VIEW_NAMES = tuple(o.name for o in OBJECTS if o.kind == "view")
+MACRO_NAMES = tuple(o.name for o in OBJECTS if o.kind == "macro")
+
+
+def describe(name: str) -> SqlObject | None:
+    return next((o for o in OBJECTS if o.name == name), None)

@@ -1,0 +1,220 @@
+"""From a :class:`~reports.model.Report` to the HTML WeasyPrint lays out.
+
+Two rules keep ledger values inert:
+
+* the Jinja environment autoescapes **every** template (``autoescape=True``, not a
+  file-extension guess), and no template marks a value safe: tests scan the templates for
+  ``|safe`` and ``Markup``;
+* values never go into CSS, URLs or attributes other than ``class``/``id`` values we
+  compute ourselves. The running header gets the report id and title through
+  ``string-set: ... content()`` from escaped text on the cover, not by writing them into
+  a stylesheet.
+
+Python prepares a small view model (heading numbers, anchors, formatted cells) so the
+template only arranges text.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import jinja2
+
+from .fetcher import asset_url
+from .model import (
+    Attachment,
+    Block,
+    CodeBlock,
+    Column,
+    Figure,
+    KeyValue,
+    KeyValues,
+    Paragraph,
+    Report,
+    Section,
+    StatusBadge,
+    Table,
+    ValueKind,
+)
+from .values import NULL_TEXT, format_timestamp, format_value, status_of, visible_text
+
+__all__ = ["render_html", "template_environment", "figure_path", "SignerInfo"]
+
+
+def template_environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"),
+        autoescape=True,  # for every template, whatever its name
+        undefined=jinja2.StrictUndefined,  # a missing field is a bug, not an empty string
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["visible"] = visible_text
+    return env
+
+
+_ENV = template_environment()
+
+
+def figure_path(index: int) -> str:
+    """The asset path of the report's ``index``-th figure (1-based)."""
+    return f"figures/{index}.svg"
+
+
+@dataclass(frozen=True)
+class SignerInfo:
+    """What the cover says about the key that signs the manifest (public facts only)."""
+
+    name: str
+    key_id: str  # 8 hex digits
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}+{self.key_id}"
+
+
+# --------------------------------------------------------------------------- view model
+
+
+@dataclass(frozen=True)
+class CellView:
+    text: str
+    css: str
+    badge: StatusBadge | None = None
+
+
+@dataclass(frozen=True)
+class BlockView:
+    type: str  # paragraph | keyvalues | badge | table | code | figure
+    block: Block
+    number: int = 0  # table or figure number
+    anchor: str = ""
+    rows: tuple[tuple[CellView, ...], ...] = ()
+    widths: tuple[str, ...] = ()
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class SectionView:
+    number: str
+    anchor: str
+    level: int
+    title: str
+    blocks: tuple[BlockView, ...]
+    subsections: tuple["SectionView", ...]
+
+
+def _cell(value, kind: ValueKind, column: Column | None = None) -> CellView:
+    css = f"k-{kind.value}"
+    if value is None:
+        return CellView(NULL_TEXT, css + " null")
+    badge = status_of(value) if kind is ValueKind.STATUS else None
+    return CellView(format_value(value, kind, column), css, badge)
+
+
+def _key_value(item: KeyValue) -> CellView:
+    assert item.kind is not None
+    return _cell(item.value, item.kind)
+
+
+class _Numbering:
+    def __init__(self) -> None:
+        self.tables = 0
+        self.figures = 0
+
+
+def _block_view(block: Block, counter: _Numbering) -> BlockView:
+    if isinstance(block, Paragraph):
+        return BlockView("paragraph", block)
+    if isinstance(block, KeyValues):
+        return BlockView("keyvalues", block, rows=tuple((_key_value(i),) for i in block.items))
+    if isinstance(block, StatusBadge):
+        return BlockView("badge", block)
+    if isinstance(block, Table):
+        counter.tables += 1
+        total = sum(c.weight for c in block.columns)
+        widths = tuple(f"{100 * c.weight / total:.3f}%" for c in block.columns)
+        rows = tuple(tuple(_cell(v, c.kind, c) for v, c in zip(row, block.columns)) for row in block.rows)
+        return BlockView("table", block, number=counter.tables, anchor=f"tbl-{counter.tables}", rows=rows, widths=widths)
+    if isinstance(block, CodeBlock):
+        return BlockView("code", block)
+    if isinstance(block, Figure):
+        counter.figures += 1
+        return BlockView("figure", block, number=counter.figures, anchor=f"fig-{counter.figures}",
+                         url=asset_url(figure_path(counter.figures)))
+    raise TypeError(f"not a block: {type(block).__name__}")  # pragma: no cover - model refuses these
+
+
+def _section_views(sections: Sequence[Section], prefix: str, level: int, counter: _Numbering) -> tuple[SectionView, ...]:
+    views = []
+    for i, section in enumerate(sections, 1):
+        number = f"{prefix}{i}"
+        views.append(
+            SectionView(
+                number=number,
+                anchor="sec-" + number.replace(".", "-"),
+                level=level,
+                title=section.title,
+                blocks=tuple(_block_view(b, counter) for b in section.blocks),
+                subsections=_section_views(section.subsections, number + ".", level + 1, counter),
+            )
+        )
+    return tuple(views)
+
+
+def _flatten(views: Sequence[SectionView]) -> list[SectionView]:
+    out: list[SectionView] = []
+    for v in views:
+        out.append(v)
+        out.extend(_flatten(v.subsections))
+    return out
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    name: str
+    media_type: str
+    role: str
+    size: str
+    sha256: str
+    description: str
+
+
+def _attachment_views(attachments: Sequence[Attachment]) -> list[AttachmentView]:
+    return [
+        AttachmentView(a.name, a.media_type, a.role.value, f"{len(a.data):,}", hashlib.sha256(a.data).hexdigest(), a.description)
+        for a in attachments
+    ]
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def render_html(report: Report, *, signer: SignerInfo, created: dt.datetime) -> str:
+    """The report as an HTML document whose only external references are ``mrm-asset:``
+    URLs: the stylesheet (which loads the fonts) and one SVG per figure, in order."""
+    counter = _Numbering()
+    sections = _section_views(report.sections, "", 1, counter)
+    meta = report.meta
+    return _ENV.get_template("report.html").render(
+        meta=meta,
+        kind_label=meta.kind.value.capitalize() + " report",
+        sections=sections,
+        toc=_flatten(sections),
+        attachments=_attachment_views(report.attachments),
+        signer=signer,
+        created=format_timestamp(created),
+        created_w3c=format_timestamp(created.replace(microsecond=0), sep="T"),
+        period_start=format_timestamp(meta.period.start),
+        period_end=format_timestamp(meta.period.end),
+        generated_at=format_timestamp(meta.generated_at),
+        checkpoint_root_b64=base64.b64encode(meta.checkpoint.root).decode("ascii"),
+        checkpoint_root_hex=meta.checkpoint.root.hex(),
+        verification_badge=StatusBadge(meta.verification.status),
+        verification_facts=[(f.key, _key_value(f)) for f in meta.verification.facts],
+        stylesheet=asset_url("report.css"),
+    )
