@@ -40,7 +40,8 @@ def _summary(r: DemoResult) -> list[str]:
                      f"per segment to be sure; the default {DEFAULT_REQUESTS:,} are enough)")
     lines += [
         "",
-        f"Disputed recommendation {r.disputed_request_id}: {_rel(p.reconstruction)}",
+        f"Disputed recommendation {r.disputed_request_id}, reconstructed: {_rel(p.reconstruction.with_suffix('.txt'))}"
+        f" (JSON: {_rel(p.reconstruction)})",
         "",
         "Files:",
         f"  ledger        {_rel(p.ledger)}",
@@ -54,6 +55,8 @@ def _summary(r: DemoResult) -> list[str]:
         f"  mrm status {_rel(p.ledger)}",
         f"  mrm verify {_rel(p.ledger)} --public-key {_rel(p.public_key)} --state {_rel(p.public_state)}",
         f"  mrm verify-proof {_rel(r.proof_path)} --public-key {_rel(p.public_key)}",
+        f"  mrm reconstruct {_rel(p.ledger)} --request-id {r.disputed_request_id} --verify --public-key {_rel(p.public_key)}",
+        f"  mrm sql {_rel(p.ledger)} \"SELECT ts, decision, challenger_version, operator, reason FROM manual_overrides()\"",
         f"  mrm registry history {_rel(p.ledger)} --slot {SLOT}",
         *([f"  mrm gate replay {_rel(p.ledger)} --seq {r.fidelity_reject_seq} "
            + " ".join(f"--evaluation {_rel(e)}" for e in r.fidelity_reject_evaluations)] if r.fidelity_reject_seq else []),

@@ -98,11 +98,13 @@ def test_cli_exits_0_and_prints_where_everything_is(demo):
     result, out = demo["cli"], demo["out"]
     assert result.exit_code == 0, result.output
     text = result.output
-    for name in ("ledger", "ledger.keyring.json", "ledger.pub", "disputed-request.json", "proofs/"):
+    for name in ("ledger", "ledger.keyring.json", "ledger.pub", "disputed-request.txt", "disputed-request.json",
+                 "proofs/"):
         assert str(out / name).rstrip("/") in text or name in text
     assert f"{REQUESTS:,} requests" in text
     assert "verified: HMAC chain ok, signed checkpoints with the public key ok, inclusion proof ok" in text
     assert "mrm verify-proof" in text and "--public-key" in text and "mrm registry history" in text
+    assert "mrm reconstruct" in text and "mrm sql" in text
     assert "mrm gate replay" in text and "--evaluation" in text
     assert len(text.splitlines()) < 50  # a summary, not a log
     result_file = json.loads((out / "demo-result.json").read_text())
@@ -311,18 +313,28 @@ def test_late_outcomes_and_the_simulated_calendar(demo):
 def test_the_disputed_recommendation_is_reconstructed_and_proven(demo):
     out = demo["out"]
     rec = json.loads((out / "disputed-request.json").read_text(encoding="utf-8"))
-    rid = rec["request_id"]
-    seqs = rows(demo, "SELECT seq FROM data_access WHERE request_id = ? UNION ALL SELECT seq FROM model_inference "
-                      "WHERE request_id = ? UNION ALL SELECT seq FROM attribution WHERE request_id = ? UNION ALL "
-                      "SELECT seq FROM guardrail WHERE request_id = ?", [rid] * 4)
-    assert sorted(r["seq"] for r in seqs) == rec["request_seqs"]
-    assert rec["data_access"][0]["operator"] and rec["data_access"][0]["purpose"]
-    assert rec["guardrail"][0]["verdict"] == "modify" and rec["attribution"][0]["top_features"]
-    assert rec["made_live_by"]["decision"] == "approve" and rec["made_live_by"]["operator"] == "mrm.park.seoyeon"
-    assert rec["model_inference"][0]["model_version"] == rec["made_live_by"]["challenger_version"]
+    decision = rec["decision"]
+    rid = decision["request_id"]
+    seqs = sorted(r["seq"] for r in rows(demo, " UNION ALL ".join(
+        f"SELECT seq FROM {t} WHERE request_id = ?" for t in ("data_access", "model_inference", "attribution",
+                                                              "guardrail")), [rid] * 4))
+    recorded = sorted([decision["inference"]["entry"]["seq"]]
+                      + [part["entry"]["seq"] for key in ("data_access", "attributions", "guardrails")
+                         for part in decision[key]])
+    assert recorded == seqs and len(seqs) == 4
+    assert decision["attestation"]["verified"] and decision["attestation"]["method"] == "signed-checkpoint"
+    assert decision["data_access"][0]["operator"] and "KFCPA Art. 17" in decision["data_access"][0]["purpose"]
+    assert decision["guardrails"][0]["verdict"] == "modify" and decision["attributions"][0]["top_features"]
+    assert decision["served_output"] == decision["guardrails"][0]["final_output"] != decision["inference"]["decision"]
+    promotion = decision["promotion"]
+    assert promotion["decision"] == "approve" and promotion["operator"] == "mrm.park.seoyeon"
+    assert promotion["challenger_version"] == decision["inference"]["model_version"]
+    assert rec["outcome"] is None or rec["outcome"]["details"]["label"] in {p.id for p in W.PRODUCTS}
+    text = (out / "disputed-request.txt").read_text(encoding="utf-8")
+    assert rid in text and "mrm.park.seoyeon" in text and "verified (signed-checkpoint)" in text
     proof_file = out / "proofs" / f"{rid}.proof.json"
     report = verify_proof(json.loads(proof_file.read_text()), load_verifiers(out / "ledger.pub"))
-    assert report.ok and [e["seq"] for e in json.loads(proof_file.read_text())["entries"]] == rec["request_seqs"]
+    assert report.ok and [e["seq"] for e in json.loads(proof_file.read_text())["entries"]] == seqs
 
 
 # --- determinism -------------------------------------------------------------------------------

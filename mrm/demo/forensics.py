@@ -1,20 +1,20 @@
-"""Forensic questions an examiner asks of the demo ledger, answered with SQL.
-
-Interim: DuckDB directly over the Arrow tables ``ledger.read.read_tables`` returns. A
-read-only SQL layer with views (``decisions``, ``registry_history``) and ``mrm reconstruct``
-is being built; when it lands, :func:`run_forensic_queries` is the one function to swap —
-everything that touches SQL is inside it, and the rest of the demo only sees ``Forensics``.
+"""Forensic questions an examiner asks of the demo ledger, answered by the read-only SQL layer
+(``gates.forensics``: ``LedgerSQL`` views and macros, ``Reconstructor``).
 
 The questions:
 
 - what each table holds, and which HMAC key MACed which entries (the key rotation);
-- every promotion decision, in order;
+- every registry transition, and every decision a person made or forced, with the reason;
 - the suitability verdicts, and whether any unsuitable recommendation was served (a modify or
   block verdict whose final output is still the model's proposal: must be none);
 - the reconstruction of one disputed recommendation (KFCPA Art. 28 access for a dispute, EU AI
   Act Art. 86): who read the customer's data and why, the model version, the input digest, the
-  scores and decision, the top attributions, the guardrail verdict, the outcome, and the
-  promotion decision that made that version live, with who approved it.
+  scores and decision, the top attributions, the guardrail verdict, what was served, the
+  promotion that made that version live and who approved it, and the outcome that arrived later.
+
+The answers rest on what the public-key verification vouched for: the demo verifies once and
+hands that verification to the reader (:class:`AlreadyVerified`), so every answer carries the
+same attestation line an examiner would get from ``mrm sql --verify --public-key``.
 """
 
 from __future__ import annotations
@@ -22,28 +22,45 @@ from __future__ import annotations
 import datetime as dt
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any
 
-import duckdb
-import pyarrow as pa
-
+from gates.forensics.attestation import Verification
+from gates.forensics.reconstruct import Reconstructor
+from gates.forensics.session import LedgerSQL
+from gates.forensics.source import open_source
 from gates.ledger_io import parse_details
-from ledger.read import read_tables
+from ledger.schema import TABLE_NAMES
 
-# Decisions after which the challenger version serves.
-MADE_LIVE = ("bootstrap", "promote", "approve", "force_promote", "rollback")
+
+@dataclass(frozen=True)
+class AlreadyVerified:
+    """A :class:`gates.forensics.Verifier` that reports a verification made moments before on
+    the same, closed ledger, so it is not run twice."""
+
+    verification: Verification
+
+    @property
+    def method(self) -> str:
+        return self.verification.method
+
+    def __call__(self, path: Path) -> Verification:
+        return self.verification
 
 
 @dataclass(frozen=True)
 class Forensics:
+    attestation: str  # what the answers rest on, one line
     entries_by_table: dict[str, int]
     entries_by_key: list[dict[str, Any]]  # key_id, entries, first_seq, last_seq
-    decisions: list[dict[str, Any]]  # every model_promotion entry, in seq order
+    registry_history: list[dict[str, Any]]  # every registry transition
+    manual_decisions: list[dict[str, Any]]  # approvals, declines, force-promotes, with operator and reason
     verdicts: dict[str, int]  # guardrail verdict -> requests
     unsuitable_served: int  # modify/block verdicts whose final output is the unsuitable proposal
     served_by_version: dict[str, int]
     disputed_request_id: str
-    reconstruction: dict[str, Any]
+    reconstruction: dict[str, Any]  # the decision record (gates.forensics) plus its late outcome
+    reconstruction_text: str
 
 
 def _jsonable(value: Any) -> Any:
@@ -56,88 +73,53 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def run_forensic_queries(ledger_dir: str | os.PathLike[str], disputed_request_id: str | None = None) -> Forensics:
+def run_forensic_queries(ledger_dir: str | os.PathLike[str], verification: Verification | None = None,
+                         disputed_request_id: str | None = None) -> Forensics:
     """Answer the questions in the module docstring. Without ``disputed_request_id`` the
-    dispute is the first recommendation the guardrail had to modify that was served by a
+    dispute is the first recommendation the guardrail had to change that was served by a
     version a human approved (else by any version)."""
-    tables: Mapping[str, pa.Table] = read_tables(ledger_dir)
-    con = duckdb.connect()
-    for name, table in tables.items():
-        con.register(name, table)
+    source = open_source(ledger_dir, AlreadyVerified(verification) if verification is not None else None)
+    with LedgerSQL(source) as sql:
+        def rows(text: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+            return _jsonable(sql.query(text, params).to_pylist())
 
-    def rows(sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
-        return con.sql(sql, params=params).to_arrow_table().to_pylist() if params else \
-            con.sql(sql).to_arrow_table().to_pylist()
+        entries_by_table = {t: rows(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in TABLE_NAMES}
+        union = " UNION ALL ".join(f"SELECT seq, key_id FROM {t}" for t in TABLE_NAMES)
+        entries_by_key = rows(f"SELECT key_id, count(*) AS entries, min(seq) AS first_seq, max(seq) AS last_seq "
+                              f"FROM ({union}) GROUP BY key_id ORDER BY first_seq")
+        history = rows("SELECT seq, ts, slot, version, from_state, to_state, cause, trigger, operator, reason "
+                       "FROM registry_history ORDER BY seq, version")
+        manual = rows("SELECT seq, ts, decision, challenger_version, operator, reason FROM manual_overrides() "
+                      "ORDER BY seq")
+        verdicts = {r["verdict"]: r["n"] for r in rows("SELECT verdict, count(*) AS n FROM guardrail GROUP BY verdict")}
+        unsuitable_served = rows("SELECT count(*) AS n FROM guardrail WHERE verdict <> 'pass' "
+                                 "AND final_output IS NOT DISTINCT FROM original_output")[0]["n"]
+        served_by_version = {r["model_version"]: r["n"] for r in rows(
+            "SELECT model_version, count(*) AS n FROM model_inference GROUP BY model_version ORDER BY min(seq)")}
+        if disputed_request_id is None:
+            disputed_request_id = _pick_dispute(rows)
+        outcome = rows("SELECT seq, ts, details FROM operation WHERE event_type = 'outcome' AND correlation_id = ? "
+                       "ORDER BY seq DESC LIMIT 1", [disputed_request_id])
+        attestation = sql.attestation.line()
+    with Reconstructor(source) as reconstructor:
+        record = reconstructor.reconstruct(request_id=disputed_request_id)
+    late = outcome[0] if outcome else None
+    if late is not None:
+        late["details"] = parse_details(late["details"])
+    reconstruction = {"decision": _jsonable(record.to_dict()), "outcome": late}
+    return Forensics(attestation, entries_by_table, entries_by_key, history, manual, verdicts, unsuitable_served,
+                     served_by_version, disputed_request_id, reconstruction, record.to_text())
 
-    entries_by_table = {name: len(t) for name, t in tables.items()}
-    union = " UNION ALL ".join(f"SELECT seq, key_id FROM {name}" for name in tables)
-    entries_by_key = rows(f"SELECT key_id, count(*) AS entries, min(seq) AS first_seq, max(seq) AS last_seq "
-                          f"FROM ({union}) GROUP BY key_id ORDER BY first_seq")
-    decisions = rows("SELECT seq, ts, slot, challenger_version, champion_version, decision, trigger, operator, reason "
-                     "FROM model_promotion ORDER BY seq")
-    verdicts = {r["verdict"]: r["n"] for r in rows("SELECT verdict, count(*) AS n FROM guardrail GROUP BY verdict")}
-    unsuitable_served = rows("SELECT count(*) AS n FROM guardrail WHERE verdict <> 'pass' "
-                             "AND final_output IS NOT DISTINCT FROM original_output")[0]["n"]
-    served_by_version = {r["model_version"]: r["n"] for r in rows(
-        "SELECT model_version, count(*) AS n FROM model_inference GROUP BY model_version ORDER BY min(seq)")}
 
-    if disputed_request_id is None:
-        made_live = ", ".join(f"'{d}'" for d in MADE_LIVE)
-        candidates = rows(f"""
-            WITH live AS (
-                SELECT challenger_version AS version, decision, ts AS since,
-                       lead(ts) OVER (PARTITION BY slot ORDER BY seq) AS until
-                FROM model_promotion WHERE decision IN ({made_live}))
-            SELECT g.request_id, live.decision = 'approve' AS approved
-            FROM guardrail g JOIN model_inference m USING (request_id)
-            JOIN live ON m.model_version = live.version AND m.ts >= live.since
-                     AND (live.until IS NULL OR m.ts < live.until)
-            WHERE g.verdict = 'modify'
-            ORDER BY approved DESC, g.seq LIMIT 1""")
-        if not candidates:
-            candidates = rows("SELECT request_id FROM model_inference ORDER BY seq LIMIT 1")
-        disputed_request_id = candidates[0]["request_id"]
-
-    rid = [disputed_request_id]
-    access = rows("SELECT seq, ts, actor, operator, subject_id, dataset, columns, purpose, access_type "
-                  "FROM data_access WHERE request_id = ? ORDER BY seq", rid)
-    inference = rows("SELECT seq, ts, actor, subject_id, model_slot, model_version, input_digest, scores, decision, "
-                     "latency_ms, route FROM model_inference WHERE request_id = ? ORDER BY seq", rid)
-    if not inference:
-        raise LookupError(f"no model_inference entry for request {disputed_request_id!r}")
-    served = inference[-1]
-    attribution = rows("SELECT seq, ts, model_version, method, top_features FROM attribution "
-                       "WHERE request_id = ? ORDER BY seq", rid)
-    guardrail = rows("SELECT seq, ts, gate, verdict, criteria, reason, original_output, final_output FROM guardrail "
-                     "WHERE request_id = ? ORDER BY seq", rid)
-    outcome = rows("SELECT seq, ts, details FROM operation WHERE event_type = 'outcome' AND correlation_id = ? "
-                   "ORDER BY seq DESC LIMIT 1", rid)
-    made_live = ", ".join(f"'{d}'" for d in MADE_LIVE)
-    live = rows(f"SELECT seq, ts, challenger_version, decision, trigger, operator, reason, champion_version "
-                f"FROM model_promotion "
-                f"WHERE slot = ? AND challenger_version = ? AND decision IN ({made_live}) AND ts <= ? "
-                f"ORDER BY seq DESC LIMIT 1", [served["model_slot"], served["model_version"], served["ts"]])
-    gate = rows("SELECT seq, ts, decision, reason FROM model_promotion WHERE slot = ? AND challenger_version = ? "
-                "AND decision NOT IN ('approve', 'decline') ORDER BY seq LIMIT 1",
-                [served["model_slot"], served["model_version"]])
-    for r in inference:
-        r["scores"] = dict(r["scores"])
-    for r in guardrail:
-        r["criteria"] = dict(r["criteria"])
-    for r in outcome:
-        r["details"] = parse_details(r["details"])
-    reconstruction = {
-        "request_id": disputed_request_id,
-        "subject_id": served["subject_id"],
-        "data_access": access,
-        "model_inference": inference,
-        "attribution": attribution,
-        "guardrail": guardrail,
-        "outcome": outcome[0] if outcome else None,
-        "made_live_by": live[0] if live else None,
-        "gate_decision": gate[0] if gate else None,
-        "request_seqs": sorted(r["seq"] for part in (access, inference, attribution, guardrail) for r in part),
-    }
-    con.close()
-    return Forensics(entries_by_table, _jsonable(entries_by_key), _jsonable(decisions), verdicts, unsuitable_served,
-                     served_by_version, disputed_request_id, _jsonable(reconstruction))
+def _pick_dispute(rows) -> str:
+    """A customer complains about a recommendation the suitability rule changed: the first such
+    one served by a human-approved version, else the first such one, else the first request."""
+    found = rows("""
+        SELECT g.request_id FROM guardrail g JOIN model_inference m USING (request_id)
+        JOIN production_periods p ON p.slot = m.model_slot AND p.version = m.model_version
+             AND m.ts >= p.live_from AND (p.live_until IS NULL OR m.ts < p.live_until)
+        WHERE g.verdict = 'modify'
+        ORDER BY p.promotion_decision = 'approve' DESC, g.seq LIMIT 1""")
+    if not found:
+        found = rows("SELECT request_id FROM model_inference ORDER BY seq LIMIT 1")
+    return found[0]["request_id"]

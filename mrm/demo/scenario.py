@@ -48,22 +48,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gates.decision import BOOTSTRAP, PENDING, PROMOTE, REJECT
+from gates.decision import APPROVE, BOOTSTRAP, FORCE_PROMOTE, PENDING, PROMOTE, REJECT, ROLLBACK
 from gates.evaluation import Evaluation, evaluation_to_dict, observe_artifacts
+from gates.forensics.attestation import HmacChainVerifier, SignedCheckpointVerifier
 from gates.ledger_io import load_registry
 from gates.manifest import serving_manifest, write_manifest
 from gates.monitoring import record_monitor_report
 from gates.observations import record_outcomes
 from gates.policy import Policy, load_policy, policy_digest
 from gates.promotion import Recorded, approve, decline, force_promote, run_gate
-from ledger import Keyring, Ledger, verify_ledger
+from ledger import Keyring, Ledger
+from ledger.keys import load_verifiers
 from ledger.proofs import find_request, prove_entries, verify_proof, write_proof
-from ledger.public import verify_public
 from ledger.read import read_tables
 
 from .clock import SimulatedClock, kst, kst_text, to_datetime
 from .fairness import compute_segment_fairness, holdout_segment_breaches, subjects_table, window_ending
-from .forensics import MADE_LIVE, Forensics, run_forensic_queries
+from .forensics import Forensics, run_forensic_queries
 from .gate_evaluation import GateHoldout, gate_evaluation, training_code_digest, write_model_artifacts
 from .models import PlanItem, RecommenderModel, evaluate, train_model, weekly_plan
 from .serving import ServedBatch, append_requests, serve, serving_draws
@@ -89,6 +90,9 @@ YEAR_SECONDS = 365 * 86_400.0
 # for the effects that matter, and each evaluation file stays small enough to keep.
 HOLDOUT_SIZE = 6_000
 POLICY_FILE = Path(__file__).with_name("policy.toml")
+
+# Decisions after which the challenger version serves.
+MAKES_PRODUCTION = (BOOTSTRAP, PROMOTE, APPROVE, FORCE_PROMOTE, ROLLBACK)
 
 # Who writes what (the ledger's actor column) and the people named in entries.
 PIPELINE_ACTOR = "reco-pipeline"  # the weekly retrain, validation and gate job
@@ -143,7 +147,7 @@ class DemoPaths:
     public_key: Path  # vkey lines: verifies checkpoints and proofs
     public_state: Path  # what public verification last saw (for `mrm verify --state`)
     proof: Path  # inclusion proof of the disputed request's entries
-    reconstruction: Path  # the disputed recommendation, reconstructed (JSON)
+    reconstruction: Path  # the disputed recommendation, reconstructed (JSON; .txt beside it for people)
     manifest: Path  # the serving manifest derived from the ledger
     subjects: Path  # the bank's customer attributes for fairness monitoring (Parquet)
     policy: Path  # the promotion policy the year started with
@@ -383,7 +387,7 @@ class _Year:
     def _refresh_production(self, cause: Recorded) -> None:
         """Serving reads what to serve from the manifest derived from the ledger; a change is
         applied (and recorded as a manifest_swap) right after the entry that caused it."""
-        if cause.decision.outcome not in MADE_LIVE:
+        if cause.decision.outcome not in MAKES_PRODUCTION:
             return
         manifest = serving_manifest(self.paths.ledger)["slots"].get(SLOT, {})
         live = manifest.get("production")
@@ -727,17 +731,19 @@ def run_demo(out: str | Path = "demo-out", requests: int = DEFAULT_REQUESTS, see
     seconds["simulate"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    hmac_report = verify_ledger(paths.ledger, year.keyring)
+    hmac = HmacChainVerifier(year.keyring)(paths.ledger)
     seconds["verify_hmac"] = time.perf_counter() - started
     paths.public_key.write_text("".join(v.to_vkey() + "\n" for v in year.keyring.verifiers()), encoding="utf-8")
     started = time.perf_counter()
-    public_report = verify_public(paths.ledger, year.keyring.verifiers(), state_path=paths.public_state)
+    public = SignedCheckpointVerifier(load_verifiers(paths.public_key), state_path=paths.public_state)(paths.ledger)
     seconds["verify_public"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    forensics = run_forensic_queries(paths.ledger)
+    # the answers rest on what the public key vouched for, as an examiner's would
+    forensics = run_forensic_queries(paths.ledger, public if public.ok else None)
     paths.reconstruction.write_text(json.dumps(forensics.reconstruction, indent=2, ensure_ascii=False) + "\n",
                                     encoding="utf-8")
+    paths.reconstruction.with_suffix(".txt").write_text(forensics.reconstruction_text + "\n", encoding="utf-8")
     proof = prove_entries(paths.ledger, find_request(paths.ledger, forensics.disputed_request_id))
     paths.proof.mkdir(exist_ok=True)
     proof_path = write_proof(proof, paths.proof / f"{forensics.disputed_request_id}.proof.json")
@@ -746,8 +752,7 @@ def run_demo(out: str | Path = "demo-out", requests: int = DEFAULT_REQUESTS, see
     year._subjects()  # written even if the year was too short for a fairness run
     seconds["forensics"] = time.perf_counter() - started
 
-    result = _result(year, paths, seed, weeks, forensics, proof_path, hmac_report.ok, public_report.ok,
-                     proof_report.ok, seconds)
+    result = _result(year, paths, seed, weeks, forensics, proof_path, hmac.ok, public.ok, proof_report.ok, seconds)
     paths.result.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     return result
 
