@@ -40,7 +40,7 @@ from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
 from .key_index import write_index
 from .keys import Keyring, key_check
-from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
+from .normalize import RowNormalizer, micros_to_datetime, normalize_arrow, rows_to_arrow, to_micros
 from .schema import FORMAT_VERSION, TABLE_NAMES, TABLES, table_spec
 from .storage import (
     NO_PREV,
@@ -83,10 +83,6 @@ def _now_micros() -> int:
 # itself (an entry's default ``ts``, a checkpoint's time) comes from it. The default is the
 # system clock; a simulation (the demo's year of operations) or a test passes its own.
 Clock = Callable[[], int]
-
-
-def _micros_to_datetime(us: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(microseconds=us)
 
 
 class Ledger:
@@ -152,7 +148,7 @@ class Ledger:
         try:
             layout = Layout(staging)
             clock = options.get("clock") or _now_micros
-            meta = new_meta(_micros_to_datetime(clock()))
+            meta = new_meta(micros_to_datetime(clock()))
             write_meta(layout, meta)
             key_id = keyring.active
             write_head(layout, Head(-1, GENESIS_PREV.hex(), key_id, 0, -1), durable=True)
@@ -199,7 +195,7 @@ class Ledger:
         """The ledger's clock (see ``Clock``) as an aware UTC datetime: what an entry's ``ts``
         defaults to. Writers that stamp times of their own (the promotion gate, outcomes)
         take them from here, so one clock orders everything written through this ledger."""
-        return _micros_to_datetime(self._clock())
+        return micros_to_datetime(self._clock())
 
     @property
     def head(self) -> Head:
