@@ -140,10 +140,13 @@ class Decision:
         their SHA-256 digests. For a holdout too large to inline, ``inline_evaluations=False``
         keeps only the digests; :func:`replay` then needs the evaluation files passed back in.
         """
-        replay_inputs = _plain(self.replay_inputs)
+        replay_inputs = dict(self.replay_inputs)
         if not inline_evaluations and replay_inputs.get("kind") == "gate":
+            # dropped before the deep copy: a large holdout's per-sample arrays are what
+            # digest-only recording exists to avoid, copying them included
             replay_inputs["challenger"] = None
             replay_inputs["champion"] = None
+        replay_inputs = _plain(replay_inputs)
         return {
             "slot": self.slot,
             "champion_version": self.champion_version,

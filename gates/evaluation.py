@@ -35,10 +35,12 @@ scores, so champion and challenger evaluated on the same holdout carry the same 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -97,9 +99,13 @@ class Evaluation:
     def tasks(self) -> tuple[str, ...]:
         return tuple(sorted(self.metrics))
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the whole evaluation (what a replayer checks)."""
+        """SHA-256 of the canonical JSON of the whole evaluation (what a replayer checks).
+
+        Computed once per object: canonicalising a large holdout's per-sample scores takes a
+        noticeable fraction of a second, and one gate run asks for it several times. The
+        evaluation is frozen, so the value cannot go stale."""
         return sha256_hex(evaluation_to_dict(self))
 
 
@@ -309,12 +315,17 @@ class EvaluationFile:
 
     @staticmethod
     def load(path: str | Path) -> Evaluation:
-        """I/O: read and parse one evaluation file."""
+        """I/O: read and parse one evaluation file; a name ending in ``.gz`` is gzip-compressed
+        (per-sample scores of a large holdout compress well)."""
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            data = p.read_bytes()
         except OSError as e:
             raise EvaluationError(f"{p}: cannot read the evaluation file: {e.strerror or e}") from None
+        try:
+            text = (gzip.decompress(data) if p.suffix == ".gz" else data).decode("utf-8")
+        except (OSError, EOFError, UnicodeDecodeError) as e:  # gzip.BadGzipFile is an OSError
+            raise EvaluationError(f"{p}: not a readable evaluation file ({e})") from None
         return EvaluationFile.parse(text, str(p))
 
 

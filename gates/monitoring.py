@@ -299,10 +299,11 @@ class RecordedRun:
     alert_seqs: tuple[int, ...]
 
 
-def record_monitor_report(ledger: Ledger, report: MonitorReport) -> RecordedRun:
+def record_monitor_report(ledger: Ledger, report: MonitorReport, *, run_id: str | None = None) -> RecordedRun:
     """One ``monitor_run`` entry with every result, then one ``monitor_alert`` per alert, all
-    sharing the run id as correlation_id; durable before returning."""
-    run = uuid.uuid4().hex
+    sharing the run id as correlation_id; durable before returning. ``run_id`` defaults to a
+    random UUID; a scheduler that names its runs (e.g. ``fairness/2025-W27``) passes its own."""
+    run = run_id or uuid.uuid4().hex
     run_seq = ledger.log_operation(event_type=MONITOR_RUN, component=f"gates.monitor.{report.kind}",
                                    status=report.status, correlation_id=run, details=report.to_dict())
     seqs = tuple(ledger.log_operation(**a.to_operation_entry(correlation_id=run)) for a in report.alerts)

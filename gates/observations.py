@@ -93,15 +93,15 @@ def outcome_entry(request_id: str, label: Any = None, *, observed_at: dt.datetim
 def record_outcome(ledger: Ledger, request_id: str, label: Any = None, *, observed_at: dt.datetime | None = None,
                    values: Mapping[str, float] | None = None, source: str | None = None, durable: bool = False) -> int:
     """Append one late-arriving outcome for ``request_id``; returns its seq."""
-    entry = outcome_entry(request_id, label, observed_at=observed_at or dt.datetime.now(dt.timezone.utc),
+    entry = outcome_entry(request_id, label, observed_at=observed_at or ledger.now(),
                           values=values, source=source)
     return ledger.log_operation(**entry, durable=durable)
 
 
 def record_outcomes(ledger: Ledger, outcomes: Iterable[Mapping[str, Any]], *, source: str | None = None) -> range:
     """Append many outcomes (mappings with request_id, label, observed_at, values), all or
-    nothing, durably; returns the range of seqs."""
-    now = dt.datetime.now(dt.timezone.utc)
+    nothing, durably; returns the range of seqs. A missing observed_at is the ledger's now."""
+    now = ledger.now()
     rows = []
     for i, o in enumerate(outcomes):
         observed = o.get("observed_at") or now

@@ -92,10 +92,10 @@ class Recorded:
 # --- the protocol -----------------------------------------------------------------------------
 
 
-def _next_ts(view: RegistryView) -> dt.datetime:
-    """Now, but never before the last registry event: the registry refuses time running
-    backwards, and two writers' clocks may disagree by a little."""
-    now = dt.datetime.now(dt.timezone.utc)
+def _next_ts(ledger: Ledger, view: RegistryView) -> dt.datetime:
+    """Now by the ledger's clock, but never before the last registry event: the registry
+    refuses time running backwards, and two writers' clocks may disagree by a little."""
+    now = ledger.now()
     last = view.registry.last_ts()
     return max(now, last) if last is not None else now
 
@@ -116,7 +116,7 @@ def _open_view(ledger: Ledger) -> RegistryView:
 
 def _write_decision(ledger: Ledger, view: RegistryView, decision: Decision, *, inline_evaluations: bool = True,
                     registration: Mapping[str, Any] | None = None) -> Recorded:
-    ts = _next_ts(view)
+    ts = _next_ts(ledger, view)
     if registration is not None:
         _validate(view, {**registration, "table_name": "operation", "ts": ts})
     entry = decision.to_promotion_entry(inline_evaluations)
@@ -160,7 +160,7 @@ def register_candidate(ledger: Ledger, *, slot: str | None = None, version: str 
     registration = _registration(slot, version, evaluation, lineage)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
-        ts = _next_ts(view)
+        ts = _next_ts(ledger, view)
         _validate(view, {**registration, "table_name": "operation", "ts": ts})
         return ledger.log_operation(**registration, ts=ts, durable=True)
 
@@ -350,6 +350,6 @@ def set_traffic(ledger: Ledger, *, slot: str, challenger_version: str, mode: str
                    "experiment": experiment or f"{slot}/{challenger_version}", "operator": operator, "reason": reason}
         entry = {"event_type": TRAFFIC_SPLIT, "component": "registry", "status": mode,
                  "correlation_id": f"{slot}/{challenger_version}", "details": details}
-        ts = _next_ts(view)
+        ts = _next_ts(ledger, view)
         _validate(view, {**entry, "table_name": "operation", "ts": ts})
         return ledger.log_operation(**entry, ts=ts, durable=True)

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +40,7 @@ from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
 from .key_index import write_index
 from .keys import Keyring, key_check
-from .normalize import RowNormalizer, normalize_arrow, rows_to_arrow, to_micros
+from .normalize import RowNormalizer, micros_to_datetime, normalize_arrow, rows_to_arrow, to_micros
 from .schema import FORMAT_VERSION, TABLE_NAMES, TABLES, table_spec
 from .storage import (
     NO_PREV,
@@ -79,6 +79,12 @@ def _now_micros() -> int:
     return time.time_ns() // 1000
 
 
+# A ledger's clock: microseconds since the Unix epoch, UTC. Every time the ledger stamps
+# itself (an entry's default ``ts``, a checkpoint's time) comes from it. The default is the
+# system clock; a simulation (the demo's year of operations) or a test passes its own.
+Clock = Callable[[], int]
+
+
 class Ledger:
     """An open ledger. Use `Ledger.create` or `Ledger.open`, preferably as a context manager."""
 
@@ -93,6 +99,7 @@ class Ledger:
         seal_entries: int = DEFAULT_SEAL_ENTRIES,
         checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
         timestamper: Timestamper | None = None,
+        clock: Clock | None = None,
     ):
         if not isinstance(keyring, Keyring):
             raise KeyringError("a Keyring is required (there is no default key)")
@@ -104,6 +111,7 @@ class Ledger:
         self.seal_entries = seal_entries
         self.checkpoint_interval = checkpoint_interval
         self.timestamper = timestamper
+        self._clock: Clock = clock or _now_micros
         self._last_seal = time.monotonic()
         self._ledger_id = self.meta.ledger_id_bytes
         self._normalizers = {t: RowNormalizer(TABLES[t]) for t in TABLE_NAMES}
@@ -139,7 +147,8 @@ class Ledger:
         staging.mkdir()
         try:
             layout = Layout(staging)
-            meta = new_meta()
+            clock = options.get("clock") or _now_micros
+            meta = new_meta(micros_to_datetime(clock()))
             write_meta(layout, meta)
             key_id = keyring.active
             write_head(layout, Head(-1, GENESIS_PREV.hex(), key_id, 0, -1), durable=True)
@@ -181,6 +190,12 @@ class Ledger:
     @property
     def ledger_id(self) -> str:
         return self.meta.ledger_id
+
+    def now(self) -> dt.datetime:
+        """The ledger's clock (see ``Clock``) as an aware UTC datetime: what an entry's ``ts``
+        defaults to. Writers that stamp times of their own (the promotion gate, outcomes)
+        take them from here, so one clock orders everything written through this ledger."""
+        return micros_to_datetime(self._clock())
 
     @property
     def head(self) -> Head:
@@ -272,7 +287,7 @@ class Ledger:
     def log(self, table: str, row: Mapping[str, Any], *, durable: bool = False) -> int:
         """Write one entry to `table`; returns its sequence number."""
         normalizer = self._normalizers.get(table) or self._normalizers[table_spec(table).name]  # names the tables if unknown
-        entry = normalizer(row, defaults={"ts": _now_micros(), "actor": self.actor})
+        entry = normalizer(row, defaults={"ts": self._clock(), "actor": self.actor})
         with self._mutex:
             self._check_writable()
             self._acquire()
@@ -295,13 +310,13 @@ class Ledger:
         else:
             if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
                 raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
-            defaults = {"ts": _now_micros(), "actor": self.actor}
+            defaults = {"ts": self._clock(), "actor": self.actor}
             batch = rows_to_arrow(spec, [normalizer(r, index=i, defaults=defaults) for i, r in enumerate(rows)], include_assigned=False)
         n = len(batch)
         if n == 0:
             return range(0)
         batch = batch.set_column(
-            batch.schema.get_field_index("ts"), "ts", pc.fill_null(batch.column("ts"), pa.scalar(_now_micros(), spec.column("ts").type))
+            batch.schema.get_field_index("ts"), "ts", pc.fill_null(batch.column("ts"), pa.scalar(self._clock(), spec.column("ts").type))
         )
         batch = batch.set_column(batch.schema.get_field_index("actor"), "actor", pc.fill_null(batch.column("actor"), self.actor))
         with self._mutex:
@@ -506,7 +521,8 @@ class Ledger:
             root = tree.root(size)
         signer = self.keyring.signer
         if signer is not None and not checkpoint_path(self.layout, size).exists():
-            write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper)
+            write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper,
+                             now=self.now())
 
     def checkpoint(self) -> Path | None:
         """Seal what is written and sign a checkpoint for it now; returns its path."""

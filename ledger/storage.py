@@ -100,9 +100,9 @@ class LedgerMeta:
         return bytes.fromhex(self.ledger_id)
 
 
-def new_meta() -> LedgerMeta:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return LedgerMeta(uuid.uuid4().hex, FORMAT_VERSION, now)
+def new_meta(created_at: dt.datetime | None = None) -> LedgerMeta:
+    created = (created_at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
+    return LedgerMeta(uuid.uuid4().hex, FORMAT_VERSION, created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 
 def write_meta(layout: Layout, meta: LedgerMeta) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import copy
+import gzip
 import hashlib
 import io
 import json
@@ -647,6 +648,12 @@ def test_evaluation_file_roundtrip_and_artifact_observation(tmp_path):
     path.write_text(json.dumps(d))
     e = EvaluationFile.load(path)
     assert e == evaluation_from_mapping(evaluation_to_dict(e))
+    packed = tmp_path / "challenger.json.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    assert EvaluationFile.load(packed) == e
+    packed.write_bytes(path.read_bytes())  # named .gz but not compressed
+    with pytest.raises(EvaluationError, match="not a readable evaluation file"):
+        EvaluationFile.load(packed)
     assert e.horizons == ("5", "15", "60") and e.lineage.trained_end.isoformat() == "2026-04-20T03:00:00+00:00"
 
     model = tmp_path / "models" / "v012" / "model.bin"

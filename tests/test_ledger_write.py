@@ -196,3 +196,29 @@ def test_key_rotation(ledger_path, keyring):
 def test_short_keys_are_refused():
     with pytest.raises(KeyringError, match="at least 32"):
         Keyring.from_key("k", b"short")
+
+
+def test_a_ledger_stamps_with_its_own_clock(tmp_path, keyring):
+    """Default entry times, the creation time and checkpoint times come from the clock given
+    (a simulation replays a past year); explicit times are kept."""
+    from ledger.note import Signer
+
+    keyring = keyring.with_signer(Signer.generate("sim"))  # checkpoints are signed
+    now = [int(dt.datetime(2025, 1, 6, 3, 0, tzinfo=UTC).timestamp() * 1_000_000)]
+    path = tmp_path / "sim"
+    with Ledger.create(path, keyring, actor="sim", clock=lambda: now[0]) as ledger:
+        assert ledger.now() == dt.datetime(2025, 1, 6, 3, 0, tzinfo=UTC)
+        now[0] += 60_000_000
+        a = ledger.log_operation(event_type="retrain_start", component="job", status="started")
+        b = ledger.append("operation", [{"event_type": "x", "component": "job", "status": "ok"}])[0]
+        c = ledger.log_model_inference(**inference())  # an explicit ts wins
+        now[0] += 60_000_000
+        ledger.checkpoint()
+    rows = {r["seq"]: r for r in all_rows(path)}
+    assert rows[0]["ts"] == dt.datetime(2025, 1, 6, 3, 0, tzinfo=UTC)  # genesis
+    assert rows[a]["ts"] == rows[b]["ts"] == dt.datetime(2025, 1, 6, 3, 1, tzinfo=UTC)
+    assert rows[c]["ts"] == TS
+    note = sorted((path / "checkpoints").glob("*.note"))[-1].read_text()
+    assert "time 2025-01-06T03:02:00.000000Z" in note
+    assert '"created_at": "2025-01-06T03:00:00.000000Z"' in (path / "LEDGER.json").read_text()
+    assert verify_ledger(path, keyring).ok

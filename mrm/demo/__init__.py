@@ -1,10 +1,19 @@
 """The demo scenario: a Korean retail bank's product-recommendation model.
 
-``world``        customers, products, label process, request stream, feature schemas, input digest
-``suitability``  the KFCPA Art. 17 suitability rule (the guardrail's verdicts and criteria)
-``models``       real scikit-learn recommenders, attributions, holdout evaluation, the story plan
+The world (pure and deterministic given ``WorldConfig.seed``; nothing in them writes to the ledger):
 
-Pure and deterministic given ``WorldConfig.seed``; nothing here writes to the ledger.
+``world``           customers, products, label process, request stream, feature schemas, input digest
+``suitability``     the KFCPA Art. 17 suitability rule (the guardrail's verdicts and criteria)
+``models``          real scikit-learn recommenders, attributions, holdout evaluation, the story plan
+
+The year through the ledger (``mrm demo``):
+
+``scenario``        ``run_demo``: the simulated calendar, the bank's people and jobs, ``DemoResult``
+``serving``         one batch of requests as its four entries per request (Arrow batches)
+``gate_evaluation`` a model's artifacts and its evaluation in the promotion gate's format
+``fairness``        the weekly segment fairness monitor and the committee's holdout review
+``forensics``       the examiner's questions in SQL, and the disputed recommendation reconstructed
+``clock``           simulated time (the ledger's clock while the year is replayed)
 """
 
 from .models import (

@@ -779,7 +779,12 @@ class RequestBatch:
         )
 
     def request_ids(self) -> list[str]:
-        return [f"req-{i:010d}" for i in self.index.tolist()]
+        return self.request_ids_of(self.index)
+
+    @staticmethod
+    def request_ids_of(index: np.ndarray) -> list[str]:
+        """Request ids of global request numbers (``RequestBatch.index``)."""
+        return [f"req-{i:010d}" for i in np.asarray(index).tolist()]
 
     def subject_ids(self) -> list[str]:
         return self.customers.subject_ids()
