@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gates.canonical import sha256_hex
+from ledger.jsontext import JSONTextError, loads_strict
 
 FORMAT = "mrm-gate-evaluation/1"
 
@@ -287,19 +287,6 @@ def evaluation_to_dict(e: Evaluation) -> dict[str, Any]:
     }
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 class EvaluationFile:
     """Reading ``mrm-gate-evaluation/1`` JSON: :meth:`parse` is pure, :meth:`load` reads a file."""
 
@@ -308,9 +295,9 @@ class EvaluationFile:
     @staticmethod
     def parse(text: str, source: str = "<evaluation>") -> Evaluation:
         try:
-            data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
-        except ValueError as e:
-            raise EvaluationError(f"{source}: not valid JSON: {e}") from None
+            data = loads_strict(text)
+        except JSONTextError as e:
+            raise EvaluationError(f"{source}: {e}") from None
         return evaluation_from_mapping(data, source)
 
     @staticmethod

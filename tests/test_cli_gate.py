@@ -197,7 +197,7 @@ def test_input_errors_exit_2_and_name_the_problem(setup, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"format": "mrm-gate-evaluation/1", "slot": NaN}')
     result = run("gate", "evaluate", ledger, bad, "--policy", "policy-auto.toml")
-    assert result.exit_code == 2 and "NaN is not a number JSON allows" in result.output
+    assert result.exit_code == 2 and "NaN is not allowed in JSON" in result.output
     result = run("approve", ledger, "--slot", "credit_pd", "--version", "v012", "--operator", "x")
     assert result.exit_code == 2 and "--reason" in result.output
     ledger.with_name("audit.keyring.json").rename(tmp_path / "elsewhere.json")

@@ -679,7 +679,7 @@ def test_bad_evaluation_files_are_named(mutate, message):
 
 
 def test_evaluation_json_rejects_nan_and_duplicate_keys():
-    with pytest.raises(EvaluationError, match="NaN is not a number JSON allows"):
+    with pytest.raises(EvaluationError, match="NaN is not allowed in JSON"):
         EvaluationFile.parse('{"a": NaN}', "x.json")
     with pytest.raises(EvaluationError, match="duplicate key 'a'"):
         EvaluationFile.parse('{"a": 1, "a": 2}', "x.json")
