@@ -26,7 +26,7 @@ from typing import Any
 import pyarrow.compute as pc
 
 from gates.ledger_io import LedgerSource, load_registry
-from ledger.chain import leaf_hash
+from ledger.merkle import leaf_hash
 from ledger.encoding import encode_table
 from ledger.read import LedgerSnapshot, read_table, snapshot
 from ledger.schema import TABLES

@@ -11,19 +11,11 @@ reinterpreted, and a Merkle tree over the same leaf hashes needs no second hash 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Sequence
+from typing import Sequence
 
 GENESIS_PREV = bytes(32)
 _BLOCK = 64
 _sha256 = hashlib.sha256
-
-
-def leaf_hash(canonical: bytes) -> bytes:
-    return _sha256(b"\x00" + canonical).digest()
-
-
-def leaf_hashes(canonicals: Iterable[bytes]) -> list[bytes]:
-    return [_sha256(b"\x00" + c).digest() for c in canonicals]
 
 
 class ChainMac:
@@ -54,17 +46,3 @@ class ChainMac:
             prev = self(prev, leaf)
             out.append(prev)
         return out
-
-    def bad_links(self, prevs: Sequence[bytes], leaves: Sequence[bytes], macs: Sequence[bytes]) -> list[int]:
-        """Indices i where macs[i] != HMAC(prevs[i] || leaves[i])."""
-        inner0, outer0 = self._inner, self._outer
-        bad = []
-        for i, (prev, leaf, mac) in enumerate(zip(prevs, leaves, macs)):
-            inner = inner0.copy()
-            inner.update(prev)
-            inner.update(leaf)
-            outer = outer0.copy()
-            outer.update(inner.digest())
-            if outer.digest() != mac:
-                bad.append(i)
-        return bad

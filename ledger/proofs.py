@@ -23,11 +23,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .checkpoints import stored_notes, tree_dir
-from .chain import leaf_hash
 from .encoding import RowEncoder, entry_prefix
 from .entries import entry_from_json, entry_to_json
 from .errors import EntryError, LedgerError
-from .merkle import ConsistencyProof, InclusionProof, ProofError
+from .merkle import ConsistencyProof, InclusionProof, ProofError, leaf_hash
 from .note import NoteError, Verifier
 from .public import SignedCheckpoint, open_ledger_checkpoint
 from .read import snapshot

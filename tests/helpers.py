@@ -9,7 +9,8 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ledger.chain import ChainMac, leaf_hash
+from ledger.chain import ChainMac
+from ledger.merkle import leaf_hash
 from ledger.encoding import RowEncoder
 from ledger.normalize import rows_to_arrow
 from ledger.schema import TABLES

@@ -6,7 +6,8 @@ import hmac
 import pytest
 
 from ledger import hashing
-from ledger.chain import ChainMac, leaf_hash
+from ledger.chain import ChainMac
+from ledger.merkle import leaf_hash
 from ledger.encoding import encode_table
 from ledger.normalize import rows_to_arrow
 from ledger.schema import TABLES
