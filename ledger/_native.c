@@ -88,17 +88,18 @@ static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
     int bad = out ? (row ? 0 : 2) : 3;
     if (!bad) {
         unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
-        /* Each row is gathered into one buffer and hashed in one call: one SHA256_Update
-         * per piece costs more than the copy. */
-        size_t cap = 4096, head = 1 + (size_t)prefix.len;
-        if (head > cap) { cap = head * 2; unsigned char *g = PyMem_RawRealloc(row, cap); if (g) row = g; else bad = 2; }
-        if (!bad) {
-            row[0] = 0x00;
-            memcpy(row + 1, prefix.buf, prefix.len);
-        }
+        /* Each row is gathered into one buffer and hashed with one update from a context
+         * that has already absorbed 0x00 || prefix: one SHA256_Update per piece, or the
+         * one-shot SHA256() (which fetches the algorithm through EVP on every call in
+         * OpenSSL 3), both cost more than the copy. */
+        size_t cap = 4096;
+        SHA256_CTX base;
+        SHA256_Init(&base);
+        SHA256_Update(&base, "\x00", 1);
+        SHA256_Update(&base, prefix.buf, prefix.len);
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t r = 0; r < n && !bad; r++) {
-            size_t len = head;
+            size_t len = 0;
             for (Py_ssize_t i = 0; i < count; i++) {
                 const unsigned char *src;
                 Py_ssize_t size = piece_row(&pieces[i], r, &src);
@@ -112,7 +113,11 @@ static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
                 memcpy(row + len, src, (size_t)size);
                 len += (size_t)size;
             }
-            if (!bad) SHA256(row, len, dst + r * DIGEST);
+            if (!bad) {
+                SHA256_CTX ctx = base;
+                SHA256_Update(&ctx, row, len);
+                SHA256_Final(dst + r * DIGEST, &ctx);
+            }
         }
         Py_END_ALLOW_THREADS
     }
