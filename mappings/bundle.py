@@ -7,6 +7,7 @@
       evidence/<requirement>/<item>/
         query.sql                  the query as run, with the period it ran for
         scope.sql                  the scope query, when the item has one
+        scope.parquet              the first rows of the scope (the population judged; scope_count says how many)
         rows.parquet               the first rows of its result (row_count says how many there were)
         offending.parquet          the rows that fail (row checks), first ones
         result.json                status, explanation, rule, counts, columns
@@ -81,6 +82,9 @@ def _write_evidence(result: PackResult, ev: EvidenceResult, doc: dict[str, Any],
         (directory / "scope.sql").write_text(header + ev.item.scope.sql.rstrip() + "\n", encoding="utf-8")
         files["scope"] = "scope.sql"
     notes = _write_parquet(ev.rows, directory / "rows.parquet") + _write_parquet(ev.offending, directory / "offending.parquet")
+    if ev.scope_rows is not None:
+        notes += _write_parquet(ev.scope_rows, directory / "scope.parquet")
+        files["scope_rows"] = "scope.parquet"
     if notes:
         doc["parquet_notes"] = sorted(set(notes))
     _dump(doc, directory / "result.json")

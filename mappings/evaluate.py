@@ -217,11 +217,15 @@ def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: 
     row_count = stats["n"]
     offending_count = row_count if expect.kind == ex.NO_ROWS else stats["bad"]
 
-    scope_count = None
+    scope_count, scope_rows = None, None
     if item.scope is not None:
+        # The population: counted exactly, and its first rows kept so a reader sees what was
+        # judged (a no_rows check returns only findings, which for a compliant ledger is nothing).
         scope_params = _params(item.scope, period)
-        scope_count = int(_run(session, item.scope, f"SELECT count(*) AS n FROM {_subquery(item.scope.sql)}", scope_params)
+        scope_source = _subquery(item.scope.sql)
+        scope_count = int(_run(session, item.scope, f"SELECT count(*) AS n FROM {scope_source}", scope_params)
                           .column("n")[0].as_py())
+        scope_rows = _run(session, item.scope, f"SELECT * FROM {scope_source} LIMIT {int(max_rows)}", scope_params)
 
     observed: dict[str, Any] = {}
     if expect.kind in (ex.MIN_VALUE, ex.MAX_VALUE, ex.SPAN_AT_LEAST):
@@ -229,7 +233,7 @@ def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: 
     status, explanation = _judge(item, row_count, offending_count, scope_count, observed)
     all_params = {**params, **(_params(item.scope, period) if item.scope else {})}
     return EvidenceResult(item, status, explanation, all_params, row_count, rows, offending_count, offending, scope_count,
-                          observed, time.perf_counter() - started)
+                          scope_rows, observed, time.perf_counter() - started)
 
 
 def _local_stats(expect: ex.Expectation, rows: pa.Table) -> dict[str, Any]:

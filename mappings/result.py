@@ -83,6 +83,7 @@ class EvidenceResult:
     offending_count: int  # rows failing a row check; 0 for sufficiency checks
     offending: pa.Table  # the first offending rows
     scope_count: int | None = None  # rows of the scope query, when the item has one
+    scope_rows: pa.Table | None = None  # the first rows of the scope (the population), in its order
     observed: Mapping[str, Any] = field(default_factory=dict)  # e.g. span_days, min, max
     seconds: float = 0.0
 
@@ -102,6 +103,15 @@ class EvidenceResult:
     def offending_truncated(self) -> bool:
         return len(self.offending) < self.offending_count
 
+    @property
+    def population(self) -> tuple[pa.Table, int]:
+        """The rows the item judged and how many there were: the scope when the item has one
+        (a no_rows check returns only its findings, so its population is the scope), else
+        the query's own rows."""
+        if self.scope_rows is not None and self.scope_count is not None:
+            return self.scope_rows, self.scope_count
+        return self.rows, self.row_count
+
     def to_dict(self) -> dict[str, Any]:
         item = self.item
         return {
@@ -111,6 +121,7 @@ class EvidenceResult:
             "parameters": {k: _utc(v) for k, v in self.parameters.items()},
             "row_count": self.row_count, "rows_shown": len(self.rows), "offending_count": self.offending_count,
             "offending_shown": len(self.offending), "scope_count": self.scope_count,
+            "scope_rows_shown": None if self.scope_rows is None else len(self.scope_rows),
             "columns": [{"name": f.name, "type": str(f.type)} for f in self.rows.schema],
             "observed": {k: (_utc(v) if isinstance(v, dt.datetime) else v) for k, v in self.observed.items()},
             "seconds": round(self.seconds, 3), "pack_location": f"{item.query.location.file}:{item.query.location.line}",
