@@ -11,7 +11,7 @@ import click
 from ledger import Keyring, Ledger
 
 from .cli import emit_json, handle_errors, json_option
-from .demo_reports import write_demo_reports
+from .demo_reports import DEMO_PACK, write_demo_reports
 from .synthetic import stream
 
 SLOT = "product_reco"  # the model slot the synthetic stream serves
@@ -25,8 +25,9 @@ SLOT = "product_reco"  # the model slot the synthetic stream serves
 @handle_errors
 def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     """Write a realistic stream of entries into all seven tables, verify it, produce the
-    decision dossier of a disputed recommendation and the slot's validation history, and
-    print a summary and the paths.
+    decision dossier of a disputed recommendation, the slot's validation history and the
+    examiner evidence pack for SR 11-7 over the demo's period, and print a summary and the
+    paths.
 
     \b
     Example:
@@ -54,6 +55,7 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     summary = {"ledger": str(ledger_dir), "keyring": str(keyring_path), "entries": report.entries, "tables": report.tables,
                "verified": report.ok, "write_seconds": round(written, 2), "disputed_request_id": disputed,
                "reports": None if documents is None else {"decision": str(documents.decision), "validation": str(documents.validation),
+                                                          "evidence": str(documents.evidence),
                                                           "public_key": str(documents.public_key)}}
     if as_json:
         emit_json(summary)
@@ -66,6 +68,7 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     if documents is not None:
         click.echo(f"decision dossier:   {documents.decision}  (disputed request {disputed})")
         click.echo(f"validation history: {documents.validation}  (slot {SLOT})")
+        click.echo(f"evidence pack:      {documents.evidence}  (regulation pack {DEMO_PACK})")
     click.echo("next:")
     click.echo(f"  mrm status {ledger_dir}")
     click.echo(f"  mrm verify {ledger_dir} --keyring {keyring_path}")

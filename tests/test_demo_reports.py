@@ -1,5 +1,6 @@
-"""`mrm demo` ends with the two documents: a disputed decision's dossier and the slot's
-validation history, both verifying with the public key it writes beside them."""
+"""`mrm demo` ends with the three documents: a disputed decision's dossier, the slot's
+validation history and the SR 11-7 evidence pack, each verifying with the public key it
+writes beside them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def test_the_demo_writes_both_documents_and_they_verify(tmp_path):
     doc = json.loads(result.output)
     assert doc["verified"] and doc["disputed_request_id"]
     keys = load_verifier_keys(doc["reports"]["public_key"])
-    for kind in ("decision", "validation"):
+    for kind in ("decision", "validation", "evidence"):
         checked = verify_report(doc["reports"][kind], keys)
         assert checked.ok, (kind, checked.problems)
         assert checked.manifest.kind == kind
