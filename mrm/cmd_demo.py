@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import time
 from pathlib import Path
@@ -12,9 +13,15 @@ from ledger import Keyring, Ledger
 
 from .cli import emit_json, handle_errors, json_option
 from .demo_reports import DEMO_PACK, write_demo_reports
-from .synthetic import stream
+from .synthetic import REQUEST_INTERVAL, START, stream
 
 SLOT = "product_reco"  # the model slot the synthetic stream serves
+
+
+def demo_days(requests: int) -> tuple[dt.datetime, dt.datetime]:
+    """The whole UTC days the demo's decisions fall on: what its evidence pack judges."""
+    last = START + REQUEST_INTERVAL * (requests - 1)
+    return START, dt.datetime.combine(last.date() + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
 
 
 @click.command()
@@ -51,7 +58,8 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     report = Ledger.open(ledger_dir, keyring).verify()
     documents = None
     if report.ok and disputed is not None:
-        documents = write_demo_reports(ledger_dir, keyring, out_dir / "reports", request_id=disputed, slot=SLOT)
+        documents = write_demo_reports(ledger_dir, keyring, out_dir / "reports", request_id=disputed, slot=SLOT,
+                                       period=demo_days(requests))
     summary = {"ledger": str(ledger_dir), "keyring": str(keyring_path), "entries": report.entries, "tables": report.tables,
                "verified": report.ok, "write_seconds": round(written, 2), "disputed_request_id": disputed,
                "reports": None if documents is None else {"decision": str(documents.decision), "validation": str(documents.validation),
@@ -74,6 +82,7 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     click.echo(f"  mrm verify {ledger_dir} --keyring {keyring_path}")
     if documents is not None:
         click.echo(f"  mrm report verify {documents.decision} --public-key {documents.public_key}")
+        click.echo(f"  mrm report verify {documents.evidence} --public-key {documents.public_key}")
 
 
 COMMANDS = [demo]

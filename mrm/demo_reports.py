@@ -28,10 +28,13 @@ class DemoReports:
 
 
 def write_demo_reports(ledger_dir: str | os.PathLike[str], keyring: Keyring, out_dir: str | os.PathLike[str], *,
-                       request_id: str, slot: str, pack: str = DEMO_PACK, institution: str = DEMO_INSTITUTION,
+                       request_id: str, slot: str, pack: str = DEMO_PACK,
+                       period: tuple[dt.datetime, dt.datetime] | None = None, institution: str = DEMO_INSTITUTION,
                        created: dt.datetime | None = None) -> DemoReports:
     """Verify the ledger with its HMAC key and write the three documents, and the public key
-    that checks them, into ``out_dir``."""
+    that checks them, into ``out_dir``. ``period`` is what the evidence pack judges (default:
+    the ledger's whole history, which runs to the ledger's creation, today, when the demo's
+    entries are dated in the past)."""
     from reports.documents import (
         DecisionQuery,
         DocumentInfo,
@@ -55,6 +58,7 @@ def write_demo_reports(ledger_dir: str | os.PathLike[str], keyring: Keyring, out
                                      out / "decision-dossier.pdf", info=info, created=created)
     validation = write_validation_report(ledger_dir, ValidationScope(slot), plan, keyring.signer,
                                          out / "validation-history.pdf", info=info, created=created)
-    evidence = write_evidence_report(ledger_dir, EvidenceScope(pack), plan, keyring.signer,
+    since, until = period if period is not None else (None, None)
+    evidence = write_evidence_report(ledger_dir, EvidenceScope(pack, since, until), plan, keyring.signer,
                                      out / f"evidence-pack-{pack}.pdf", info=info, created=created)
     return DemoReports(decision.path, validation.path, evidence.path, public_key)

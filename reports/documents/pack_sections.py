@@ -79,7 +79,8 @@ def summary_section(result: PackResult, numbering: Numbering, verdict_line: str)
     text = (f"This pack sets what the audit ledger holds against each of the {total} requirements of {pack.instrument}, "
             f"as the regulation pack {pack.id} (version {pack.pack_version}) states them, for the period "
             f"{_period_text(result.requested.start, result.requested.end)}. "
-            + (f"The requirements were judged on {_period_text(judged.start, judged.end)}. " if judged else
+            + ("" if judged == result.requested else
+               f"The requirements were judged on {_period_text(judged.start, judged.end)}. " if judged else
                "No requirement was judged: the pack was not in force in the period. ")
             + f"Applicability: {app.note}. {verdict_line}")
     blocks: list[Block] = [Paragraph(text)]
@@ -105,8 +106,8 @@ def summary_section(result: PackResult, numbering: Numbering, verdict_line: str)
 
 
 def _matrix_section(result: PackResult, numbering: Numbering) -> Section:
-    columns = (Column("Citation", ValueKind.TEXT, weight=2.6), Column("Requirement", ValueKind.TEXT, weight=3.6),
-               *(Column(_MATRIX_TITLES[s], ValueKind.TEXT, weight=0.85) for s in MATRIX_ORDER),
+    columns = (Column("Citation", ValueKind.TEXT, weight=2.5), Column("Requirement", ValueKind.TEXT, weight=3.3),
+               *(Column(_MATRIX_TITLES[s], ValueKind.TEXT, weight=1.05) for s in MATRIX_ORDER),
                Column("Section", ValueKind.IDENTIFIER, weight=0.9))
     rows = [(r.requirement.citation, r.requirement.title,
              *(_MARK if r.status == s else "" for s in MATRIX_ORDER), numbering.of(r.id))
