@@ -103,15 +103,6 @@ class EvidenceResult:
     def offending_truncated(self) -> bool:
         return len(self.offending) < self.offending_count
 
-    @property
-    def population(self) -> tuple[pa.Table, int]:
-        """The rows the item judged and how many there were: the scope when the item has one
-        (a no_rows check returns only its findings, so its population is the scope), else
-        the query's own rows."""
-        if self.scope_rows is not None and self.scope_count is not None:
-            return self.scope_rows, self.scope_count
-        return self.rows, self.row_count
-
     def to_dict(self) -> dict[str, Any]:
         item = self.item
         return {

@@ -230,9 +230,10 @@ LONG_PACK = textwrap.dedent('''\
     id = "unreviewed-verdicts"
     shows = "Guardrail verdicts of the period, each repeated for every review round it missed."
     sql = """
-    SELECT g.request_id, g.ts, g.verdict, r.round,
-           'verdict ' || g.verdict || ' of ' || g.gate || ' on ' || g.request_id || ' missed review round ' || r.round
-             || '; the proposal ' || g.original_output || ' was served as ' || coalesce(g.final_output, 'nothing') AS note
+    SELECT g.request_id, r.round,
+           'verdict ' || g.verdict || ' of ' || g.gate || ' at ' || strftime(g.ts, '%Y-%m-%d %H:%M:%S') || ' on '
+             || g.request_id || ' missed review round ' || r.round || '; the proposal ' || g.original_output
+             || ' was served as ' || coalesce(g.final_output, 'nothing') AS note
     FROM guardrail g CROSS JOIN range({rounds}) AS r(round)
     WHERE g.ts >= $from AND g.ts < $to
     ORDER BY g.ts, r.round
@@ -244,14 +245,14 @@ LONG_PACK = textwrap.dedent('''\
 @pytest.fixture(scope="module")
 def long_pack(ledgers):
     path = ledgers.root / "long-evidence.toml"
-    path.write_text(LONG_PACK.format(rounds=14))  # 464 verdicts (2 of them injected) x 14 rounds: 6,496 rows
+    path.write_text(LONG_PACK.format(rounds=13))  # 464 verdicts (2 of them injected) x 13 rounds: 6,032 rows
     return path
 
 
 def test_long_evidence_is_bounded_with_its_attachment_named(ledgers, long_pack):
     d = document(ledgers.violated, str(long_pack))
     name = "every-verdict-reviewed.unreviewed-verdicts.offending.parquet"
-    assert has(d, f"25 of 6,496 rows shown; the first 1,000 are in attachment {name}, and the query returns them all.")
+    assert has(d, f"25 of 6,032 rows shown; the first 1,000 are in attachment {name}, and the query returns them all.")
     assert d.rendered.page_count < 30
     assert pq.read_table(io.BytesIO(embedded_bytes(d.pdf, name))).num_rows == 1000
 
@@ -263,13 +264,13 @@ def test_a_300_page_evidence_pack_renders_with_repeated_headers(ledgers, long_pa
     reader = PdfReader(io.BytesIO(d.pdf))
     total = len(reader.pages)
     assert total >= 300 and d.rendered.page_count == total
-    header = squash("request_id ts verdict round note")
+    header = squash("request_id round note")
     late = [reader.pages[i].extract_text() for i in (total // 2, total // 2 + 1)]
     for text in late:
         assert header in squash(text), "a page in the middle of the table repeats its header"
         rounds = re.findall(r"missedreviewround(\d+);", squash(text))
         assert rounds, "rows on the page"
-    assert has(d, "All rows: attachment every-verdict-reviewed.unreviewed-verdicts.offending.parquet (6,496 rows).")
+    assert has(d, "All rows: attachment every-verdict-reviewed.unreviewed-verdicts.offending.parquet (6,032 rows).")
     assert verify_report(d.pdf, d.keyring.verifiers()).ok
 
 

@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 

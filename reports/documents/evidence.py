@@ -202,7 +202,8 @@ def _attachment_name(requirement_id: str, item_id: str, file: str, taken: set[st
     return name
 
 
-def _result_attachments(result: PackResult, names: _AttachmentNames, basis: EvidenceBasis) -> list[Attachment]:
+def _result_attachments(result: PackResult, names: _AttachmentNames, basis: EvidenceBasis,
+                        pack_text: bytes | None) -> list[Attachment]:
     """The evaluation (summary.json, the bundle's summary with attachment names for files),
     the pack text, and each non-empty query result as Parquet."""
     out: list[Attachment] = []
@@ -210,7 +211,6 @@ def _result_attachments(result: PackResult, names: _AttachmentNames, basis: Evid
     # The institution's file system layout is not evidence: name files, not paths.
     summary["rests_on"]["path"] = basis.path.name
     summary["pack"]["file"] = Path(result.pack.file).name
-    pack_text = _pack_text(result.pack)
     if pack_text is not None:
         summary["pack"]["bundled_as"] = PACK_ATTACHMENT
     checkpoint = summary["rests_on"].get("checkpoint")
@@ -271,6 +271,7 @@ def _describe(part: str, item_id: str, citation: str, held: int, total: int) -> 
 def _document(basis: EvidenceBasis, result: PackResult, activity: PeriodActivity, shown: list[ShownEntry],
               proofs: ProofCheck, limits: Limits, info: DocumentInfo) -> Report:
     pack = result.pack
+    pack_text = _pack_text(pack)
     names = _AttachmentNames(result)
     failed = failed_verification_section(basis, proofs)
     first = 1 + (failed is not None)  # number of the executive summary
@@ -303,7 +304,7 @@ def _document(basis: EvidenceBasis, result: PackResult, activity: PeriodActivity
             "Every entry a table of this document names by its sequence number (the seq and *_seq columns of the rows "
             "shown) is listed below with the result of its inclusion proof, checkable with the public key alone. Counts "
             "and charts cover every entry of the checkpoint; they are as good as the whole-ledger check above.")),
-        method_section(basis, pack_method_blocks(result, limits, PACK_ATTACHMENT if _pack_text(pack) else None),
+        method_section(basis, pack_method_blocks(result, limits, PACK_ATTACHMENT if pack_text is not None else None),
                        (activity_queries(activity),)),
         how_to_verify_section(basis, proofs, extra=_rerun_blocks(result)),
     ]
@@ -322,7 +323,7 @@ def _document(basis: EvidenceBasis, result: PackResult, activity: PeriodActivity
     attachments = (
         *evidence_attachments(basis, proofs, proofs_description=(
             f"Inclusion proofs of the {len(shown)} entries the evidence tables name (mrm-ledger-proof/1)")),
-        *_result_attachments(result, names, basis),
+        *_result_attachments(result, names, basis, pack_text),
     )
     return Report(meta, tuple(sections), attachments)
 

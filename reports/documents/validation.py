@@ -15,7 +15,7 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from gates.forensics.errors import ForensicsError
 from gates.forensics.reconstruct import parse_instant
@@ -25,7 +25,6 @@ from ..model import (
     Block,
     CodeBlock,
     Column,
-    Figure,
     KeyValue,
     KeyValues,
     Paragraph,
@@ -40,7 +39,7 @@ from ..model import (
 )
 from .badges import drift_status, fairness_status, passed, promotion_status
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
-from .history import AlertEntry, GateDecision, MonitorRun, Query, SlotHistory, read_slot_history
+from .history import AlertEntry, GateDecision, Query, SlotHistory, read_slot_history
 from .slot_charts import (
     decisions_over_time_chart,
     di_band,
