@@ -180,4 +180,10 @@ def evidence_figures(scale: str, packs: tuple[str, ...] = EVIDENCE_PACKS) -> lis
                 "note": f"{info['requests']:,} requests; build {t1 - t0:.1f} s ({steps}); render {t2 - t1:.1f} s, "
                         f"{rendered.page_count} pages, {len(report.attachments)} attachments, {judged} sections",
             })
+        out = Path("bench-out") / f"evidence-{packs[0]}-{n}.pdf"
+        wall = _cli_wall(["report", "evidence", str(path), "--pack", packs[0], "--keyring", str(keyring_file),
+                          "--verification", "proofs", "-o", str(out)])
+        figures.append({"name": f"mrm report evidence --pack {packs[0]} --verification proofs, {info['entries']:,} entries",
+                        "value": wall, "unit": "s",
+                        "note": "fresh process: Python start and imports included"})
     return figures
