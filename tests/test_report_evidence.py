@@ -24,12 +24,20 @@ from pypdf import PdfReader
 from ledger import Ledger
 from mappings import load_pack
 from mrm.cli import main
-from reports.documents import DocumentInfo, EvidenceScope, Limits, TrustPlan, build_evidence_report
+from reports.documents import (
+    DocumentInfo,
+    EvidenceScope,
+    LedgerVerificationFailed,
+    Limits,
+    TrustPlan,
+    build_evidence_report,
+)
 from reports.model import Status, StatusBadge
 from reports.render import render_pdf
 from reports.verify import AttachmentStatus, verify_report
 
 from . import mapping_ledgers as ml
+from .helpers import edit_rows, segment_files
 from .report_support import embedded_bytes, page_texts, replace_attachment, squash
 
 CREATED = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.timezone.utc)
@@ -202,6 +210,20 @@ def test_hostile_ledger_values_are_text_and_never_fetched(ledgers, tmp_path):
     assert has(d, HOSTILE_OPERATOR) and has(d, HOSTILE_REASON)
     assert all(u.startswith("mrm-asset:") for u in d.rendered.requested_urls)
     assert verify_report(d.pdf, d.keyring.verifiers()).ok
+
+
+def test_a_tampered_ledger_is_refused_or_reported_failed(ledgers, tmp_path):
+    path = tmp_path / "ledger"
+    shutil.copytree(ledgers.violated, path)
+    for file in segment_files(path, "guardrail"):  # the served-after-block finding, erased after the fact
+        edit_rows(file, "guardrail", lambda rows: [{**r, "verdict": "pass"} if r["verdict"] == "block" else r for r in rows])
+    keyring = ml.keyring()
+    with pytest.raises(LedgerVerificationFailed):
+        build_evidence_report(path, EvidenceScope("kfcpa", ml.START, ml.END), TrustPlan.hmac_chain(keyring), INFO)
+    report = build_evidence_report(path, EvidenceScope("kfcpa", ml.START, ml.END),
+                                   TrustPlan.hmac_chain(keyring, allow_failed=True), INFO)
+    assert report.meta.verification.status is Status.FAIL
+    assert report.sections[0].title == "Verification FAILED" and report.sections[1].title == "Executive summary"
 
 
 # --------------------------------------------------------------------------- long evidence

@@ -95,6 +95,9 @@ def _plan(f: pa.Field) -> _ColumnPlan:
             kind, weight = ValueKind.TEXT, 2.4
     else:  # lists, maps, structs, intervals: their text form
         kind, weight = ValueKind.TEXT, 2.8
+    # A column is at least as wide as its name needs (query column names are long, like
+    # production_since_seq, and a header broken mid-word reads badly), within reason.
+    weight = max(weight, min(len(f.name) / 9, 2.6))
     return _ColumnPlan(f.name, t, Column(f.name, kind, weight=weight))
 
 
