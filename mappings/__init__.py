@@ -18,6 +18,8 @@ ledger, and its status computed from what the ledger holds.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 # Loaded on first use, so `import mappings` stays cheap for the `mrm` command line.
@@ -48,6 +50,24 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return list(__all__)
+
+
+class _Package(types.ModuleType):
+    """The package module, keeping its exports when a submodule of the same name loads.
+
+    Importing ``mappings.evaluate`` (the module) makes Python set the package attribute
+    ``evaluate`` to that module, which would then hide the function ``from mappings import
+    evaluate`` promises, depending on which import ran first. An exported name keeps its
+    export; the submodule is still in ``sys.modules``, where ``from mappings.evaluate import
+    ...`` finds it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and name in _MODULE_OF:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers

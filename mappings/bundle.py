@@ -7,6 +7,7 @@
       evidence/<requirement>/<item>/
         query.sql                  the query as run, with the period it ran for
         scope.sql                  the scope query, when the item has one
+        scope.parquet              the first rows of the scope (the population judged; scope_count says how many)
         rows.parquet               the first rows of its result (row_count says how many there were)
         offending.parquet          the rows that fail (row checks), first ones
         result.json                status, explanation, rule, counts, columns
@@ -28,6 +29,8 @@ import pyarrow.parquet as pq
 
 from .errors import MappingError
 from .result import EvidenceResult, PackResult
+
+__all__ = ["PARQUET_FILES", "evidence_parquet", "evidence_tables", "write_bundle"]
 
 
 def write_bundle(result: PackResult, out: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -75,21 +78,40 @@ def _write_evidence(result: PackResult, ev: EvidenceResult, doc: dict[str, Any],
     params = ", ".join(f"${k} = '{v}'" for k, v in doc["parameters"].items()) or "(none)"
     header = (f"-- pack {result.pack.id} {result.pack.pack_version}, evidence {ev.id} ({doc['pack_location']})\n"
               f"-- parameters: {params}\n-- expectation: {doc['rule']}\n-- rests on: {result.rests_on.line}\n")
-    files = {"query": "query.sql", "rows": "rows.parquet", "offending": "offending.parquet", "result": "result.json"}
+    files = {"query": "query.sql", "result": "result.json"}
     (directory / "query.sql").write_text(header + ev.sql.rstrip() + "\n", encoding="utf-8")
     if ev.item.scope is not None:
         (directory / "scope.sql").write_text(header + ev.item.scope.sql.rstrip() + "\n", encoding="utf-8")
         files["scope"] = "scope.sql"
-    notes = _write_parquet(ev.rows, directory / "rows.parquet") + _write_parquet(ev.offending, directory / "offending.parquet")
+    notes = []
+    for part, table in evidence_tables(ev).items():
+        data, table_notes = evidence_parquet(table)
+        (directory / PARQUET_FILES[part]).write_bytes(data)
+        files[part] = PARQUET_FILES[part]
+        notes += table_notes
     if notes:
         doc["parquet_notes"] = sorted(set(notes))
     _dump(doc, directory / "result.json")
     return {k: str((directory / v).relative_to(root)) for k, v in files.items()}
 
 
-def _write_parquet(table: pa.Table, path: Path) -> list[str]:
-    """Parquet has no type for some DuckDB results (intervals): those columns are written as
-    their text form, and the note says which."""
+# The query results of one evidence item, by part, and the file each is written to.
+PARQUET_FILES = {"rows": "rows.parquet", "offending": "offending.parquet", "scope_rows": "scope.parquet"}
+
+
+def evidence_tables(ev: EvidenceResult) -> dict[str, pa.Table]:
+    """The item's kept query results by part (rows, offending, scope_rows), as the bundle
+    writes them and the examiner evidence pack embeds them."""
+    tables = {"rows": ev.rows, "offending": ev.offending}
+    if ev.scope_rows is not None:
+        tables["scope_rows"] = ev.scope_rows
+    return tables
+
+
+def evidence_parquet(table: pa.Table) -> tuple[bytes, list[str]]:
+    """``table`` as Parquet (zstd) bytes, and notes on columns written as text. Parquet has
+    no type for some DuckDB results (intervals): those columns are written as their text
+    form, and the note says which."""
     notes = []
     columns, fields = [], []
     for f, column in zip(table.schema, table.columns):
@@ -99,8 +121,9 @@ def _write_parquet(table: pa.Table, path: Path) -> list[str]:
             notes.append(f"column {f.name} (an interval) is written as ISO 8601 duration text")
         columns.append(column)
         fields.append(f)
-    pq.write_table(pa.Table.from_arrays(columns, schema=pa.schema(fields)), path, compression="zstd")
-    return notes
+    out = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_arrays(columns, schema=pa.schema(fields)), out, compression="zstd")
+    return out.getvalue().to_pybytes(), notes
 
 
 def _iso_duration(value: Any) -> str:

@@ -162,22 +162,24 @@ def _evaluate(session: LedgerSQL, pack: Pack, period: Period | None, as_if_in_fo
                         as_if_in_force=as_if_in_force, title=pack.id)
     _bind_all(session, pack)
     results = []
+    scopes = _Populations(session, max_rows)
     for req in pack.requirements:
         if wanted is not None and req.id not in wanted:
             continue
-        results.append(_requirement(session, req, app, max_rows))
+        results.append(_requirement(session, req, app, max_rows, scopes))
     return PackResult(pack, requested, app, rests_on(session), tuple(results), dt.datetime.now(_UTC),
                       time.perf_counter() - started)
 
 
-def _requirement(session: LedgerSQL, req: Requirement, app: Applicability, max_rows: int) -> RequirementResult:
+def _requirement(session: LedgerSQL, req: Requirement, app: Applicability, max_rows: int,
+                 scopes: "_Populations") -> RequirementResult:
     if not req.evidenced:
         return RequirementResult(req, Status.OUT_OF_SCOPE, "the ledger cannot evidence this; ask for: " + "; ".join(req.ask_for))
     if req.not_applicable_because:
         return RequirementResult(req, Status.NOT_APPLICABLE, req.not_applicable_because)
     if app.evaluated is None:
         return RequirementResult(req, Status.NOT_APPLICABLE, app.note)
-    items = tuple(_evidence(session, item, app.evaluated, max_rows) for item in req.evidence)
+    items = tuple(_evidence(session, item, app.evaluated, max_rows, scopes) for item in req.evidence)
     status = combine([i.status for i in items])
     if len(items) == 1:
         explanation = items[0].explanation
@@ -191,7 +193,8 @@ def _requirement(session: LedgerSQL, req: Requirement, app: Applicability, max_r
 # ---------------------------------------------------------------------- one evidence item
 
 
-def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: int) -> EvidenceResult:
+def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: int,
+              scopes: "_Populations | None" = None) -> EvidenceResult:
     started = time.perf_counter()
     expect = item.expect
     params = _params(item.query, period)
@@ -217,11 +220,9 @@ def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: 
     row_count = stats["n"]
     offending_count = row_count if expect.kind == ex.NO_ROWS else stats["bad"]
 
-    scope_count = None
+    scope_count, scope_rows = None, None
     if item.scope is not None:
-        scope_params = _params(item.scope, period)
-        scope_count = int(_run(session, item.scope, f"SELECT count(*) AS n FROM {_subquery(item.scope.sql)}", scope_params)
-                          .column("n")[0].as_py())
+        scope_count, scope_rows = (scopes or _Populations(session, max_rows)).get(item.scope, _params(item.scope, period))
 
     observed: dict[str, Any] = {}
     if expect.kind in (ex.MIN_VALUE, ex.MAX_VALUE, ex.SPAN_AT_LEAST):
@@ -229,7 +230,28 @@ def _evidence(session: LedgerSQL, item: EvidenceItem, period: Period, max_rows: 
     status, explanation = _judge(item, row_count, offending_count, scope_count, observed)
     all_params = {**params, **(_params(item.scope, period) if item.scope else {})}
     return EvidenceResult(item, status, explanation, all_params, row_count, rows, offending_count, offending, scope_count,
-                          observed, time.perf_counter() - started)
+                          scope_rows, observed, time.perf_counter() - started)
+
+
+class _Populations:
+    """Scope queries of one evaluation, each run once: many items of a pack judge the same
+    population (every decision served in the period), and at ten million decisions counting
+    it and reading its first rows costs over a second each time."""
+
+    def __init__(self, session: LedgerSQL, max_rows: int):
+        self.session, self.max_rows = session, max_rows
+        self._seen: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[int, pa.Table]] = {}
+
+    def get(self, scope: Query, params: Mapping[str, Any]) -> tuple[int, pa.Table]:
+        """The population's exact size and its first rows, in the scope query's order (kept so
+        a reader sees what was judged: a no_rows check returns only its findings)."""
+        key = (scope.sql, tuple(sorted(params.items())))
+        if key not in self._seen:
+            source = _subquery(scope.sql)
+            count = int(_run(self.session, scope, f"SELECT count(*) AS n FROM {source}", params).column("n")[0].as_py())
+            limit = int(self.max_rows) if count else 0  # an empty population has only its columns to read
+            self._seen[key] = (count, _run(self.session, scope, f"SELECT * FROM {source} LIMIT {limit}", params))
+        return self._seen[key]
 
 
 def _local_stats(expect: ex.Expectation, rows: pa.Table) -> dict[str, Any]:

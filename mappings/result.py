@@ -83,6 +83,7 @@ class EvidenceResult:
     offending_count: int  # rows failing a row check; 0 for sufficiency checks
     offending: pa.Table  # the first offending rows
     scope_count: int | None = None  # rows of the scope query, when the item has one
+    scope_rows: pa.Table | None = None  # the first rows of the scope (the population), in its order
     observed: Mapping[str, Any] = field(default_factory=dict)  # e.g. span_days, min, max
     seconds: float = 0.0
 
@@ -111,6 +112,7 @@ class EvidenceResult:
             "parameters": {k: _utc(v) for k, v in self.parameters.items()},
             "row_count": self.row_count, "rows_shown": len(self.rows), "offending_count": self.offending_count,
             "offending_shown": len(self.offending), "scope_count": self.scope_count,
+            "scope_rows_shown": None if self.scope_rows is None else len(self.scope_rows),
             "columns": [{"name": f.name, "type": str(f.type)} for f in self.rows.schema],
             "observed": {k: (_utc(v) if isinstance(v, dt.datetime) else v) for k, v in self.observed.items()},
             "seconds": round(self.seconds, 3), "pack_location": f"{item.query.location.file}:{item.query.location.line}",

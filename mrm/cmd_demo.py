@@ -55,6 +55,7 @@ def _summary(r: DemoResult, documents: DemoReports | None) -> list[str]:
         *(["Examiner PDFs (PDF/A-3b, evidence and proofs attached, manifest signed with the ledger key):",
            f"  decision dossier    {_rel(documents.decision)}  (the disputed request)",
            f"  validation history  {_rel(documents.validation)}  (slot {SLOT}, SR 11-7)",
+           f"  evidence pack       {_rel(documents.evidence)}  (SR 11-7 over the demo's year)",
            ""] if documents else []),
         "Try next:",
         f"  mrm status {_rel(p.ledger)}",

@@ -1,5 +1,5 @@
-"""Report commands: `mrm report decision` and `mrm report validation` build a signed PDF from
-the ledger; `mrm report verify` checks one. The document builders (WeasyPrint, DuckDB) load
+"""Report commands: `mrm report decision`, `mrm report validation` and `mrm report evidence`
+build a signed PDF from the ledger; `mrm report verify` checks one. The document builders (WeasyPrint, DuckDB) load
 only when a document is built, so `mrm report verify` and every other command start quickly."""
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ def report() -> None:
     Documents:
       decision     the dossier of one disputed decision (KFCPA Art. 17/28, EU AI Act Art. 86, PIPA Art. 37-2)
       validation   the validation history of one model slot (SR 11-7)
+      evidence     the examiner evidence pack: one regulation pack over a period
     Each rests on one signed checkpoint, is checked before it is built, and carries its
     evidence, the checkpoint and inclusion proofs inside the PDF. Anyone with the ledger's
     public key can check it with `mrm report verify`.
@@ -236,6 +237,67 @@ def report_validation(path: str, slot: str, since: str | None, until: str | None
     _announce(verification, public_key)
     written = write_validation_report(path, ValidationScope(slot, since, until), plan, keyring.signer, out,
                                       info=_info(institution, prepared_by, report_id), created=_created(created))
+    _finish(written, as_json)
+
+
+# ---------------------------------------------------------------------- mrm report evidence
+
+
+@report.command("evidence")
+@existing_ledger
+@click.option("--pack", "pack_name", required=True, help="The regulation pack: its id (see `mrm packs`) or the path of a .toml file.")
+@click.option("--from", "since", help="Start of the period, included: ISO 8601 with a zone, or a date (midnight UTC). "
+              "Default: the ledger's first entry.")
+@click.option("--to", "until", help="End of the period, excluded. Default: just after the newest entry of the checkpoint.")
+@click.option("--as-if-in-force", is_flag=True,
+              help="Judge the whole period even where the pack was not (yet, or any longer) in force: a readiness "
+              "assessment, labelled as such on the cover and in the summary.")
+@click.option("--packs-dir", "packs_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A directory of your own packs (repeatable); they shadow built-in packs of the same id. Also $MRM_PACKS_DIR.")
+@click.option("--max-rows", type=click.IntRange(1), default=1000, show_default=True,
+              help="Rows of each query result kept and embedded as Parquet (counts are exact regardless).")
+@click.option("--rows-shown", type=click.IntRange(1), default=25, show_default=True,
+              help="Rows each table of findings or judged rows shows (the rest are in its attachment).")
+@document_options
+@handle_errors
+@report_errors
+def report_evidence(path: str, pack_name: str, since: str | None, until: str | None, as_if_in_force: bool,
+                    packs_dirs: tuple[str, ...], max_rows: int, rows_shown: int, out: str | None, keyring_file: str | None,
+                    public_key: str | None, verification: str, allow_failed: bool, institution: str | None,
+                    prepared_by: str, report_id: str | None, created: str | None, workers: int | None,
+                    as_json: bool) -> None:
+    """The examiner evidence pack for one regulation pack and period: cover (what it rests
+    on and how it was verified), an executive summary with the coverage matrix and every
+    gap, charts of what the models did, one section per requirement (citation, paraphrase,
+    what an examiner asks, status and why, the offending rows, a sample of what was judged
+    with the exact count, and the SQL, runnable in `mrm sql`), the requirements outside the
+    ledger with what to ask for instead, and the method. It embeds each query's rows as
+    Parquet, the evaluation (summary.json), the pack text, the verification report, the
+    checkpoint and inclusion proofs of every entry its tables name.
+
+    A gap is a finding, not an error: the exit code is 0 when the document is written, 1
+    when the ledger does not verify, 2 on bad input or a malformed pack.
+
+    \b
+    Examples:
+      mrm report evidence ./audit --pack kfcpa --from 2026-01-01 --to 2026-07-01 --institution "Example Bank" -o kfcpa-h1.pdf
+      mrm report evidence ./audit --pack sr-26-2 --public-key ledger.pub --verification proofs
+      mrm report evidence ./audit --pack eu-ai-act --as-if-in-force          # readiness, before the Act applies
+    """
+    from mappings.catalog import pack_dirs
+    from mappings.errors import MappingError
+    from reports.documents import EvidenceScope, Limits, write_evidence_report
+
+    keyring = _signing_keyring(path, keyring_file)
+    plan = _plan(path, keyring, public_key, verification, allow_failed, workers)
+    try:
+        limits = Limits(kept=max_rows, shown=min(rows_shown, max_rows), sample=min(10, max_rows))
+        scope = EvidenceScope(pack_name, since, until, as_if_in_force, tuple(pack_dirs(packs_dirs)), limits)
+        _announce(verification, public_key)
+        written = write_evidence_report(path, scope, plan, keyring.signer, out,
+                                        info=_info(institution, prepared_by, report_id), created=_created(created))
+    except MappingError as e:
+        raise UsageFailure(str(e)) from None
     _finish(written, as_json)
 
 

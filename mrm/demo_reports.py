@@ -1,5 +1,6 @@
-"""The demo's closing step: the decision dossier of its disputed request and the validation
-history of its model slot, written beside the ledger. Kept apart from the scenario so any
+"""The demo's closing step: the decision dossier of its disputed request, the validation
+history of its model slot, and the examiner evidence pack of the regulation pack that fits
+the demo's period, written beside the ledger. Kept apart from the scenario so any
 demo (the interim synthetic stream, or the scenario that replaces it) ends the same way."""
 
 from __future__ import annotations
@@ -13,26 +14,35 @@ from ledger import Keyring
 
 DEMO_INSTITUTION = "Example Bank (demo)"
 DEMO_PREPARED_BY = "mrm demo"
+# The demo's decisions are dated August 2025: SR 11-7 is the model-risk guidance in force then
+# (SR 26-2 replaces it from 17 April 2026), so its pack is judged without --as-if-in-force.
+DEMO_PACK = "sr-11-7"
 
 
 @dataclass(frozen=True)
 class DemoReports:
     decision: Path
     validation: Path
+    evidence: Path
     public_key: Path  # what an examiner checks the PDFs with
 
 
 def write_demo_reports(ledger_dir: str | os.PathLike[str], keyring: Keyring, out_dir: str | os.PathLike[str], *,
-                       request_id: str, slot: str, institution: str = DEMO_INSTITUTION,
+                       request_id: str, slot: str, pack: str = DEMO_PACK,
+                       period: tuple[dt.datetime, dt.datetime] | None = None, institution: str = DEMO_INSTITUTION,
                        created: dt.datetime | None = None) -> DemoReports:
-    """Verify the ledger with its HMAC key and write both documents, and the public key that
-    checks them, into ``out_dir``."""
+    """Verify the ledger with its HMAC key and write the three documents, and the public key
+    that checks them, into ``out_dir``. ``period`` is what the evidence pack judges (default:
+    the ledger's whole history, which runs to the ledger's creation, today, when the demo's
+    entries are dated in the past)."""
     from reports.documents import (
         DecisionQuery,
         DocumentInfo,
+        EvidenceScope,
         TrustPlan,
         ValidationScope,
         write_decision_report,
+        write_evidence_report,
         write_validation_report,
     )
 
@@ -48,4 +58,7 @@ def write_demo_reports(ledger_dir: str | os.PathLike[str], keyring: Keyring, out
                                      out / "decision-dossier.pdf", info=info, created=created)
     validation = write_validation_report(ledger_dir, ValidationScope(slot), plan, keyring.signer,
                                          out / "validation-history.pdf", info=info, created=created)
-    return DemoReports(decision.path, validation.path, public_key)
+    since, until = period if period is not None else (None, None)
+    evidence = write_evidence_report(ledger_dir, EvidenceScope(pack, since, until), plan, keyring.signer,
+                                     out / f"evidence-pack-{pack}.pdf", info=info, created=created)
+    return DemoReports(decision.path, validation.path, evidence.path, public_key)

@@ -18,6 +18,7 @@ import pyarrow as pa
 PRODUCTS = ("deposit_12m", "bond_fund", "balanced_fund", "equity_fund", "els_note")
 FEATURES = ("age", "income", "assets", "experience_years", "risk_tolerance", "debt_ratio", "tenure_months")
 START = dt.datetime(2025, 8, 1, tzinfo=dt.timezone.utc)
+REQUEST_INTERVAL = dt.timedelta(seconds=30)  # between two requests of stream()
 
 
 def request_flow(rng: np.random.Generator, i: int, ts: dt.datetime, model_version: str) -> list[tuple[str, dict]]:
@@ -74,7 +75,7 @@ def stream(n_requests: int, seed: int = 7) -> Iterator[tuple[str, dict]]:
         reason="no champion in slot product_reco", thresholds={"min_relative_improvement": 0.005},
     )
     for i in range(n_requests):
-        ts = START + dt.timedelta(seconds=30 * i)
+        ts = START + REQUEST_INTERVAL * i
         if i and i % 5000 == 0:
             new = f"reco-2025.{8 + i // 5000}.1"
             yield "model_promotion", dict(

@@ -274,8 +274,10 @@ class Column:
 @dataclass(frozen=True)
 class Table:
     """Rows of typed values under column headers. Long tables break across pages with the
-    header row repeated; ``source_attachment`` names the attachment holding all the rows
-    (and ``total_rows`` how many there are when the table shows only some)."""
+    header row repeated; ``source_attachment`` names the attachment holding the rows
+    (``total_rows``: how many there are when the table shows only some; ``source_rows``: how
+    many the attachment holds when it holds only the first of them, as for a query result
+    of millions of rows)."""
 
     columns: tuple[Column, ...]
     rows: tuple[tuple[CellValue, ...], ...]
@@ -283,6 +285,7 @@ class Table:
     source_attachment: str | None = None
     total_rows: int | None = None
     empty_text: str = "No rows."
+    source_rows: int | None = None
 
     def __post_init__(self) -> None:
         columns = tuple(self.columns)
@@ -304,6 +307,12 @@ class Table:
                 isinstance(self.total_rows, int) and not isinstance(self.total_rows, bool) and self.total_rows >= len(rows),
                 f"table {self.caption!r}: total_rows {self.total_rows!r} is less than the {len(rows)} rows shown",
             )
+        if self.source_rows is not None:
+            _require(self.source_attachment is not None and self.total_rows is not None,
+                     f"table {self.caption!r}: source_rows needs source_attachment and total_rows")
+            _require(isinstance(self.source_rows, int) and not isinstance(self.source_rows, bool)
+                     and len(rows) <= self.source_rows <= self.total_rows,  # type: ignore[operator]
+                     f"table {self.caption!r}: source_rows {self.source_rows!r} is not between the rows shown and total_rows")
 
 
 @dataclass(frozen=True)

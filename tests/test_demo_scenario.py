@@ -373,13 +373,14 @@ def test_output_directory_that_is_not_a_demo_is_refused(tmp_path):
 
 
 def test_the_demo_ends_with_examiner_pdfs_that_verify(demo):
-    """`mrm demo` writes the disputed decision's dossier and the slot's validation history,
-    both verifying with the public key written beside the ledger."""
+    """`mrm demo` writes the disputed decision's dossier, the slot's validation history and
+    the SR 11-7 evidence pack, each verifying with the public key written beside the ledger."""
     from reports.verify import load_verifier_keys, verify_report
 
     out = demo["out"]
     keys = load_verifier_keys(out / "ledger.pub")
-    for kind, name in (("decision", "decision-dossier.pdf"), ("validation", "validation-history.pdf")):
+    for kind, name in (("decision", "decision-dossier.pdf"), ("validation", "validation-history.pdf"),
+                       ("evidence", "evidence-pack-sr-11-7.pdf")):
         pdf = out / "reports" / name
         assert str(pdf) in demo["cli"].output or name in demo["cli"].output
         checked = verify_report(pdf, keys)

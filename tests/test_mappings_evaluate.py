@@ -147,7 +147,8 @@ def test_the_result_carries_everything_the_examiner_document_shows(session):
     served = next(e for e in req.evidence if e.id == "unsuitable-never-served")
     assert isinstance(served.offending, pa.Table) and served.offending_count == 2
     assert [r["request_id"] for r in served.offending.to_pylist()] == ["bad-blockserved-0302", "bad-blockserved-0512"]
-    assert served.scope_count > 400 and "FROM decisions" in served.sql
+    assert served.scope_count > 400 and "FROM guardrail g SEMI JOIN intervened" in served.sql
+    assert served.scope_rows.num_rows == served.scope_count and served.scope_rows.column_names[:3] == ["seq", "ts", "request_id"]
     assert served.explanation == "2 row(s) found, each a finding"
     doc = result.to_dict()
     json.dumps(doc)  # plain JSON, nothing left for a default= to guess

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..model import Status, StatusBadge
 
-__all__ = ["drift_status", "fairness_status", "passed", "promotion_status", "verdict_status"]
+__all__ = ["drift_status", "fairness_status", "passed", "promotion_status", "requirement_status", "verdict_status"]
 
 
 def verdict_status(verdict: str) -> StatusBadge:
@@ -52,3 +52,15 @@ def fairness_status(status: Any) -> StatusBadge:
 def drift_status(status: Any) -> StatusBadge:
     return {"stable": StatusBadge(Status.PASS, "STABLE"), "moderate_drift": StatusBadge(Status.WARN, "MODERATE"),
             "significant_drift": StatusBadge(Status.FAIL, "SIGNIFICANT")}.get(status, StatusBadge(Status.NOT_RUN, "NOT RECORDED"))
+
+
+def requirement_status(status: str) -> StatusBadge:
+    """A regulation pack's verdict on a requirement or evidence item (mappings.Status values).
+    Only a found violation is a failure; what could not be judged is a warning, never a pass."""
+    return {
+        "met": StatusBadge(Status.PASS, "MET"),
+        "gap": StatusBadge(Status.FAIL, "GAP"),
+        "insufficient_evidence": StatusBadge(Status.WARN, "INSUFFICIENT EVIDENCE"),
+        "not_applicable": StatusBadge(Status.INFO, "NOT APPLICABLE"),
+        "out_of_scope": StatusBadge(Status.NOT_RUN, "OUTSIDE THE LEDGER"),
+    }.get(status, StatusBadge(Status.INFO, status.upper() or "UNKNOWN"))

@@ -15,18 +15,16 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from gates.forensics.errors import ForensicsError
 from gates.forensics.reconstruct import parse_instant
 from ledger.note import Signer
 
-from ..charts import Series, Threshold, line_chart
 from ..model import (
     Block,
     CodeBlock,
     Column,
-    Figure,
     KeyValue,
     KeyValues,
     Paragraph,
@@ -41,7 +39,14 @@ from ..model import (
 )
 from .badges import drift_status, fairness_status, passed, promotion_status
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
-from .history import AlertEntry, GateDecision, MonitorRun, Query, SlotHistory, read_slot_history
+from .history import AlertEntry, GateDecision, Query, SlotHistory, read_slot_history
+from .slot_charts import (
+    decisions_over_time_chart,
+    di_band,
+    drift_chart,
+    fairness_chart,
+    primary_metric_chart,
+)
 from .parts import (
     DocumentInfo,
     ShownEntry,
@@ -66,10 +71,6 @@ ATTACHMENTS = {
     "registry_problems": ("registry-problems.parquet", "Query result: entries the registry refused (stale or out of order)"),
     "monitoring": ("monitoring.parquet", "Query result: monitor_run, monitor_alert and online_evaluation entries of the slot"),
 }
-# What the monitors compare against when no policy is recorded (gates.policy.MonitorRules defaults).
-DEFAULT_DI_BAND = (0.8, 1.25)
-DEFAULT_PSI_LINES = (0.1, 0.25)
-MAX_PSI_FEATURES = 6
 
 
 @dataclass(frozen=True)
@@ -283,72 +284,12 @@ def _gate_section(h: SlotHistory, period: Period) -> Section:
                              "Holm-adjusted p-value rounded here; exact values in each decision's details below)",
         source_attachment=ATTACHMENTS["promotions"][0],
         total_rows=len(rows), empty_text="No promotion decision for this slot in the period."))
-    chart = _primary_metric_chart(h.decisions)
-    if chart is not None:
-        blocks.append(chart)
-    chart = _decisions_over_time_chart(h.decisions, period.start, h.until or h.last_ts() or period.end)
-    if chart is not None:
-        blocks.append(chart)
+    for chart in (primary_metric_chart(h.decisions),
+                  decisions_over_time_chart(h.decisions, period.start, h.until or h.last_ts() or period.end)):
+        if chart is not None:
+            blocks.append(chart)
     details = tuple(_decision_detail(d) for d in h.decisions if d.has_detail)
     return Section("Gate decisions", tuple(blocks), details)
-
-
-def _primary_metric_chart(decisions: Sequence[GateDecision]) -> Figure | None:
-    compared = [(d, d.primary) for d in decisions if d.primary is not None
-                and _finite(d.primary.get("champion")) and _finite(d.primary.get("challenger"))]
-    if len({d.ts for d, _ in compared}) < 2:
-        return None  # one comparison is a table row, not a trend: the decision's details show it
-    metric = str(compared[-1][1].get("metric"))
-    x = [d.ts for d, _ in compared]
-    champion = [float(row["champion"]) for _, row in compared]
-    challenger = [float(row["challenger"]) for _, row in compared]
-    bar = [_bar_to_clear(row) for _, row in compared]
-    series = [Series("champion (production)", x, champion), Series("challenger", x, challenger)]
-    if all(math.isfinite(b) for b in bar):
-        series.append(Series("bar to clear (min. improvement)", x, bar))
-    svg = line_chart(series, title=f"{metric} at each gate decision", y_label=metric, size=(6.5, 2.8))
-    thresholds = sorted({row.get("threshold") for _, row in compared if _finite(row.get("threshold"))})
-    needed = ", ".join(f"{t * 100:+.2f}%" for t in thresholds) or "as recorded"
-    return Figure(svg, f"Primary metric of the champion and the challenger at each gate decision, with the value the challenger "
-                       f"had to reach (relative improvement {needed})",
-                  alt=f"Line chart of {metric} for champion, challenger and the bar to clear over time")
-
-
-def _bar_to_clear(row: Mapping[str, Any]) -> float:
-    """The challenger value that would just meet the relative-improvement threshold. The
-    direction (higher or lower is better) is read from the recorded relative change."""
-    champion, challenger = float(row["champion"]), float(row["challenger"])
-    threshold, delta = row.get("threshold"), row.get("delta_rel")
-    if not _finite(threshold) or not _finite(delta) or champion == 0.0:
-        return math.nan
-    lower_is_better = (challenger - champion) * float(delta) < 0
-    step = abs(champion) * float(threshold)
-    return champion - step if lower_is_better else champion + step
-
-
-def _decisions_over_time_chart(decisions: Sequence[GateDecision], start: dt.datetime, end: dt.datetime) -> Figure | None:
-    """Cumulative decisions by outcome: a step up at each decision, readable however the
-    decisions are spread (bars per day or week are mostly empty or mostly crowded)."""
-    if not decisions:
-        return None
-    groups = {
-        "promoted (promote, approve, bootstrap)": ("promote", "approve", "bootstrap"),
-        "rejected or declined": ("reject", "decline"),
-        "pending approval": ("pending_approval",),
-        "force-promoted": ("force_promote",),
-        "rolled back": ("rollback",),
-    }
-    series = []
-    for name, kinds in groups.items():
-        stamps = [d.ts for d in decisions if d.decision in kinds]
-        if not stamps:
-            continue
-        x = [start] + stamps + [end]
-        y = [0.0] + [float(i) for i in range(1, len(stamps) + 1)] + [float(len(stamps))]
-        series.append(Series(name, x, y))
-    svg = line_chart(series, title="Promotion decisions over time (cumulative)", y_label="decisions", step=True, size=(6.5, 2.6))
-    return Figure(svg, "Cumulative number of promotion decisions in the period, by outcome",
-                  alt="Step chart of the cumulative number of decisions per outcome over the period")
 
 
 def _decision_detail(d: GateDecision) -> Section:
@@ -481,28 +422,15 @@ def _monitoring_section(h: SlotHistory) -> Section:
     return Section("Monitoring", (intro,), tuple(subsections))
 
 
-def _di_band(runs: Sequence[MonitorRun]) -> tuple[float, float]:
-    for r in reversed(runs):
-        di = r.result("disparate_impact")
-        if di and _finite(di.get("min")) and _finite(di.get("max")):
-            return float(di["min"]), float(di["max"])
-    return DEFAULT_DI_BAND
-
-
 def _fairness_subsection(h: SlotHistory) -> Section | None:
     runs = h.runs_of("fairness")
     if not runs:
         return None
-    low, high = _di_band(runs)
+    low, high = di_band(runs)
     blocks: list[Block] = []
-    x = [r.ts for r in runs]
-    di = [_y((r.result("disparate_impact") or {}).get("value")) for r in runs]
-    if any(math.isfinite(v) for v in di):
-        svg = line_chart([Series("disparate impact", x, di)], title="Disparate impact of served decisions", y_label="DI",
-                         thresholds=[Threshold(low, "lower bound"), Threshold(high, "upper bound")], size=(6.5, 2.6))
-        blocks.append(Figure(svg, f"Disparate impact at each fairness run, with the fair band [{low:g}, {high:g}] "
-                                  "(unprivileged over privileged favourable rate)",
-                             alt="Line chart of disparate impact over time with the lower and upper bounds"))
+    chart = fairness_chart(runs)
+    if chart is not None:
+        blocks.append(chart)
     rows = []
     for r in runs:
         d = r.result("disparate_impact") or {}
@@ -523,38 +451,19 @@ def _fairness_subsection(h: SlotHistory) -> Section | None:
     return Section("Fairness", tuple(blocks))
 
 
-def _psi_lines(h: SlotHistory) -> tuple[float, float, str]:
-    policy = h.recorded_policy()
-    monitors = policy.get("monitors") if isinstance(policy, Mapping) else None
-    if isinstance(monitors, Mapping) and _finite(monitors.get("psi_investigate")) and _finite(monitors.get("psi_act")):
-        return float(monitors["psi_investigate"]), float(monitors["psi_act"]), "as recorded in the gate's policy"
-    return DEFAULT_PSI_LINES[0], DEFAULT_PSI_LINES[1], "the monitors' defaults (no policy recorded in this slot)"
-
-
 def _drift_subsection(h: SlotHistory) -> Section | None:
     runs = h.runs_of("drift")
     if not runs:
         return None
-    investigate, act, where = _psi_lines(h)
-    by_feature: dict[str, list[tuple[dt.datetime, float]]] = {}
     rows = []
     for r in runs:
         for res in r.results:
-            feature = str(res.get("feature"))
-            psi = _y(res.get("psi"))
-            by_feature.setdefault(feature, []).append((r.ts, psi))
-            rows.append((r.seq, r.ts, r.version, feature, _num(res.get("psi")), _num(res.get("kl")), drift_status(res.get("status")),
-                         f"{res.get('n_baseline', '?')} / {res.get('n_current', '?')}"))
-    worst = sorted(by_feature, key=lambda f: -max((v for _, v in by_feature[f] if math.isfinite(v)), default=-1.0))[:MAX_PSI_FEATURES]
+            rows.append((r.seq, r.ts, r.version, str(res.get("feature")), _num(res.get("psi")), _num(res.get("kl")),
+                         drift_status(res.get("status")), f"{res.get('n_baseline', '?')} / {res.get('n_current', '?')}"))
     blocks: list[Block] = []
-    if worst:
-        series = [Series(f, [t for t, _ in by_feature[f]], [v for _, v in by_feature[f]]) for f in sorted(worst)]
-        svg = line_chart(series, title="Population stability index of served predictions", y_label="PSI",
-                         thresholds=[Threshold(investigate, "investigate"), Threshold(act, "act")], size=(6.5, 2.8))
-        shown = "" if len(worst) == len(by_feature) else f" (the {len(worst)} features with the largest PSI of {len(by_feature)})"
-        blocks.append(Figure(svg, f"PSI per feature at each drift run{shown}, with the investigate ({investigate:g}) and act "
-                                  f"({act:g}) thresholds, {where}",
-                             alt="Line chart of PSI per feature over time with two threshold lines"))
+    chart = drift_chart(h)
+    if chart is not None:
+        blocks.append(chart)
     blocks.append(Table(
         (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
          Column("Version", ValueKind.IDENTIFIER, weight=1.2), Column("Feature", ValueKind.IDENTIFIER, weight=1.6),
@@ -644,10 +553,6 @@ def _finite(value: Any) -> bool:
 def _num(value: Any) -> float | int | None:
     """A recorded number for a NUMBER column (anything else, e.g. a string, is not shown as one)."""
     return value if _finite(value) else None
-
-
-def _y(value: Any) -> float:
-    return float(value) if _finite(value) else math.nan
 
 
 def _text(value: Any) -> str | None:
