@@ -91,6 +91,14 @@ def key_fingerprint(column: str, value: str) -> int:
     return _fmix64(_fnv1a(value.encode("utf-8"), _column_seed(column))) >> 32
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: ~100x faster here than numpy 2's hash-based np.unique."""
+    if not len(values):
+        return values
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+
+
 def fingerprints(column: str, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Fingerprints of every non-null value, as uint32 (vectorised; equal to key_fingerprint)."""
     if isinstance(values, pa.ChunkedArray):
@@ -107,7 +115,7 @@ def fingerprints(column: str, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
     h = np.full(n, _column_seed(column), dtype=np.uint64)
     prime = np.uint64(_FNV_PRIME)
     # Ids usually come in a few lengths: hash each length group byte column by byte column.
-    for length in np.unique(lengths):
+    for length in _sorted_unique(lengths):
         rows = np.flatnonzero(lengths == length)
         if length > _VECTOR_MAX_LEN:
             for i in rows:
@@ -147,7 +155,7 @@ def encode_index(first_seq: int, last_seq: int, files: Sequence[SegmentFile], ta
         for column in INDEXED_COLUMNS
         if column in table.column_names
     ]
-    fps = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint32)
+    fps = _sorted_unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint32)
     bits = _bucket_bits(len(fps))
     buckets = (fps >> np.uint32(32 - bits)) if bits else np.zeros(len(fps), dtype=np.uint32)
     directory = np.searchsorted(buckets, np.arange((1 << bits) + 1, dtype=np.uint64)).astype("<u4")

@@ -13,6 +13,7 @@ and dicts for structs; timestamps are integer microseconds since the epoch (UTC)
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 import json
 import math
 import re
@@ -264,7 +265,29 @@ def _normalizer(type_: pa.DataType) -> Callable[[Any], Any]:
 
 
 # Rules that involve a value's meaning or several fields; checked on every path.
-Rule = tuple[tuple[str, ...], Callable[..., str | None], str]
+@dataclass(frozen=True)
+class Rule:
+    """A check on a value's meaning or on several fields, run on every path. `check` is the
+    definition (a message, or None when the row is fine); `suspects`, where given, finds
+    in bulk every row of a batch the check could refuse, so a large batch is checked in
+    Arrow and `check` only runs on those rows."""
+
+    columns: tuple[str, ...]
+    check: Callable[..., str | None]
+    field: str
+    suspects: Callable[[pa.Array], pa.Array] | None = None
+
+    def first_problem(self, columns: Sequence[pa.Array]) -> tuple[int, str] | None:
+        """(row, message) of the first row of a batch the check refuses."""
+        if self.suspects is None:
+            candidates: Iterable[int] = range(len(columns[0]))
+        else:
+            candidates = np.flatnonzero(np.asarray(self.suspects(columns[0]).fill_null(False), dtype=bool)).tolist()
+        for i in candidates:
+            values = [c[i].as_py() for c in columns]
+            if values[0] is not None and (problem := self.check(*values)):
+                return i, problem
+        return None
 
 
 def _hex64(v: str) -> str | None:
@@ -283,12 +306,20 @@ def _operator_if_manual(trigger: str, operator: str | None) -> str | None:
     return None if trigger != "manual" or (operator and operator.strip()) else "an operator is required when the trigger is manual"
 
 
+def _not_hex64(column: pa.Array) -> pa.Array:
+    return pc.invert(pc.match_substring_regex(column, "^[0-9a-f]{64}$"))
+
+
+def _negative(column: pa.Array) -> pa.Array:
+    return pc.less(column, 0)
+
+
 RULES: dict[str, list[Rule]] = {
-    "model_inference": [(("input_digest",), _hex64, "input_digest"), (("latency_ms",), _non_negative, "latency_ms")],
-    "data_access": [(("row_count",), _non_negative, "row_count")],
-    "dimension_change": [(("new_dimension",), _non_negative, "new_dimension")],
-    "guardrail": [(("verdict", "reason"), _reason_unless_pass, "reason")],
-    "model_promotion": [(("trigger", "operator"), _operator_if_manual, "operator")],
+    "model_inference": [Rule(("input_digest",), _hex64, "input_digest", _not_hex64), Rule(("latency_ms",), _non_negative, "latency_ms", _negative)],
+    "data_access": [Rule(("row_count",), _non_negative, "row_count", _negative)],
+    "dimension_change": [Rule(("new_dimension",), _non_negative, "new_dimension", _negative)],
+    "guardrail": [Rule(("verdict", "reason"), _reason_unless_pass, "reason")],
+    "model_promotion": [Rule(("trigger", "operator"), _operator_if_manual, "operator")],
 }
 
 
@@ -342,13 +373,10 @@ class RowNormalizer:
             out["details"] = None if details is None else canonical_json(details)
         except _Bad as e:
             raise EntryError(e.message, table=table, field=e.path or "details", row=index) from None
-        for columns, check, field in self.rules:
-            values = [out[c] for c in columns]
-            if values[0] is None:
-                continue
-            problem = check(*values)
-            if problem:
-                raise EntryError(problem, table=table, field=field, row=index)
+        for rule in self.rules:
+            values = [out[c] for c in rule.columns]
+            if values[0] is not None and (problem := rule.check(*values)):
+                raise EntryError(problem, table=table, field=rule.field, row=index)
         return out
 
 
@@ -433,13 +461,10 @@ def normalize_arrow(spec: TableSpec, table: pa.Table, row_normalizer: RowNormali
         if pa.types.is_map(c.type) and _map_needs_row_path(col):
             return _row_path(table, row_normalizer)
         out[c.name] = col
-    for columns, check, field in row_normalizer.rules:
-        for i, values in enumerate(zip(*(out[cname].to_pylist() for cname in columns))):
-            if values[0] is None:
-                continue
-            problem = check(*values)
-            if problem:
-                raise EntryError(problem, table=name, field=field, row=i)
+    for rule in row_normalizer.rules:
+        found = rule.first_problem([out[c] for c in rule.columns])
+        if found:
+            raise EntryError(found[1], table=name, field=rule.field, row=found[0])
     return pa.table(out)
 
 
