@@ -3,7 +3,8 @@
 Each module exposes `run(scale: str) -> list[dict]`; a dict is one figure with keys
 `name`, `value`, `unit`, and optionally `baseline`, `baseline_value`, `ratio`, `target`,
 `note`. Figures are ratios against baselines measured in the same run, because these
-machines are shared and noisy. Results also go to bench-out/results.json.
+machines are shared and noisy. Results also go to bench-out/results.json, one entry per
+module with the machine and time of the run that measured it.
 
     python -m benchmarks.run                  # every module, full scale
     python -m benchmarks.run --scale quick    # small sizes, for a smoke run
@@ -36,6 +37,24 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
+def _merge_into(path: Path, results: dict) -> None:
+    """Write this run's modules into results.json, keeping other modules' figures from earlier
+    runs (`make bench BENCH_ARGS=sql` must not erase the ledger figures); each module records
+    the run it came from."""
+    merged: dict = {"figures": {}, "runs": {}}
+    try:
+        previous = json.loads(path.read_text())
+        if isinstance(previous.get("figures"), dict) and isinstance(previous.get("runs"), dict):
+            merged = previous
+    except (OSError, ValueError):
+        pass
+    run = {k: results[k] for k in ("machine", "scale", "started")}
+    for name, figures in results["figures"].items():
+        merged["figures"][name] = figures
+        merged["runs"][name] = run
+    path.write_text(json.dumps(merged, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("modules", nargs="*", help="module names without bench_ (default: all)")
@@ -61,7 +80,7 @@ def main() -> None:
                 print(f"      {f['note']}")
     out = Path("bench-out")
     out.mkdir(exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    _merge_into(out / "results.json", results)
     print(f"\nresults: {out / 'results.json'}")
 
 

@@ -4,7 +4,8 @@ The ladder runs in a fixed order and the first step that resolves settles the ve
 
 1. force-promote (an operator and a reason are required)           -> ``force_promote``
    (also :func:`decide_force_promote`, for a version whose evaluation is not at hand)
-2. no champion in the slot                                          -> ``bootstrap``
+2. no champion in the slot                                          -> ``bootstrap``, or
+   ``pending_approval`` when ``auto_promote = false``
 3. fidelity floor, per task; any failure                            -> ``reject``
    (before competition, so performance cannot bargain with safety)
 4. functional checks (tasks, horizons, artifact digests, thresholds,
@@ -279,6 +280,10 @@ def decide(inputs: GateInputs) -> Decision:
 
     if champ is None:
         check = CheckResult("champion_exists", True, f"slot {chal.slot} has no production version")
+        if not policy.auto_promote:
+            # Human sign-off means no model goes live unapproved, the first one included.
+            return Decision(PENDING, reason=f"no champion in slot {chal.slot}: {chal.version} would bootstrap the slot; "
+                            "auto_promote is off, so it waits for a human sign-off", stage="bootstrap", checks=(check,), **base)
         return Decision(BOOTSTRAP, reason=f"no champion in slot {chal.slot}: {chal.version} bootstraps the slot",
                         stage="bootstrap", checks=(check,), **base)
 
@@ -518,13 +523,22 @@ def _win_summary(policy: Policy, rows: tuple[ComparisonRow, ...], sig: tuple[Sig
 
 
 def decide_approval(slot: str, version: str, champion_version: str | None, *, approve: bool,
-                    operator: str, reason: str) -> Decision:
-    """A human's sign-off on (or refusal of) a ``pending_approval`` challenger."""
+                    operator: str, reason: str, requested_by: Sequence[str] = ()) -> Decision:
+    """A human's sign-off on (or refusal of) a ``pending_approval`` challenger.
+
+    ``requested_by`` names who put the version up for sign-off (the gate entry's actor and
+    operator): none of them may approve it, so every approval is a second person's (a
+    requester may still decline, i.e. withdraw, their own request).
+    """
     operator, reason = _require_operator(operator, reason, "an approval" if approve else "a decline")
+    requesters = sorted({r for r in requested_by if r})
+    if approve and operator in requesters:
+        raise GateInputError(f"{operator} requested the sign-off of {version} and cannot approve it; "
+                             "another operator must (separation of duties)")
     outcome = APPROVE if approve else DECLINE
     verb = "approved" if approve else "declined"
     replay = {"kind": "approval", "slot": slot, "version": version, "champion_version": champion_version,
-              "approve": approve, "operator": operator, "reason": reason}
+              "approve": approve, "operator": operator, "reason": reason, "requested_by": requesters}
     return Decision(outcome, slot, champion_version, version, MANUAL, operator,
                     f"{version} {verb} by {operator}: {reason}", stage="approval",
                     checks=(CheckResult("human_sign_off", approve, f"{verb} by {operator}"),), replay_inputs=replay)
@@ -632,7 +646,7 @@ def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -
     kind = rec.get("kind")
     if kind == "approval":
         return decide_approval(rec["slot"], rec["version"], rec["champion_version"], approve=rec["approve"],
-                               operator=rec["operator"], reason=rec["reason"])
+                               operator=rec["operator"], reason=rec["reason"], requested_by=rec.get("requested_by", ()))
     if kind == "force_promote":
         return decide_force_promote(rec["slot"], rec["version"], rec["champion_version"], operator=rec["operator"],
                                     reason=rec["reason"])

@@ -268,7 +268,9 @@ def _sign_off(ledger: Ledger, slot: str, version: str, operator: str, reason: st
             # verdict says nothing about the version serving now.
             raise TransitionRefused(f"{version} was compared against {compared_with}, but production in slot {slot} "
                                     f"is now {production}; decline it and evaluate a new version against {production}")
-        decision = decide_approval(slot, version, production, approve=approve, operator=operator, reason=reason)
+        requested_by = (pending["actor"], pending["operator"]) if pending else ()
+        decision = decide_approval(slot, version, production, approve=approve, operator=operator, reason=reason,
+                                   requested_by=requested_by)
         return _write_decision(ledger, view, decision)
 
 

@@ -17,6 +17,7 @@ hostile values never reach the fetcher).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -44,6 +45,27 @@ _FONT_FILES = {
 }
 
 
+# Hangul, which DejaVu lacks (the Korean packs name their statutes in Korean, the demo's
+# products have Korean names): Nanum Gothic (SIL Open Font Licence), from the copy bundled
+# with koreanize-matplotlib. It is the fallback after DejaVu in every font stack, so a
+# Korean examiner reads text, not empty boxes, on any machine.
+_HANGUL_PACKAGE = "koreanize_matplotlib"
+_HANGUL_FONT_FILES = {
+    "fonts/hangul.ttf": "NanumGothic.ttf",
+    "fonts/hangul-bold.ttf": "NanumGothicBold.ttf",
+}
+
+
+def _hangul_font_dir() -> Path:
+    # find_spec locates the package without importing it: its import rewrites matplotlib's
+    # global font settings, which the charts must not inherit.
+    spec = importlib.util.find_spec(_HANGUL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{_HANGUL_PACKAGE} (the reports' Hangul font) is not installed; "
+                                  "reinstall mrm-ledger with its dependencies")
+    return Path(next(iter(spec.submodule_search_locations))) / "fonts"
+
+
 def asset_url(path: str) -> str:
     return f"{ASSET_SCHEME}:{path}"
 
@@ -59,9 +81,10 @@ def package_assets() -> dict[str, Asset]:
     assets = {
         asset_url("report.css"): Asset(resources.files("reports").joinpath("assets/report.css").read_bytes(), "text/css"),
     }
-    fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
-    for path, filename in _FONT_FILES.items():
-        assets[asset_url(path)] = Asset((fonts / filename).read_bytes(), "font/ttf")
+    for directory, files in ((Path(matplotlib.get_data_path()) / "fonts" / "ttf", _FONT_FILES),
+                             (_hangul_font_dir(), _HANGUL_FONT_FILES)):
+        for path, filename in files.items():
+            assets[asset_url(path)] = Asset((directory / filename).read_bytes(), "font/ttf")
     return assets
 
 

@@ -4,7 +4,7 @@ Slot `credit_pd`, times from T0 = 2025-03-03T09:00:00Z. Gate decisions are made 
 gate (gates.decision, on pROC's aSAH holdout, so the p-values are pROC's) and written with
 fixed timestamps; monitor runs are the real monitors' results on fixed data.
 
-  T0        bootstrap v011 (auto)
+  T0        bootstrap v011 (auto, under auto_promote = true; the committee then turns it off)
   T0+1d     fairness run on v011: DI fair
   T0+7d     gate v012 vs v011: pending_approval (auto_promote off), DeLong p 0.0272 / 0.00515
   T0+8d     approve v012 by head-of-mrm
@@ -126,7 +126,7 @@ def build(path: Path, keyring: Keyring) -> dict[str, int]:
                                   fidelity={"task_churn": {"kl": 0.31}, "task_next_best": {"kl": 0.05}}))
     gate_policy = policy(auto=False)
     with Ledger.create(path, keyring, actor="gate-service") as ledger:
-        _log_decision(ledger, "bootstrap", decide(GateInputs(v011, None, gate_policy)), T0)
+        _log_decision(ledger, "bootstrap", decide(GateInputs(v011, None, policy(auto=True))), T0)
         _fairness_run(ledger, "fair1", "v011", T0 + D)
         observed = {a.path: a.sha256 for a in v012.lineage.artifacts}
         _log_decision(ledger, "pending", decide(GateInputs(v012, v011, gate_policy, observed_artifacts=observed)), T0 + 7 * D)

@@ -51,9 +51,14 @@ def evaluate(ledger, *files, policy="policy-manual.toml", extra=()):
     return ok_json("gate", "evaluate", ledger, *files, "--policy", policy, *extra)
 
 
+def bootstrap(ledger, file):
+    """The slot's first version, live at once (under auto_promote = false it would wait for a sign-off)."""
+    return evaluate(ledger, file, policy="policy-auto.toml")
+
+
 def test_gate_evaluate_bootstrap_pending_approve_and_the_manifest(setup):
     ledger, files = setup
-    boot = evaluate(ledger, files["v011"])
+    boot = bootstrap(ledger, files["v011"])
     assert (boot["decision"], boot["seq"], boot["registered_seq"], boot["failing_checks"]) == ("bootstrap", 2, 1, [])
     pending = evaluate(ledger, files["v012"], extra=("--manifest", "serving.json"))
     assert (pending["decision"], pending["champion_version"], pending["manifest"]) == (
@@ -73,7 +78,7 @@ def test_gate_evaluate_bootstrap_pending_approve_and_the_manifest(setup):
 
 def test_an_unwritable_manifest_is_refused_before_anything_is_recorded(setup, tmp_path):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     evaluate(ledger, files["v012"])
     before = fingerprint(ledger)
     result = run("approve", ledger, "--slot", "credit_pd", "--version", "v012", "--operator", "mrm-chair",
@@ -84,7 +89,7 @@ def test_an_unwritable_manifest_is_refused_before_anything_is_recorded(setup, tm
 
 def test_a_reject_is_a_decision_exit_0_with_every_failing_check(setup, tmp_path):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     d = json.loads(files["v012"].read_text())
     d["fidelity"] = {"task_churn": {"kl": 0.31}, "task_next_best": {"kl": 0.25}}
     bad = tmp_path / "eval-v012-bad.json"
@@ -98,7 +103,7 @@ def test_a_reject_is_a_decision_exit_0_with_every_failing_check(setup, tmp_path)
 
 def test_promote_needs_force_operator_and_reason(setup):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     ok_json("registry", "register", ledger, "--slot", "credit_pd", "--version", "v009")
     before = fingerprint(ledger)
     no_force = run("promote", ledger, "--version", "v009", "--slot", "credit_pd", "--operator", "eng", "--reason", "x")
@@ -119,7 +124,7 @@ def test_promote_needs_force_operator_and_reason(setup):
 
 def test_rollback_status_and_history(setup):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     evaluate(ledger, files["v012"], policy="policy-auto.toml")
     rb = ok_json("rollback", ledger, "--slot", "credit_pd", "--operator", "eng-7", "--reason", "p99 2.4x baseline")
     assert (rb["decision"], rb["challenger_version"], rb["champion_version"]) == ("rollback", "v011", "v012")
@@ -149,7 +154,7 @@ def test_rollback_status_and_history(setup):
 
 def test_decline_and_traffic(setup):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     evaluate(ledger, files["v012"])
     t = ok_json("registry", "traffic", ledger, "--slot", "credit_pd", "--challenger", "v012", "--mode", "canary_5",
                 "--operator", "eng-7", "--reason", "canary")
@@ -164,7 +169,7 @@ def test_decline_and_traffic(setup):
 
 def test_replay_exit_codes_and_a_tampered_entry(setup):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     seq = evaluate(ledger, files["v012"])["seq"]
     doc = ok_json("gate", "replay", ledger, "--seq", seq)
     assert doc["matches"] is True and doc["replayed_decision"] == "pending_approval" and doc["differences"] == []
@@ -209,7 +214,7 @@ def test_input_errors_exit_2_and_name_the_problem(setup, tmp_path):
 
 def test_an_inconsistent_registry_history_is_an_integrity_failure(setup):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     keyring = Keyring.load(ledger.with_name("audit.keyring.json"))
     with Ledger.open(ledger, keyring, actor="rogue") as l:  # a second bootstrap, written around the gate
         l.log_model_promotion(slot="credit_pd", challenger_version="v666", decision="bootstrap", trigger="auto",
@@ -222,7 +227,7 @@ def test_an_inconsistent_registry_history_is_an_integrity_failure(setup):
 
 def test_monitor_and_outcome_commands(setup, tmp_path):
     ledger, files = setup
-    evaluate(ledger, files["v011"])
+    bootstrap(ledger, files["v011"])
     keyring = Keyring.load(ledger.with_name("audit.keyring.json"))
     now = dt.datetime.now(dt.timezone.utc)
     with Ledger.open(ledger, keyring, actor="serving") as l:

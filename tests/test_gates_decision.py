@@ -338,6 +338,25 @@ def test_bootstrap_entry_is_exact():
     })
 
 
+def test_without_auto_promote_bootstrap_waits_for_a_sign_off():
+    d = decide(inputs(champ=None, auto=False))
+    assert (d.outcome, d.stage, d.champion_version) == ("pending_approval", "bootstrap", None)
+    assert d.reason == ("no champion in slot credit_pd: v012 would bootstrap the slot; auto_promote is off, "
+                        "so it waits for a human sign-off")
+
+
+def test_an_approval_must_come_from_someone_other_than_the_requester():
+    with pytest.raises(GateInputError, match="separation of duties"):
+        decide_approval("credit_pd", "v012", "v011", approve=True, operator="dev-3", reason="ok",
+                        requested_by=("svc-gate", "dev-3"))
+    ok = decide_approval("credit_pd", "v012", "v011", approve=True, operator="chair", reason="ok",
+                         requested_by=("svc-gate", None, "dev-3"))
+    assert (ok.outcome, ok.replay_inputs["requested_by"]) == ("approve", ["dev-3", "svc-gate"])
+    withdrawn = decide_approval("credit_pd", "v012", "v011", approve=False, operator="dev-3", reason="withdrawn",
+                                requested_by=("dev-3",))
+    assert withdrawn.outcome == "decline"
+
+
 def test_fidelity_failure_rejects_before_competition_naming_every_failing_task():
     # The challenger is far better on AUC; fidelity still decides first.
     chal = challenger_dict(fidelity={"task_churn": {"kl": 0.31}, "task_next_best": {"kl": 0.25}})

@@ -230,6 +230,48 @@ def test_approve_decline_force_promote_and_rollback_entries(ledger):
         "bootstrap", "pending_approval", "approve", "rollback", "force_promote", "pending_approval", "decline"]
 
 
+def test_with_auto_promote_off_even_the_first_version_waits_for_a_sign_off(ledger):
+    r = gate(ledger, champion_dict(), auto=False)
+    assert_entry(stored(ledger, r.seq), {
+        "slot": SLOT, "champion_version": None, "challenger_version": "v011", "decision": "pending_approval",
+        "trigger": "auto", "operator": None,
+        "reason": "no champion in slot credit_pd: v011 would bootstrap the slot; auto_promote is off, "
+                  "so it waits for a human sign-off",
+        "comparison": [], "significance": [], "thresholds": {},
+        "details": {"gate_format": 1, "stage": "bootstrap", "checks": [
+            {"name": "champion_exists", "passed": True, "detail": "slot credit_pd has no production version"}]},
+    })
+    assert load_registry(ledger.path).registry.production(SLOT) is None
+    a = approve(ledger, slot=SLOT, version="v011", operator="mrm-chair", reason="first model, committee 2026-04-10")
+    assert (stored(ledger, a.seq)["decision"], stored(ledger, a.seq)["champion_version"]) == ("approve", None)
+    assert load_registry(ledger.path).registry.production(SLOT) == "v011"
+    assert all(check_replay(ledger.path, seq=seq)[0].matches for seq in (r.seq, a.seq))
+
+
+@pytest.mark.parametrize("approver", ["dev-3", "gate-test"], ids=["the gate's operator", "the gate entry's actor"])
+def test_whoever_requested_a_sign_off_cannot_give_it(ledger, approver):
+    bootstrap_champion(ledger)
+    gate(ledger, challenger_dict(), auto=False, operator="dev-3")
+    ledger.flush()
+    before = ledger.head.seq
+    with pytest.raises(GateInputError, match=f"{approver} requested the sign-off of v012 and cannot approve it; "
+                                             "another operator must"):
+        approve(ledger, slot=SLOT, version="v012", operator=approver, reason="looks good to me")
+    ledger.flush()
+    assert ledger.head.seq == before
+    assert load_registry(ledger.path).registry.states(SLOT)["v012"] == PENDING
+    a = approve(ledger, slot=SLOT, version="v012", operator="mrm-chair", reason="committee 2026-04-24")
+    assert promotion_entry(ledger.path, a.seq)["details"]["replay"]["requested_by"] == ["dev-3", "gate-test"]
+    assert check_replay(ledger.path, seq=a.seq)[0].matches
+
+
+def test_a_requester_may_withdraw_their_own_request(ledger):
+    bootstrap_champion(ledger)
+    gate(ledger, challenger_dict(), auto=False, operator="dev-3")
+    decline(ledger, slot=SLOT, version="v012", operator="dev-3", reason="withdrawn: wrong holdout")
+    assert load_registry(ledger.path).registry.states(SLOT)["v012"] == REJECTED
+
+
 # --- refusals write nothing ---------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ what an examiner extracts."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -174,3 +175,28 @@ def test_refuses_to_sign_a_report_whose_checkpoint_another_key_signed():
     other = Signer("other-ledger", FOREIGN._key)  # noqa: SLF001 - a second, unrelated key
     with pytest.raises(RenderError, match="not signed by the report signer's key"):
         render_pdf(sample_report(other), SIGNER, created=SAMPLE_CREATED)
+
+
+def _fonts_drawing(pdf: bytes) -> dict[str, bool]:
+    """BaseFont name -> embedded, for every font the pages draw with."""
+    fonts = {}
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            descendant = font["/DescendantFonts"][0].get_object() if "/DescendantFonts" in font else font
+            descriptor = descendant["/FontDescriptor"].get_object()
+            fonts[str(font["/BaseFont"])] = any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3"))
+    return fonts
+
+
+def test_hangul_is_drawn_with_an_embedded_korean_font_not_empty_boxes():
+    # The Korean packs and the demo's products carry Hangul, which DejaVu has no glyphs for.
+    report = sample_report(SIGNER)
+    korean = dataclasses.replace(report, meta=dataclasses.replace(report.meta, institution="예시은행 (Example Bank)"))
+    english_fonts = _fonts_drawing(rendered_sample().pdf)
+    korean_pdf = render_pdf(korean, SIGNER, created=SAMPLE_CREATED).pdf
+    fonts = _fonts_drawing(korean_pdf)
+    assert not any("MRM-Hangul" in name for name in english_fonts), "the Hangul font is embedded only when used"
+    assert any(name.endswith("+MRM-Hangul") for name in fonts), sorted(fonts)
+    assert all(fonts.values()), f"fonts not embedded: {[n for n, e in fonts.items() if not e]}"
+    assert "예시은행" in page_texts(korean_pdf)[0]
