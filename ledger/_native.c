@@ -14,40 +14,68 @@
 #define DIGEST 32
 #define BLOCK 64
 
+/* A piece is one column's contribution to every row, read straight from Arrow buffers:
+ *   RAW       row r is the bytes of a binary array (offsets) or a fixed-width array (width);
+ *   TAGGED    a string/binary value as the canonical encoding has it: tag (1 present, 0 null)
+ *             || u32 big-endian length || bytes (a null is 0x00 || 4 zero bytes);
+ *   FIXED_BE  a fixed-width number as tag || its bytes reversed to big-endian (a null is
+ *             0x00 || width zero bytes).
+ * Doing the tags and byte order here saves building them as arrays in Python. */
+enum { RAW = 0, TAGGED = 1, FIXED_BE = 2 };
+
 typedef struct {
-    Py_buffer offsets;   /* int32 offsets, or len 0 for fixed-width pieces */
+    Py_buffer validity;  /* Arrow validity bitmap, when has_validity */
+    Py_buffer offsets;   /* int32 offsets, when has_offsets */
     Py_buffer data;
     Py_ssize_t start;    /* the Arrow array's logical offset */
     Py_ssize_t width;    /* fixed width, when there are no offsets */
-    int has_offsets;
+    int kind, has_validity, has_offsets;
 } piece_t;
 
 static void release_pieces(piece_t *pieces, Py_ssize_t count) {
     for (Py_ssize_t i = 0; i < count; i++) {
+        if (pieces[i].has_validity) PyBuffer_Release(&pieces[i].validity);
         if (pieces[i].has_offsets) PyBuffer_Release(&pieces[i].offsets);
         if (pieces[i].data.obj) PyBuffer_Release(&pieces[i].data);
     }
     PyMem_Free(pieces);
 }
 
-/* Parse a sequence of (offsets or None, data, start, width) into piece_t; NULL on error. */
+/* Parse a sequence of (kind, validity or None, offsets or None, data, start, width) into
+ * piece_t, checking every buffer is long enough for n rows; NULL on error. */
 static piece_t *parse_pieces(PyObject *fast, Py_ssize_t n, Py_ssize_t *count_out) {
     Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
     piece_t *pieces = PyMem_Calloc(count ? count : 1, sizeof(piece_t));
     if (!pieces) { PyErr_NoMemory(); return NULL; }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-        PyObject *offsets_obj, *data_obj;
-        if (!PyArg_ParseTuple(item, "OOnn", &offsets_obj, &data_obj, &pieces[i].start, &pieces[i].width)) goto fail;
-        if (PyObject_GetBuffer(data_obj, &pieces[i].data, PyBUF_SIMPLE) < 0) goto fail;
+        PyObject *validity_obj, *offsets_obj, *data_obj;
+        piece_t *p = &pieces[i];
+        if (!PyArg_ParseTuple(item, "iOOOnn", &p->kind, &validity_obj, &offsets_obj, &data_obj, &p->start, &p->width)) goto fail;
+        if (p->kind < RAW || p->kind > FIXED_BE || p->start < 0 || p->width < 0) {
+            PyErr_SetString(PyExc_ValueError, "bad piece kind, start or width");
+            goto fail;
+        }
+        if (PyObject_GetBuffer(data_obj, &p->data, PyBUF_SIMPLE) < 0) goto fail;
+        if (validity_obj != Py_None) {
+            if (PyObject_GetBuffer(validity_obj, &p->validity, PyBUF_SIMPLE) < 0) goto fail;
+            p->has_validity = 1;
+            if ((p->start + n + 7) / 8 > p->validity.len) {
+                PyErr_SetString(PyExc_ValueError, "validity bitmap too short");
+                goto fail;
+            }
+        }
         if (offsets_obj != Py_None) {
-            if (PyObject_GetBuffer(offsets_obj, &pieces[i].offsets, PyBUF_SIMPLE) < 0) goto fail;
-            pieces[i].has_offsets = 1;
-            if ((pieces[i].start + n + 1) * 4 > pieces[i].offsets.len) {
+            if (PyObject_GetBuffer(offsets_obj, &p->offsets, PyBUF_SIMPLE) < 0) goto fail;
+            p->has_offsets = 1;
+            if ((p->start + n + 1) * 4 > p->offsets.len) {
                 PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
                 goto fail;
             }
-        } else if ((pieces[i].start + n) * pieces[i].width > pieces[i].data.len) {
+        } else if (p->kind == TAGGED) {
+            PyErr_SetString(PyExc_ValueError, "a tagged piece needs offsets");
+            goto fail;
+        } else if ((p->start + n) * p->width > p->data.len) {
             PyErr_SetString(PyExc_ValueError, "fixed-width buffer too short");
             goto fail;
         }
@@ -59,8 +87,14 @@ fail:
     return NULL;
 }
 
-/* Bytes of row r of piece p, or -1 on corrupt offsets. */
-static inline Py_ssize_t piece_row(const piece_t *p, Py_ssize_t r, const unsigned char **src) {
+static inline int piece_valid(const piece_t *p, Py_ssize_t r) {
+    if (!p->has_validity) return 1;
+    Py_ssize_t bit = p->start + r;
+    return (((const unsigned char *)p->validity.buf)[bit >> 3] >> (bit & 7)) & 1;
+}
+
+/* Where row r's bytes are in the data buffer, and how many: -1 on corrupt offsets. */
+static inline Py_ssize_t piece_source(const piece_t *p, Py_ssize_t r, const unsigned char **src) {
     if (p->has_offsets) {
         const int32_t *off = (const int32_t *)p->offsets.buf + p->start + r;
         if (off[0] < 0 || off[1] < off[0] || off[1] > p->data.len) return -1;
@@ -71,9 +105,44 @@ static inline Py_ssize_t piece_row(const piece_t *p, Py_ssize_t r, const unsigne
     return p->width;
 }
 
+/* Row r of piece p: its source bytes (src, len), whether it is present, and the size of
+ * its encoding; -1 on corrupt offsets. */
+typedef struct { const unsigned char *src; Py_ssize_t len; int valid; } located_t;
+
+static inline Py_ssize_t piece_locate(const piece_t *p, Py_ssize_t r, located_t *at) {
+    at->valid = p->kind == RAW || piece_valid(p, r);
+    if (!at->valid) {  /* a null: tag 0 and zero bytes of the length or the value */
+        at->len = 0;
+        return p->kind == TAGGED ? 5 : 1 + p->width;
+    }
+    at->len = piece_source(p, r, &at->src);
+    if (at->len < 0) return -1;
+    return p->kind == TAGGED ? 5 + at->len : p->kind == FIXED_BE ? 1 + at->len : at->len;
+}
+
+/* Write the encoding piece_locate sized at dst. */
+static inline void piece_emit(const piece_t *p, const located_t *at, unsigned char *dst) {
+    Py_ssize_t len = at->len;
+    switch (p->kind) {
+    case TAGGED:
+        if (!at->valid) { memset(dst, 0, 5); return; }
+        dst[0] = 1;
+        dst[1] = (unsigned char)(len >> 24); dst[2] = (unsigned char)(len >> 16);
+        dst[3] = (unsigned char)(len >> 8); dst[4] = (unsigned char)len;
+        memcpy(dst + 5, at->src, (size_t)len);
+        return;
+    case FIXED_BE:
+        if (!at->valid) { memset(dst, 0, (size_t)(1 + p->width)); return; }
+        dst[0] = 1;
+        for (Py_ssize_t i = 0; i < len; i++) dst[1 + i] = at->src[len - 1 - i];
+        return;
+    default:
+        memcpy(dst, at->src, (size_t)len);
+    }
+}
+
 /* leaf_hashes(prefix, pieces, n) -> bytes of n * 32
- * Row r hashes 0x00 || prefix || piece_0[r] || piece_1[r] || ...
- * Each piece is (offsets or None, data, start, width). */
+ * Row r hashes 0x00 || prefix || piece_0[r] || piece_1[r] || ... (pieces as parse_pieces takes them). */
 static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
     Py_buffer prefix;
     PyObject *seq;
@@ -101,8 +170,8 @@ static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
         for (Py_ssize_t r = 0; r < n && !bad; r++) {
             size_t len = 0;
             for (Py_ssize_t i = 0; i < count; i++) {
-                const unsigned char *src;
-                Py_ssize_t size = piece_row(&pieces[i], r, &src);
+                located_t at;
+                Py_ssize_t size = piece_locate(&pieces[i], r, &at);
                 if (size < 0) { bad = 1; break; }
                 if (len + (size_t)size > cap) {
                     while (len + (size_t)size > cap) cap *= 2;
@@ -110,7 +179,7 @@ static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
                     if (!grown) { bad = 2; break; }
                     row = grown;
                 }
-                memcpy(row + len, src, (size_t)size);
+                piece_emit(&pieces[i], &at, row + len);
                 len += (size_t)size;
             }
             if (!bad) {
@@ -154,8 +223,8 @@ static PyObject *concat_rows(PyObject *self, PyObject *args) {
         off[0] = 0;
         for (Py_ssize_t r = 0; r < n && !bad; r++) {
             for (Py_ssize_t i = 0; i < count; i++) {
-                const unsigned char *src;
-                Py_ssize_t size = piece_row(&pieces[i], r, &src);
+                located_t at;
+                Py_ssize_t size = piece_locate(&pieces[i], r, &at);
                 if (size < 0) { bad = 1; break; }
                 total += size;
             }
@@ -171,9 +240,9 @@ static PyObject *concat_rows(PyObject *self, PyObject *args) {
             Py_BEGIN_ALLOW_THREADS
             for (Py_ssize_t r = 0; r < n; r++) {
                 for (Py_ssize_t i = 0; i < count; i++) {
-                    const unsigned char *src;
-                    Py_ssize_t size = piece_row(&pieces[i], r, &src);
-                    memcpy(dst, src, (size_t)size);
+                    located_t at;
+                    Py_ssize_t size = piece_locate(&pieces[i], r, &at);
+                    piece_emit(&pieces[i], &at, dst);
                     dst += size;
                 }
             }

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .native import native, piece_spec
+from .native import RAW, fixed_be_spec, native, piece_spec, tagged_spec
 from .schema import FORMAT_VERSION, TableSpec
 
 MAGIC = b"MRM" + bytes([FORMAT_VERSION])
@@ -184,6 +184,36 @@ def join_pieces(pieces: list[Piece], prefix: bytes | None = None) -> pa.Array:
     return pc.binary_join_element_wise(*parts, b"")
 
 
+def native_specs(arr: pa.Array) -> list[tuple]:
+    """The C extension's pieces for one (unchunked) column: the same bytes as
+    :func:`encode_pieces`, but strings and 8-byte numbers (also inside lists, maps and
+    structs that have no null rows themselves) are tagged and byte-ordered in C straight
+    from the Arrow buffers instead of through intermediate arrays. Only for the extension."""
+    t = arr.type
+    if pa.types.is_string(t) or pa.types.is_binary(t):
+        return [tagged_spec(arr)]
+    if pa.types.is_int64(t) or pa.types.is_float64(t) or (pa.types.is_timestamp(t) and t.bit_width == 64):
+        return [fixed_be_spec(arr, 8)]
+    if pa.types.is_struct(t) and arr.null_count == 0:
+        present = (RAW, None, None, PRESENT * len(arr), 0, 1)
+        return [present, *(s for i in range(t.num_fields) for s in native_specs(arr.field(i)))]
+    if (pa.types.is_map(t) or pa.types.is_list(t)) and arr.null_count == 0:
+        # Row r is children offsets[r]..offsets[r+1], contiguous once the children are
+        # joined (in C): slice the joined bytes per row, no copy.
+        offsets = np.asarray(arr.offsets, dtype=np.int64)
+        children = arr.values  # ignores the array's slice offset, exactly as `offsets` index into it
+        child_offsets, data = native.concat_rows(native_specs(children), len(children))
+        row_offsets = np.ascontiguousarray(np.frombuffer(child_offsets, dtype=np.int32)[offsets], dtype=np.int32)
+        header = _header(np.ones(len(arr), dtype=np.uint8), np.diff(offsets))
+        return [piece_spec(header), (RAW, None, row_offsets, data, 0, 0)]
+    return [piece_spec(p) for p in encode_pieces(arr)]
+
+
+def table_native_specs(spec: TableSpec, table: pa.Table) -> list[tuple]:
+    """:func:`native_specs` of every encoded column of `table`, in order."""
+    return [s for c in spec.encoded_columns for s in native_specs(table.column(c.name).combine_chunks())]
+
+
 def encode_pieces(arr: pa.Array) -> list[Piece]:
     """Per-row canonical value encodings of one (unchunked) Arrow array, as pieces."""
     t = arr.type
@@ -239,4 +269,9 @@ def encode_table(spec: TableSpec, ledger_id: bytes, table: pa.Table) -> pa.Array
     """Canonical bytes of every row of `table` (already in `spec`'s schema)."""
     if len(table) == 0:
         return pa.array([], pa.binary())
+    if native is not None:
+        n = len(table)
+        prefix = piece_spec(_fixed_size(np.tile(np.frombuffer(entry_prefix(ledger_id), dtype=np.uint8), (n, 1))))
+        offsets, data = native.concat_rows([prefix, *table_native_specs(spec, table)], n)
+        return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     return join_pieces(table_pieces(spec, table), prefix=entry_prefix(ledger_id))

@@ -13,11 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from .chain import ChainMac
-from .encoding import entry_prefix, join_pieces, table_pieces
+from .encoding import entry_prefix, join_pieces, table_native_specs, table_pieces
 from .schema import TableSpec
 
 from .native import native as _native
-from .native import piece_spec as _piece_spec
 
 NATIVE = _native is not None
 DIGEST = 32
@@ -27,10 +26,9 @@ def table_leaf_hashes(spec: TableSpec, ledger_id: bytes, table: pa.Table, *, nat
     """RFC 6962 leaf hashes of every row, concatenated (32 bytes each)."""
     if len(table) == 0:
         return b""
-    pieces = table_pieces(spec, table)
     if (NATIVE if native is None else native) and _native is not None:
-        return _native.leaf_hashes(entry_prefix(ledger_id), [_piece_spec(p) for p in pieces], len(table))
-    rows = join_pieces(pieces, prefix=b"\x00" + entry_prefix(ledger_id)).to_pylist()
+        return _native.leaf_hashes(entry_prefix(ledger_id), table_native_specs(spec, table), len(table))
+    rows = join_pieces(table_pieces(spec, table), prefix=b"\x00" + entry_prefix(ledger_id)).to_pylist()
     sha256 = hashlib.sha256
     return b"".join([sha256(r).digest() for r in rows])
 

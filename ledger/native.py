@@ -17,9 +17,25 @@ if os.environ.get("MRM_LEDGER_PURE_PYTHON"):
     native = None
 
 
+# Piece kinds of ledger/_native.c (see the comment on piece_t there).
+RAW, TAGGED, FIXED_BE = 0, 1, 2
+
+
 def piece_spec(piece: pa.Array) -> tuple:
-    """(offsets or None, data, array offset, fixed width) buffers of a binary-like array."""
+    """A binary-like array as a RAW piece: (kind, validity, offsets or None, data, array offset, fixed width)."""
     buffers = piece.buffers()
     if pa.types.is_fixed_size_binary(piece.type):
-        return (None, buffers[1], piece.offset, piece.type.byte_width)
-    return (buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
+        return (RAW, None, None, buffers[1], piece.offset, piece.type.byte_width)
+    return (RAW, None, buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
+
+
+def tagged_spec(arr: pa.Array) -> tuple:
+    """A string or binary array as a TAGGED piece: the C code writes tag || u32 length || bytes."""
+    validity, offsets, data = arr.buffers()
+    return (TAGGED, validity if arr.null_count else None, offsets, data if data is not None else b"", arr.offset, 0)
+
+
+def fixed_be_spec(arr: pa.Array, width: int) -> tuple:
+    """A little-endian fixed-width number array as a FIXED_BE piece: tag || big-endian bytes."""
+    validity, data = arr.buffers()
+    return (FIXED_BE, validity if arr.null_count else None, None, data, arr.offset, width)
