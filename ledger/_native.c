@@ -19,44 +19,60 @@
  *   TAGGED    a string/binary value as the canonical encoding has it: tag (1 present, 0 null)
  *             || u32 big-endian length || bytes (a null is 0x00 || 4 zero bytes);
  *   FIXED_BE  a fixed-width number as tag || its bytes reversed to big-endian (a null is
- *             0x00 || width zero bytes).
+ *             0x00 || width zero bytes);
+ *   DICT      as TAGGED, for a dictionary-encoded string column: row r is dictionary value
+ *             indices[r]; offsets and data are the dictionary's, width its length.
  * Doing the tags and byte order here saves building them as arrays in Python. */
-enum { RAW = 0, TAGGED = 1, FIXED_BE = 2 };
+enum { RAW = 0, TAGGED = 1, FIXED_BE = 2, DICT = 3 };
 
 typedef struct {
     Py_buffer validity;  /* Arrow validity bitmap, when has_validity */
+    Py_buffer indices;   /* int32 dictionary indices, for DICT */
     Py_buffer offsets;   /* int32 offsets, when has_offsets */
     Py_buffer data;
     Py_ssize_t start;    /* the Arrow array's logical offset */
-    Py_ssize_t width;    /* fixed width, when there are no offsets */
+    Py_ssize_t width;    /* fixed width when there are no offsets; the dictionary's length for DICT */
     int kind, has_validity, has_offsets;
 } piece_t;
 
 static void release_pieces(piece_t *pieces, Py_ssize_t count) {
     for (Py_ssize_t i = 0; i < count; i++) {
         if (pieces[i].has_validity) PyBuffer_Release(&pieces[i].validity);
+        if (pieces[i].indices.obj) PyBuffer_Release(&pieces[i].indices);
         if (pieces[i].has_offsets) PyBuffer_Release(&pieces[i].offsets);
         if (pieces[i].data.obj) PyBuffer_Release(&pieces[i].data);
     }
     PyMem_Free(pieces);
 }
 
-/* Parse a sequence of (kind, validity or None, offsets or None, data, start, width) into
- * piece_t, checking every buffer is long enough for n rows; NULL on error. */
+/* Parse a sequence of (kind, validity or None, indices or None, offsets or None, data,
+ * start, width) into piece_t, checking every buffer is long enough for n rows (a DICT
+ * piece's indices are checked against the dictionary as they are read); NULL on error. */
 static piece_t *parse_pieces(PyObject *fast, Py_ssize_t n, Py_ssize_t *count_out) {
     Py_ssize_t count = PySequence_Fast_GET_SIZE(fast);
     piece_t *pieces = PyMem_Calloc(count ? count : 1, sizeof(piece_t));
     if (!pieces) { PyErr_NoMemory(); return NULL; }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
-        PyObject *validity_obj, *offsets_obj, *data_obj;
+        PyObject *validity_obj, *indices_obj, *offsets_obj, *data_obj;
         piece_t *p = &pieces[i];
-        if (!PyArg_ParseTuple(item, "iOOOnn", &p->kind, &validity_obj, &offsets_obj, &data_obj, &p->start, &p->width)) goto fail;
-        if (p->kind < RAW || p->kind > FIXED_BE || p->start < 0 || p->width < 0) {
+        if (!PyArg_ParseTuple(item, "iOOOOnn", &p->kind, &validity_obj, &indices_obj, &offsets_obj, &data_obj, &p->start, &p->width)) goto fail;
+        if (p->kind < RAW || p->kind > DICT || p->start < 0 || p->width < 0) {
             PyErr_SetString(PyExc_ValueError, "bad piece kind, start or width");
             goto fail;
         }
         if (PyObject_GetBuffer(data_obj, &p->data, PyBUF_SIMPLE) < 0) goto fail;
+        if (p->kind == DICT) {
+            if (indices_obj == Py_None || offsets_obj == Py_None) {
+                PyErr_SetString(PyExc_ValueError, "a dictionary piece needs indices and offsets");
+                goto fail;
+            }
+            if (PyObject_GetBuffer(indices_obj, &p->indices, PyBUF_SIMPLE) < 0) goto fail;
+            if ((p->start + n) * 4 > p->indices.len) {
+                PyErr_SetString(PyExc_ValueError, "indices buffer too short");
+                goto fail;
+            }
+        }
         if (validity_obj != Py_None) {
             if (PyObject_GetBuffer(validity_obj, &p->validity, PyBUF_SIMPLE) < 0) goto fail;
             p->has_validity = 1;
@@ -68,11 +84,13 @@ static piece_t *parse_pieces(PyObject *fast, Py_ssize_t n, Py_ssize_t *count_out
         if (offsets_obj != Py_None) {
             if (PyObject_GetBuffer(offsets_obj, &p->offsets, PyBUF_SIMPLE) < 0) goto fail;
             p->has_offsets = 1;
-            if ((p->start + n + 1) * 4 > p->offsets.len) {
+            /* a dictionary's own offsets: `width` entries from its start */
+            Py_ssize_t needed = p->kind == DICT ? (p->width + 1) * 4 : (p->start + n + 1) * 4;
+            if (needed > p->offsets.len) {
                 PyErr_SetString(PyExc_ValueError, "offsets buffer too short");
                 goto fail;
             }
-        } else if (p->kind == TAGGED) {
+        } else if (p->kind == TAGGED || p->kind == DICT) {
             PyErr_SetString(PyExc_ValueError, "a tagged piece needs offsets");
             goto fail;
         } else if ((p->start + n) * p->width > p->data.len) {
@@ -95,6 +113,14 @@ static inline int piece_valid(const piece_t *p, Py_ssize_t r) {
 
 /* Where row r's bytes are in the data buffer, and how many: -1 on corrupt offsets. */
 static inline Py_ssize_t piece_source(const piece_t *p, Py_ssize_t r, const unsigned char **src) {
+    if (p->kind == DICT) {
+        int32_t index = ((const int32_t *)p->indices.buf)[p->start + r];
+        if (index < 0 || index >= p->width) return -1;
+        const int32_t *off = (const int32_t *)p->offsets.buf + index;
+        if (off[0] < 0 || off[1] < off[0] || off[1] > p->data.len) return -1;
+        *src = (const unsigned char *)p->data.buf + off[0];
+        return off[1] - off[0];
+    }
     if (p->has_offsets) {
         const int32_t *off = (const int32_t *)p->offsets.buf + p->start + r;
         if (off[0] < 0 || off[1] < off[0] || off[1] > p->data.len) return -1;
@@ -113,11 +139,11 @@ static inline Py_ssize_t piece_locate(const piece_t *p, Py_ssize_t r, located_t 
     at->valid = p->kind == RAW || piece_valid(p, r);
     if (!at->valid) {  /* a null: tag 0 and zero bytes of the length or the value */
         at->len = 0;
-        return p->kind == TAGGED ? 5 : 1 + p->width;
+        return p->kind == TAGGED || p->kind == DICT ? 5 : 1 + p->width;
     }
     at->len = piece_source(p, r, &at->src);
     if (at->len < 0) return -1;
-    return p->kind == TAGGED ? 5 + at->len : p->kind == FIXED_BE ? 1 + at->len : at->len;
+    return p->kind == TAGGED || p->kind == DICT ? 5 + at->len : p->kind == FIXED_BE ? 1 + at->len : at->len;
 }
 
 /* Write the encoding piece_locate sized at dst. */
@@ -125,6 +151,7 @@ static inline void piece_emit(const piece_t *p, const located_t *at, unsigned ch
     Py_ssize_t len = at->len;
     switch (p->kind) {
     case TAGGED:
+    case DICT:
         if (!at->valid) { memset(dst, 0, 5); return; }
         dst[0] = 1;
         dst[1] = (unsigned char)(len >> 24); dst[2] = (unsigned char)(len >> 16);

@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .native import RAW, fixed_be_spec, native, piece_spec, tagged_spec
+from .native import dict_spec, fixed_be_spec, native, piece_spec, raw_spec, tagged_spec
 from .schema import FORMAT_VERSION, TableSpec
 
 MAGIC = b"MRM" + bytes([FORMAT_VERSION])
@@ -190,12 +190,18 @@ def native_specs(arr: pa.Array) -> list[tuple]:
     structs that have no null rows themselves) are tagged and byte-ordered in C straight
     from the Arrow buffers instead of through intermediate arrays. Only for the extension."""
     t = arr.type
+    if pa.types.is_dictionary(t):
+        d = arr.dictionary
+        if (pa.types.is_string(t.value_type) or pa.types.is_binary(t.value_type)) and pa.types.is_int32(t.index_type) \
+                and d.offset == 0 and d.null_count == 0:
+            return [dict_spec(arr)]
+        return native_specs(arr.cast(t.value_type))
     if pa.types.is_string(t) or pa.types.is_binary(t):
         return [tagged_spec(arr)]
     if pa.types.is_int64(t) or pa.types.is_float64(t) or (pa.types.is_timestamp(t) and t.bit_width == 64):
         return [fixed_be_spec(arr, 8)]
     if pa.types.is_struct(t) and arr.null_count == 0:
-        present = (RAW, None, None, PRESENT * len(arr), 0, 1)
+        present = raw_spec(None, PRESENT * len(arr), 1)
         return [present, *(s for i in range(t.num_fields) for s in native_specs(arr.field(i)))]
     if (pa.types.is_map(t) or pa.types.is_list(t)) and arr.null_count == 0:
         # Row r is children offsets[r]..offsets[r+1], contiguous once the children are
@@ -205,18 +211,22 @@ def native_specs(arr: pa.Array) -> list[tuple]:
         child_offsets, data = native.concat_rows(native_specs(children), len(children))
         row_offsets = np.ascontiguousarray(np.frombuffer(child_offsets, dtype=np.int32)[offsets], dtype=np.int32)
         header = _header(np.ones(len(arr), dtype=np.uint8), np.diff(offsets))
-        return [piece_spec(header), (RAW, None, row_offsets, data, 0, 0)]
+        return [piece_spec(header), raw_spec(row_offsets, data)]
     return [piece_spec(p) for p in encode_pieces(arr)]
 
 
-def table_native_specs(spec: TableSpec, table: pa.Table) -> list[tuple]:
-    """:func:`native_specs` of every encoded column of `table`, in order."""
-    return [s for c in spec.encoded_columns for s in native_specs(table.column(c.name).combine_chunks())]
+def table_native_specs(spec: TableSpec, table: pa.Table | pa.RecordBatch) -> list[tuple]:
+    """:func:`native_specs` of every encoded column of `table`, in order. A record batch's
+    columns are used as they are; a table's are combined (copied) into one chunk each."""
+    columns = [table.column(c.name) for c in spec.encoded_columns]
+    return [s for col in columns for s in native_specs(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)]
 
 
 def encode_pieces(arr: pa.Array) -> list[Piece]:
     """Per-row canonical value encodings of one (unchunked) Arrow array, as pieces."""
     t = arr.type
+    if pa.types.is_dictionary(t):  # as verification may read low-cardinality strings
+        return encode_pieces(arr.cast(t.value_type))
     if pa.types.is_timestamp(t):
         return [_fixed(arr.cast(pa.int64()), ">i8", 8)]
     if pa.types.is_int64(t):
@@ -271,7 +281,7 @@ def encode_table(spec: TableSpec, ledger_id: bytes, table: pa.Table) -> pa.Array
         return pa.array([], pa.binary())
     if native is not None:
         n = len(table)
-        prefix = piece_spec(_fixed_size(np.tile(np.frombuffer(entry_prefix(ledger_id), dtype=np.uint8), (n, 1))))
+        prefix = raw_spec(None, entry_prefix(ledger_id) * n, len(entry_prefix(ledger_id)))
         offsets, data = native.concat_rows([prefix, *table_native_specs(spec, table)], n)
         return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
     return join_pieces(table_pieces(spec, table), prefix=entry_prefix(ledger_id))

@@ -27,7 +27,11 @@ def table_leaf_hashes(spec: TableSpec, ledger_id: bytes, table: pa.Table, *, nat
     if len(table) == 0:
         return b""
     if (NATIVE if native is None else native) and _native is not None:
-        return _native.leaf_hashes(entry_prefix(ledger_id), table_native_specs(spec, table), len(table))
+        # Batch by batch (a Parquet file reads as one batch per row group): no copy to
+        # combine a file's chunks into one.
+        prefix = entry_prefix(ledger_id)
+        return b"".join(_native.leaf_hashes(prefix, table_native_specs(spec, batch), batch.num_rows)
+                        for batch in table.to_batches() if batch.num_rows)
     rows = join_pieces(table_pieces(spec, table), prefix=b"\x00" + entry_prefix(ledger_id)).to_pylist()
     sha256 = hashlib.sha256
     return b"".join([sha256(r).digest() for r in rows])

@@ -17,25 +17,40 @@ if os.environ.get("MRM_LEDGER_PURE_PYTHON"):
     native = None
 
 
-# Piece kinds of ledger/_native.c (see the comment on piece_t there).
-RAW, TAGGED, FIXED_BE = 0, 1, 2
+# Piece kinds of ledger/_native.c (see the comment on piece_t there). A piece is
+# (kind, validity or None, indices or None, offsets or None, data, array offset, width).
+RAW, TAGGED, FIXED_BE, DICT = 0, 1, 2, 3
 
 
 def piece_spec(piece: pa.Array) -> tuple:
-    """A binary-like array as a RAW piece: (kind, validity, offsets or None, data, array offset, fixed width)."""
+    """A binary-like array as a RAW piece: row r is its bytes."""
     buffers = piece.buffers()
     if pa.types.is_fixed_size_binary(piece.type):
-        return (RAW, None, None, buffers[1], piece.offset, piece.type.byte_width)
-    return (RAW, None, buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
+        return (RAW, None, None, None, buffers[1], piece.offset, piece.type.byte_width)
+    return (RAW, None, None, buffers[1], buffers[2] if buffers[2] is not None else b"", piece.offset, 0)
+
+
+def raw_spec(offsets: bytes | None, data: bytes, width: int = 0) -> tuple:
+    """Bytes built in memory as a RAW piece: variable rows by int32 offsets, or fixed `width`."""
+    return (RAW, None, None, offsets, data, 0, width)
 
 
 def tagged_spec(arr: pa.Array) -> tuple:
     """A string or binary array as a TAGGED piece: the C code writes tag || u32 length || bytes."""
     validity, offsets, data = arr.buffers()
-    return (TAGGED, validity if arr.null_count else None, offsets, data if data is not None else b"", arr.offset, 0)
+    return (TAGGED, validity if arr.null_count else None, None, offsets, data if data is not None else b"", arr.offset, 0)
+
+
+def dict_spec(arr: pa.DictionaryArray) -> tuple:
+    """A dictionary<int32, string> array (dictionary unsliced, without nulls) as a DICT piece."""
+    dictionary = arr.dictionary
+    validity, indices = arr.buffers()[:2]
+    _, offsets, data = dictionary.buffers()
+    return (DICT, validity if arr.null_count else None, indices, offsets, data if data is not None else b"",
+            arr.offset, len(dictionary))
 
 
 def fixed_be_spec(arr: pa.Array, width: int) -> tuple:
     """A little-endian fixed-width number array as a FIXED_BE piece: tag || big-endian bytes."""
     validity, data = arr.buffers()
-    return (FIXED_BE, validity if arr.null_count else None, None, data, arr.offset, width)
+    return (FIXED_BE, validity if arr.null_count else None, None, None, data, arr.offset, width)
