@@ -14,7 +14,7 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import click
 
@@ -104,6 +104,20 @@ def rewrite_manifest(path: str, manifest_out: str | None) -> None:
                            f"--out {manifest_out}`") from None
 
 
+T = TypeVar("T")
+
+
+def _write_entry(path: str, keyring_file: str | None, actor: str | None, manifest_out: str | None,
+                 write: Callable[[Ledger], T]) -> T:
+    """Check the manifest destination first (nothing is recorded when it is unusable), write
+    the entry, then rewrite the serving manifest from the ledger."""
+    check_manifest_destination(manifest_out)
+    with _open(path, keyring_file, actor) as ledger:
+        written = write(ledger)
+    rewrite_manifest(path, manifest_out)
+    return written
+
+
 def _report(recorded: Recorded, as_json: bool, manifest_out: str | None, next_step: str | None = None) -> None:
     doc = recorded.to_dict()
     if manifest_out:
@@ -179,11 +193,9 @@ def gate_evaluate(path: str, challenger: str, champion: str | None, policy_file:
     chal = EvaluationFile.load(challenger)
     champ = EvaluationFile.load(champion) if champion else RECORDED_CHAMPION
     observed = observe_artifacts(chal, artifacts_root)
-    check_manifest_destination(manifest_out)
-    with _open(path, keyring_file, actor) as ledger:
-        recorded = run_gate(ledger, chal, policy, champion=champ, observed_artifacts=observed, operator=operator,
-                            inline_evaluations=not digest_only)
-    rewrite_manifest(path, manifest_out)
+    recorded = _write_entry(path, keyring_file, actor, manifest_out, lambda ledger: run_gate(
+        ledger, chal, policy, champion=champ, observed_artifacts=observed, operator=operator,
+        inline_evaluations=not digest_only))
     d = recorded.decision
     next_step = (f"mrm approve {path} --slot {d.slot} --version {d.challenger_version} --operator ID --reason TEXT"
                  if d.outcome == "pending_approval" else None)
@@ -243,7 +255,9 @@ def _sign_off_command(name: str, approve: bool) -> click.Command:
 
     The human sign-off that auto_promote = false requires; the operator and the reason are
     recorded in the model_promotion entry. An approval is refused when production changed
-    since the gate compared the version (its verdict would be about another champion).
+    since the gate compared the version (its verdict would be about another champion), and
+    when the operator requested the sign-off (the gate entry's actor or operator): an
+    approval is a second person's; a requester may still decline (withdraw).
 
     \b
     Example:
@@ -261,11 +275,9 @@ def _sign_off_command(name: str, approve: bool) -> click.Command:
     @handle_gate_errors
     def command(path: str, slot: str, version: str, operator: str, reason: str, manifest_out: str | None,
                 keyring_file: str | None, actor: str | None, as_json: bool) -> None:
-        check_manifest_destination(manifest_out)
-        with _open(path, keyring_file, actor) as ledger:
-            fn = approve_version if approve else decline_version
-            recorded = fn(ledger, slot=slot, version=version, operator=operator, reason=reason)
-        rewrite_manifest(path, manifest_out)
+        fn = approve_version if approve else decline_version
+        recorded = _write_entry(path, keyring_file, actor, manifest_out,
+                                lambda ledger: fn(ledger, slot=slot, version=version, operator=operator, reason=reason))
         _report(recorded, as_json, manifest_out)
 
     return command
@@ -303,10 +315,8 @@ def promote(path: str, force: bool, version: str, slot: str, operator: str, reas
     if not force:
         raise UsageFailure("promote is the operator override and needs --force; a normal promotion goes through "
                            "`mrm gate evaluate` (and `mrm approve` when auto_promote is off)")
-    check_manifest_destination(manifest_out)
-    with _open(path, keyring_file, actor) as ledger:
-        recorded = force_promote(ledger, slot=slot, version=version, operator=operator, reason=reason)
-    rewrite_manifest(path, manifest_out)
+    recorded = _write_entry(path, keyring_file, actor, manifest_out,
+                            lambda ledger: force_promote(ledger, slot=slot, version=version, operator=operator, reason=reason))
     _report(recorded, as_json, manifest_out)
 
 
@@ -330,10 +340,8 @@ def rollback(path: str, slot: str, to_version: str | None, operator: str, reason
       mrm rollback ./audit-ledger --slot credit_pd --operator eng-7 --reason "p99 latency 2.4x baseline"
       mrm rollback ./audit-ledger --slot credit_pd --to-version v009 --operator eng-7 --reason "..."
     """
-    check_manifest_destination(manifest_out)
-    with _open(path, keyring_file, actor) as ledger:
-        recorded = rollback_slot(ledger, slot=slot, reason=reason, operator=operator, to_version=to_version)
-    rewrite_manifest(path, manifest_out)
+    recorded = _write_entry(path, keyring_file, actor, manifest_out, lambda ledger: rollback_slot(
+        ledger, slot=slot, reason=reason, operator=operator, to_version=to_version))
     _report(recorded, as_json, manifest_out)
 
 
@@ -514,11 +522,9 @@ def registry_traffic(path: str, slot: str, challenger_version: str, mode: str, e
       mrm registry traffic ./audit-ledger --slot credit_pd --challenger v012 --mode canary_5 \\
           --operator eng-7 --reason "canary after offline pass"
     """
-    check_manifest_destination(manifest_out)
-    with _open(path, keyring_file, actor) as ledger:
-        seq = set_traffic(ledger, slot=slot, challenger_version=challenger_version, mode=mode, operator=operator,
-                          reason=reason, experiment=experiment)
-    rewrite_manifest(path, manifest_out)
+    seq = _write_entry(path, keyring_file, actor, manifest_out, lambda ledger: set_traffic(
+        ledger, slot=slot, challenger_version=challenger_version, mode=mode, operator=operator, reason=reason,
+        experiment=experiment))
     doc = {"seq": seq, "slot": slot, "challenger_version": challenger_version, "mode": mode}
     if as_json:
         emit_json(doc)
