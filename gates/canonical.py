@@ -14,6 +14,7 @@ The bytes are identical to ``rfc8785.dumps`` (a property test checks it).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from typing import Any
@@ -124,3 +125,8 @@ def canonical_json(value: Any) -> bytes:
 
 def sha256_hex(value: Any) -> str:
     return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def utc_text(ts: dt.datetime) -> str:
+    """An instant as the ledger's JSON writes it: ISO 8601 in UTC with a Z."""
+    return ts.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")

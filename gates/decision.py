@@ -37,11 +37,13 @@ change is used (a relative change is undefined) and the check's detail says so.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gates.canonical import utc_text
 from gates.evaluation import Evaluation, evaluation_from_mapping, evaluation_to_dict
 from gates.metrics import HIGHER, KNOWN_METRICS, correct
 from gates.policy import MetricRule, Policy, policy_digest, policy_from_mapping, policy_to_dict
@@ -523,22 +525,37 @@ def _win_summary(policy: Policy, rows: tuple[ComparisonRow, ...], sig: tuple[Sig
 
 
 def decide_approval(slot: str, version: str, champion_version: str | None, *, approve: bool,
-                    operator: str, reason: str, requested_by: Sequence[str] = ()) -> Decision:
+                    operator: str, reason: str, requested_by: Sequence[str] = (),
+                    requested_at: dt.datetime | None = None, decided_at: dt.datetime | None = None,
+                    valid_days: int | None = None) -> Decision:
     """A human's sign-off on (or refusal of) a ``pending_approval`` challenger.
 
     ``requested_by`` names who put the version up for sign-off (the gate entry's actor and
     operator): none of them may approve it, so every approval is a second person's (a
-    requester may still decline, i.e. withdraw, their own request).
+    requester may still decline, i.e. withdraw, their own request). ``valid_days`` (the
+    ``approval_valid_days`` of the policy the version was evaluated under) bounds how long
+    after the verdict (``requested_at``) an approval at ``decided_at`` is accepted.
     """
     operator, reason = _require_operator(operator, reason, "an approval" if approve else "a decline")
     requesters = sorted({r for r in requested_by if r})
     if approve and operator in requesters:
         raise GateInputError(f"{operator} requested the sign-off of {version} and cannot approve it; "
                              "another operator must (separation of duties)")
+    replay: dict[str, Any] = {"kind": "approval", "slot": slot, "version": version, "champion_version": champion_version,
+                              "approve": approve, "operator": operator, "reason": reason}
+    if requesters:
+        replay["requested_by"] = requesters
+    if valid_days is not None:
+        if requested_at is None or decided_at is None:
+            raise GateInputError("an approval window needs the time of the verdict and of the decision")
+        waited = decided_at - requested_at
+        if approve and waited > dt.timedelta(days=valid_days):
+            raise GateInputError(f"{version} has waited {waited.days} days for a sign-off (since {utc_text(requested_at)}); "
+                                 f"the policy it was evaluated under accepts an approval within {valid_days} days: "
+                                 "decline it and evaluate it again")
+        replay.update(requested_at=utc_text(requested_at), decided_at=utc_text(decided_at), valid_days=valid_days)
     outcome = APPROVE if approve else DECLINE
     verb = "approved" if approve else "declined"
-    replay = {"kind": "approval", "slot": slot, "version": version, "champion_version": champion_version,
-              "approve": approve, "operator": operator, "reason": reason, "requested_by": requesters}
     return Decision(outcome, slot, champion_version, version, MANUAL, operator,
                     f"{version} {verb} by {operator}: {reason}", stage="approval",
                     checks=(CheckResult("human_sign_off", approve, f"{verb} by {operator}"),), replay_inputs=replay)
@@ -633,6 +650,16 @@ def _recorded_evaluation(rec: Mapping[str, Any], role: str, supplied: Sequence[E
     return e
 
 
+def _recorded_instant(rec: Mapping[str, Any], key: str) -> dt.datetime:
+    try:
+        ts = dt.datetime.fromisoformat(str(rec[key]).replace("Z", "+00:00"))
+    except ValueError:
+        raise ReplayError(f"recorded {key} {rec[key]!r} is not an ISO 8601 instant") from None
+    if ts.tzinfo is None:
+        raise ReplayError(f"recorded {key} {rec[key]!r} has no time zone")
+    return ts
+
+
 def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -> Decision:
     """Recompute a decision from the ``details`` of its model_promotion entry.
 
@@ -645,8 +672,13 @@ def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -
         raise ReplayError("details carry no replay inputs")
     kind = rec.get("kind")
     if kind == "approval":
+        window = {}
+        if rec.get("valid_days") is not None:
+            window = dict(requested_at=_recorded_instant(rec, "requested_at"), decided_at=_recorded_instant(rec, "decided_at"),
+                          valid_days=rec["valid_days"])
         return decide_approval(rec["slot"], rec["version"], rec["champion_version"], approve=rec["approve"],
-                               operator=rec["operator"], reason=rec["reason"], requested_by=rec.get("requested_by", ()))
+                               operator=rec["operator"], reason=rec["reason"], requested_by=rec.get("requested_by", ()),
+                               **window)
     if kind == "force_promote":
         return decide_force_promote(rec["slot"], rec["version"], rec["champion_version"], operator=rec["operator"],
                                     reason=rec["reason"])

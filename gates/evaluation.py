@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from gates.canonical import sha256_hex
+from gates.canonical import sha256_hex, utc_text
 from ledger.jsontext import JSONTextError, loads_strict
 
 FORMAT = "mrm-gate-evaluation/1"
@@ -253,9 +253,6 @@ def evaluation_from_mapping(data: Any, source: str = "<evaluation>") -> Evaluati
     )
 
 
-def _utc_text(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
 
 def evaluation_to_dict(e: Evaluation) -> dict[str, Any]:
     """The file format again; ``evaluation_from_mapping(evaluation_to_dict(e)) == e``."""
@@ -280,7 +277,7 @@ def evaluation_to_dict(e: Evaluation) -> dict[str, Any]:
             "code_commit": e.lineage.code_commit,
             "config_digest": e.lineage.config_digest,
             "seed": e.lineage.seed,
-            "trained_end": _utc_text(e.lineage.trained_end),
+            "trained_end": utc_text(e.lineage.trained_end),
             "feature_schema_digest": e.lineage.feature_schema_digest,
             "thresholds": dict(e.lineage.thresholds),
         },

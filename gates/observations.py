@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gates.canonical import utc_text
 from gates.ledger_io import LedgerSource, as_snapshot, parse_details
 from ledger import Ledger
 from ledger.read import read_table
@@ -40,9 +41,6 @@ INFERENCE_COLUMNS = ["seq", "ts", "request_id", "subject_id", "model_version", "
 class MonitorInputError(ValueError):
     """Inputs a monitor cannot run on (an empty window, an unknown attribute, ...); nothing written."""
 
-
-def _utc_text(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -61,8 +59,8 @@ class Window:
             raise MonitorInputError(f"window until {self.until.isoformat()} is not after since {self.since.isoformat()}")
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"since": _utc_text(self.since) if self.since else None,
-                "until": _utc_text(self.until) if self.until else None}
+        return {"since": utc_text(self.since) if self.since else None,
+                "until": utc_text(self.until) if self.until else None}
 
 
 # --- recording outcomes and errors ------------------------------------------------------------
@@ -79,7 +77,7 @@ def outcome_entry(request_id: str, label: Any = None, *, observed_at: dt.datetim
         raise MonitorInputError(f"request {request_id}: label {label!r} is not a finite number")
     if observed_at.tzinfo is None:
         raise MonitorInputError(f"request {request_id}: observed_at has no time zone")
-    details: dict[str, Any] = {"observed_at": _utc_text(observed_at)}
+    details: dict[str, Any] = {"observed_at": utc_text(observed_at)}
     if label is not None:
         details["label"] = label
     if values:

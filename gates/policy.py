@@ -7,7 +7,9 @@ such as ``min_relative_improvment`` must not silently fall back to a default).
 TOML layout (every key but ``gate.primary_metric`` and its ``[metrics.*]`` entry is optional)::
 
     [gate]        primary_metric, min_relative_improvement (0.005), max_secondary_degradation (0.02),
-                  alpha (0.05), min_sample_size (100), auto_promote (false)
+                  alpha (0.05), min_sample_size (100), auto_promote (false),
+                  approval_valid_days (none: a pending_approval version can be approved at any
+                  later time; N: only within N days of the gate's verdict)
     [bootstrap]   resamples (2000), seed (0)
     [metrics.NAME]     direction ("higher" | "lower"), test ("delong" | "mcnemar" |
                        "paired_bootstrap" | "welch")
@@ -128,6 +130,7 @@ class Policy:
     alpha: float = 0.05
     min_sample_size: int = 100
     auto_promote: bool = False  # regulated production: a human signs off
+    approval_valid_days: int | None = None  # a verdict older than this cannot be approved
     bootstrap_resamples: int = 2000
     bootstrap_seed: int = 0
     fidelity: FidelityFloor | None = None
@@ -191,7 +194,7 @@ class _Section:
             self.fail(self.key(name), f"must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
         return v
 
-    def integer(self, name: str, default: int, lo: int) -> int:
+    def integer(self, name: str, default: int | None, lo: int) -> int | None:
         v = self.raw(name)
         if v is None:
             return default
@@ -284,6 +287,7 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
     alpha = gate.number("alpha", 0.05, 0.0, 1.0, lo_open=True, hi_open=True)
     min_n = gate.integer("min_sample_size", 100, 1)
     auto = gate.boolean("auto_promote", False)
+    approval_days = gate.integer("approval_valid_days", None, 1)
     gate.finish()
 
     boot = top.table("bootstrap")
@@ -384,6 +388,7 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
         alpha=alpha,  # type: ignore[arg-type]
         min_sample_size=min_n,
         auto_promote=auto,
+        approval_valid_days=approval_days,
         bootstrap_resamples=resamples,
         bootstrap_seed=seed,
         fidelity=fidelity,
@@ -432,6 +437,8 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
             "alpha": p.alpha,
             "min_sample_size": p.min_sample_size,
             "auto_promote": p.auto_promote,
+            # only when set: policies without it keep the digest they were recorded with
+            **({"approval_valid_days": p.approval_valid_days} if p.approval_valid_days is not None else {}),
         },
         "bootstrap": {"resamples": p.bootstrap_resamples, "seed": p.bootstrap_seed},
         "metrics": {m.name: {"direction": m.direction, "test": m.test} for m in p.metrics},

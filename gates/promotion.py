@@ -40,11 +40,12 @@ from gates.ledger_io import (
     RegistryView,
     TransitionRefused,
     load_registry,
+    parse_details,
     recorded_evaluation,
     registry_lock,
 )
 from gates.online import TrafficMode
-from gates.policy import Policy
+from gates.policy import Policy, policy_from_mapping
 from gates.registry import CANDIDATE, PENDING, RegistryError
 from ledger import Ledger
 
@@ -115,8 +116,8 @@ def _open_view(ledger: Ledger) -> RegistryView:
 
 
 def _write_decision(ledger: Ledger, view: RegistryView, decision: Decision, *, inline_evaluations: bool = True,
-                    registration: Mapping[str, Any] | None = None) -> Recorded:
-    ts = _next_ts(ledger, view)
+                    registration: Mapping[str, Any] | None = None, at: dt.datetime | None = None) -> Recorded:
+    ts = at or _next_ts(ledger, view)
     if registration is not None:
         _validate(view, {**registration, "table_name": "operation", "ts": ts})
     entry = decision.to_promotion_entry(inline_evaluations)
@@ -269,9 +270,21 @@ def _sign_off(ledger: Ledger, slot: str, version: str, operator: str, reason: st
             raise TransitionRefused(f"{version} was compared against {compared_with}, but production in slot {slot} "
                                     f"is now {production}; decline it and evaluate a new version against {production}")
         requested_by = (pending["actor"], pending["operator"]) if pending else ()
+        valid_days = _approval_valid_days(pending)
+        window = {} if valid_days is None else dict(requested_at=pending["ts"], decided_at=_next_ts(ledger, view),
+                                                    valid_days=valid_days)
         decision = decide_approval(slot, version, production, approve=approve, operator=operator, reason=reason,
-                                   requested_by=requested_by)
-        return _write_decision(ledger, view, decision)
+                                   requested_by=requested_by, **window)
+        return _write_decision(ledger, view, decision, at=window.get("decided_at"))
+
+
+def _approval_valid_days(pending: Mapping[str, Any] | None) -> int | None:
+    """The approval window of the policy the pending version was evaluated under, as its
+    gate entry recorded it (None: no window, or no recorded policy)."""
+    if pending is None:
+        return None
+    policy = (parse_details(pending["details"]).get("replay") or {}).get("policy")
+    return policy_from_mapping(policy, "the recorded policy").approval_valid_days if isinstance(policy, Mapping) else None
 
 
 def force_promote(ledger: Ledger, *, slot: str, version: str, operator: str, reason: str) -> Recorded:

@@ -19,12 +19,14 @@ right, given what it records?".
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import rfc8785
 
+from gates.canonical import utc_text
 from gates.decision import GateInputError, ReplayError, replay
 from gates.evaluation import Evaluation, EvaluationError
 from gates.ledger_io import EntryNotFound, LedgerSource, parse_details, promotion_row, registry_events
@@ -121,6 +123,13 @@ def _context(registry: Registry, entry: Mapping[str, Any], rec: Mapping[str, Any
     else:
         problems.append(f"the entry names champion {entry['champion_version']!r}, but production in slot {slot} "
                         f"was {production!r} just before it")
+    if rec is not None and rec.get("kind") == "approval" and "decided_at" in rec:
+        written = entry.get("ts")
+        written_text = utc_text(written) if isinstance(written, dt.datetime) else str(written)
+        if rec["decided_at"] == written_text:
+            passed.append(f"the approval window was measured to the entry's own time {written_text}")
+        else:
+            problems.append(f"the approval records decided_at {rec['decided_at']}, but the entry was written at {written_text}")
     if rec is not None and rec.get("kind") == "rollback":
         before = list(registry.previous_production(slot))
         if list(rec.get("previous_production") or []) == before:

@@ -257,7 +257,8 @@ def _sign_off_command(name: str, approve: bool) -> click.Command:
     recorded in the model_promotion entry. An approval is refused when production changed
     since the gate compared the version (its verdict would be about another champion), and
     when the operator requested the sign-off (the gate entry's actor or operator): an
-    approval is a second person's; a requester may still decline (withdraw).
+    approval is a second person's; a requester may still decline (withdraw). Under a policy
+    with approval_valid_days, a verdict older than that cannot be approved.
 
     \b
     Example:

@@ -272,6 +272,35 @@ def test_a_requester_may_withdraw_their_own_request(ledger):
     assert load_registry(ledger.path).registry.states(SLOT)["v012"] == REJECTED
 
 
+def test_a_verdict_older_than_the_policy_window_cannot_be_approved(tmp_path, keyring):
+    day = 86_400 * 1_000_000
+    now = [1_767_225_600 * 1_000_000]  # 2026-01-01T00:00:00Z
+    windowed = policy(False, **{"auto_promote = false": "auto_promote = false\napproval_valid_days = 30"})
+    assert windowed.approval_valid_days == 30
+    with Ledger.create(tmp_path / "ledger", keyring, actor="gate-test", clock=lambda: now[0]) as ledger:
+        bootstrap_champion(ledger)
+        for version in ("v012", "v013"):
+            e = evaluation_from_mapping(evaluation(version, CHALLENGER_SCORES, CHALLENGER_THRESHOLD,
+                                                   trained_end="2026-04-20T03:00:00Z"))
+            run_gate(ledger, e, windowed, observed_artifacts=observed(e))
+            now[0] += day
+        now[0] += 29 * day  # v012 waited 31 days, v013 30
+        ledger.flush()
+        before = ledger.head.seq
+        with pytest.raises(GateInputError, match=r"v012 has waited 31 days for a sign-off \(since 2026-01-01T00:00:00Z\); "
+                                                 "the policy it was evaluated under accepts an approval within 30 days"):
+            approve(ledger, slot=SLOT, version="v012", operator="mrm-chair", reason="late")
+        ledger.flush()
+        assert ledger.head.seq == before
+        d = decline(ledger, slot=SLOT, version="v012", operator="mrm-chair", reason="stale verdict")
+        a = approve(ledger, slot=SLOT, version="v013", operator="mrm-chair", reason="within the window")
+        recorded = promotion_entry(ledger.path, a.seq)["details"]["replay"]
+        assert (recorded["requested_at"], recorded["decided_at"], recorded["valid_days"]) == (
+            "2026-01-02T00:00:00Z", "2026-02-01T00:00:00Z", 30)
+        assert all(check_replay(ledger.path, seq=seq)[0].matches for seq in (d.seq, a.seq))
+        assert load_registry(ledger.path).registry.production(SLOT) == "v013"
+
+
 # --- refusals write nothing ---------------------------------------------------------------------------
 
 

@@ -30,6 +30,15 @@ def test_default_policy_loads_with_its_declared_tests():
     assert p.rollback.action == "propose" and p.monitors.disparate_impact == Bounds(0.8, 1.25)
 
 
+def test_an_approval_window_is_recorded_only_when_set():
+    # Policies recorded before the option existed keep their digests (replay checks them).
+    assert "approval_valid_days" not in policy_to_dict(parse_policy(MINIMAL))["gate"]
+    windowed = parse_policy(MINIMAL.replace("[gate]\n", "[gate]\napproval_valid_days = 30\n"))
+    assert policy_to_dict(windowed)["gate"]["approval_valid_days"] == 30
+    assert policy_from_mapping(policy_to_dict(windowed)) == windowed
+    assert policy_digest(windowed) != policy_digest(parse_policy(MINIMAL))
+
+
 def test_minimal_policy_gets_the_documented_defaults():
     p = parse_policy(MINIMAL)
     assert (p.min_relative_improvement, p.max_secondary_degradation, p.alpha) == (0.005, 0.02, 0.05)
@@ -74,6 +83,7 @@ def test_unknown_keys_are_errors_naming_file_and_key(extra, message, tmp_path):
     (MINIMAL.replace("[gate]\n", "[gate]\nalpha = 0\n"), r"gate\.alpha: must be > 0"),
     (MINIMAL.replace("[gate]\n", '[gate]\nauto_promote = "no"\n'), "gate.auto_promote: must be true or false"),
     (MINIMAL.replace("[gate]\n", "[gate]\nmin_sample_size = 10.5\n"), "gate.min_sample_size: must be an integer"),
+    (MINIMAL.replace("[gate]\n", "[gate]\napproval_valid_days = 0\n"), "gate.approval_valid_days: must be >= 1, got 0"),
     (MINIMAL + 'direction = "lower"\n', "metrics.auc.direction: auc is better when higher, not lower"),
     (MINIMAL + 'test = "mcnemar"\n', "metrics.auc.test: mcnemar compares paired correctness"),
     (MINIMAL + 'test = "welch"\n', "metrics.auc.test: the primary metric is tested on the holdout"),
