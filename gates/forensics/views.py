@@ -85,25 +85,33 @@ _ENTRIES = "\nUNION ALL\n".join(
 # over this view pays for the three per-request aggregations whatever columns it reads
 # (about 15 s at ten million requests). Checks over every decision of a period are written
 # against the base tables instead (see the built-in packs): an anti-join costs a few seconds.
-_DECISIONS = """
-CREATE VIEW decisions AS
+#
+# A lookup (decision_of, subject_decisions) restricts every table to the requests asked
+# about *before* the per-request lists are built; filtering the view instead builds them
+# for every request first. At ten million requests decision_of went from 8.7 s to 2.5 s
+# (an equality on request_id reaches each Parquet scan); subject_decisions, a semi-join
+# that reads the other tables' columns in full, only from 9.4 s to 8.1 s.
+def _decisions_query(requests: str = "TRUE", inferences: str = "TRUE") -> str:
+    """The decisions rows of the requests whose request_id satisfies ``requests`` (a
+    condition on a table's own columns) and whose model_inference satisfies ``inferences``."""
+    return f"""
 WITH access AS (
     SELECT request_id,
-           list_sort(list({'seq': seq, 'ts': ts, 'operator': operator, 'dataset': dataset, 'columns': columns,
-                           'purpose': purpose, 'access_type': access_type, 'row_count': row_count})) AS data_access
-    FROM data_access WHERE request_id IS NOT NULL GROUP BY request_id
+           list_sort(list({{'seq': seq, 'ts': ts, 'operator': operator, 'dataset': dataset, 'columns': columns,
+                           'purpose': purpose, 'access_type': access_type, 'row_count': row_count}})) AS data_access
+    FROM data_access WHERE request_id IS NOT NULL AND {requests} GROUP BY request_id
 ), attr AS (
     SELECT request_id,
-           list_sort(list({'seq': seq, 'ts': ts, 'method': method, 'model_version': model_version,
-                           'top_features': top_features})) AS attributions
-    FROM attribution GROUP BY request_id
+           list_sort(list({{'seq': seq, 'ts': ts, 'method': method, 'model_version': model_version,
+                           'top_features': top_features}})) AS attributions
+    FROM attribution WHERE {requests} GROUP BY request_id
 ), guard AS (
     SELECT request_id,
-           list_sort(list({'seq': seq, 'ts': ts, 'gate': gate, 'verdict': verdict, 'criteria': criteria, 'reason': reason,
-                           'original_output': original_output, 'final_output': final_output})) AS guardrails,
+           list_sort(list({{'seq': seq, 'ts': ts, 'gate': gate, 'verdict': verdict, 'criteria': criteria, 'reason': reason,
+                           'original_output': original_output, 'final_output': final_output}})) AS guardrails,
            arg_max_null(final_output, seq) AS served_output,
            max(CASE verdict WHEN 'block' THEN 2 WHEN 'modify' THEN 1 ELSE 0 END) AS severity
-    FROM guardrail GROUP BY request_id
+    FROM guardrail WHERE {requests} GROUP BY request_id
 )
 SELECT
     i.request_id, i.subject_id, i.ts, i.seq AS inference_seq, i.key_id AS inference_key_id,
@@ -117,13 +125,23 @@ SELECT
     g.guardrails,
     c.version AS champion_version,
     CASE WHEN c.version = i.model_version THEN c.promotion_seq END AS promotion_seq
-FROM model_inference i
+FROM (SELECT * FROM model_inference WHERE {requests} AND {inferences}) i
 LEFT JOIN access a ON a.request_id = i.request_id
 LEFT JOIN attr t ON t.request_id = i.request_id
 LEFT JOIN guard g ON g.request_id = i.request_id
 LEFT JOIN production_periods c
        ON c.slot = i.model_slot AND c.live_from <= i.ts AND i.ts < coalesce(c.live_until, 'infinity'::TIMESTAMPTZ)
-"""
+""".strip()
+
+
+_DECISIONS = "CREATE VIEW decisions AS\n" + _decisions_query()
+_DECISION_OF = "CREATE MACRO decision_of(rid) AS TABLE\n" + _decisions_query(requests="request_id = rid")
+_SUBJECT_REQUESTS = f"(SELECT request_id FROM model_inference WHERE subject_id = subject AND {_window()})"
+_SUBJECT_DECISIONS = (
+    "CREATE MACRO subject_decisions(subject, since := NULL, until := NULL) AS TABLE\n"
+    f"SELECT * FROM ({_decisions_query(requests=f'request_id IN {_SUBJECT_REQUESTS}', inferences=f'subject_id = subject AND {_window()}')}) "
+    "ORDER BY ts, inference_seq"
+)
 
 _SUBJECT_TIMELINE = f"""
 CREATE MACRO subject_timeline(subject, since := NULL, until := NULL) AS TABLE
@@ -231,15 +249,14 @@ OBJECTS: tuple[SqlObject, ...] = (
         "macro",
         "decision_of(request_id)",
         "the decisions row of one request",
-        "CREATE MACRO decision_of(rid) AS TABLE SELECT * FROM decisions WHERE request_id = rid",
+        _DECISION_OF,
     ),
     SqlObject(
         "subject_decisions",
         "macro",
         "subject_decisions(subject_id, since := NULL, until := NULL)",
         "the decisions rows of one subject in a time window, oldest first",
-        f"CREATE MACRO subject_decisions(subject, since := NULL, until := NULL) AS TABLE "
-        f"SELECT * FROM decisions WHERE subject_id = subject AND {_window()} ORDER BY ts, inference_seq",
+        _SUBJECT_DECISIONS,
     ),
     SqlObject(
         "subject_timeline",

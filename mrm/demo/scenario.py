@@ -106,8 +106,8 @@ KEY_CUSTODIAN = "sec.kang.haneul"
 ALL_SUBJECTS = "*"  # subject_id of a bulk read; row_count says how many rows
 
 # Key ids are names, not secrets: fixed, so the key_id column is the same in every run.
-FIRST_KEY_ID = "demo-hmac-2025h1"
-SECOND_KEY_ID = "demo-hmac-2025h2"
+FIRST_KEY_ID = "demo-2025h1"  # also names the checkpoint signer, mrm-demo-2025h1
+SECOND_KEY_ID = "demo-2025h2"
 KEY_ROTATION_DAY = (dt.date(2025, 7, 1) - START_DATE).days  # semi-annual rotation, 00:00 KST
 
 # The bank's week (days after Monday) and times of day, KST.
