@@ -5,7 +5,6 @@ Errors name the file and the line (JSON Lines, CSV) or row (Parquet) at fault.""
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

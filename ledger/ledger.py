@@ -40,7 +40,7 @@ from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
 from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
 from .key_index import write_index
 from .keys import Keyring, key_check
-from .normalize import RowNormalizer, micros_to_datetime, normalize_arrow, rows_to_arrow, to_micros
+from .normalize import RowNormalizer, micros_to_datetime, normalize_arrow, rows_to_arrow
 from .schema import FORMAT_VERSION, TABLE_NAMES, TABLES, table_spec
 from .storage import (
     NO_PREV,

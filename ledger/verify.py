@@ -42,7 +42,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -52,7 +52,6 @@ import pyarrow.parquet as pq
 from . import wal
 from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_links, table_leaf_hashes
-from .errors import KeyringError
 from .keys import Keyring, key_check
 from .merkle import aligned_subtrees, perfect_root
 from .schema import TABLES

@@ -40,6 +40,22 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def usage_errors(*error_types: type[Exception]) -> Callable[[Callable], Callable]:
+    """A decorator: these library errors (bad input, refusals) exit 2 with their message."""
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except error_types as e:
+                raise UsageFailure(str(e)) from None
+
+        return wrapper
+
+    return decorate
+
+
 def default_keyring_path(ledger_path: str | os.PathLike[str]) -> Path:
     """Where `mrm init` keeps a generated keyring: beside the ledger, never inside it."""
     p = Path(ledger_path)

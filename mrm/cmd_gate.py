@@ -39,7 +39,7 @@ from gates.promotion import (
 from gates.replay_check import check_replay
 from ledger import Ledger
 
-from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring, usage_errors
 
 existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 actor_option = click.option("--actor", help="Who writes the entry (default: $MRM_ACTOR or user@host).")
@@ -63,14 +63,14 @@ class IntegrityFailure(click.ClickException):
 def handle_gate_errors(fn: Callable) -> Callable:
     """The gate's refusals as exit code 2 with their message; an inconsistent history as 1."""
 
+    refusals = usage_errors(GateInputError, EvaluationError, PolicyError, TransitionRefused, EntryNotFound)(fn)
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return refusals(*args, **kwargs)
         except InconsistentHistory as e:
             raise IntegrityFailure(str(e)) from None
-        except (GateInputError, EvaluationError, PolicyError, TransitionRefused, EntryNotFound) as e:
-            raise UsageFailure(str(e)) from None
 
     return handle_errors(wrapper)
 

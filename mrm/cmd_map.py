@@ -12,13 +12,13 @@ import datetime as dt
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
 from mappings.errors import MappingError
 
-from .cli import UsageFailure, emit_json, handle_errors, json_option, keyring_option
+from .cli import UsageFailure, emit_json, handle_errors, json_option, keyring_option, usage_errors
 from .cmd_sql import _verifier, existing_ledger, forensic_errors, public_key_option, verify_option
 
 EXIT_GAP = 3
@@ -33,18 +33,8 @@ packs_dir_option = click.option(
 )
 
 
-def mapping_errors(fn: Callable) -> Callable:
-    """A malformed pack, an unknown pack or a bad period exits 2 with the message."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MappingError as e:
-            raise UsageFailure(str(e)) from None
-
-    return wrapper
+# A malformed pack, an unknown pack or a bad period exits 2 with the message.
+mapping_errors = usage_errors(MappingError)
 
 
 def _dirs(packs_dirs: tuple[str, ...]) -> list[Path]:

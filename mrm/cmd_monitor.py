@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import functools
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -31,7 +30,7 @@ from gates.observations import MonitorInputError, Window, record_outcomes
 from gates.policy import load_policy
 from ledger import Ledger
 
-from .cli import UsageFailure, emit_json, json_option, keyring_option, resolve_keyring
+from .cli import UsageFailure, emit_json, json_option, keyring_option, resolve_keyring, usage_errors
 from .cmd_gate import (
     actor_option,
     check_manifest_destination,
@@ -53,15 +52,7 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Compute and print
 
 def handle_monitor_errors(fn: Callable) -> Callable:
     """A monitor's input errors as exit code 2, on top of the gate's error handling."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except MonitorInputError as e:
-            raise UsageFailure(str(e)) from None
-
-    return handle_gate_errors(wrapper)
+    return handle_gate_errors(usage_errors(MonitorInputError)(fn))
 
 
 def _window(since: str | None, until: str | None, what: str = "") -> Window:

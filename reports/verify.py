@@ -26,7 +26,6 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Iterable
 
 from ledger.errors import KeyringError

@@ -39,7 +39,7 @@ from ..model import (
 )
 from .badges import drift_status, fairness_status, passed, promotion_status
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
-from .history import AlertEntry, GateDecision, Query, SlotHistory, read_slot_history
+from .history import AlertEntry, GateDecision, SlotHistory, read_slot_history
 from .slot_charts import (
     decisions_over_time_chart,
     di_band,
@@ -525,8 +525,8 @@ def _method_blocks(h: SlotHistory) -> list[Block]:
             "Monitoring values are those the monitors recorded. Disparate impact is the favourable-outcome rate of the "
             "unprivileged group over that of the privileged group; its band is read from each run's recorded bounds. PSI "
             "thresholds are those of the recorded gate policy when the slot has one."),
-        Paragraph(f"The queries below ran over the entries the checkpoint covers, through the same read-only SQL views an "
-                  f"examiner gets with `mrm sql LEDGER`; each result is attached as Parquet."),
+        Paragraph("The queries below ran over the entries the checkpoint covers, through the same read-only SQL views an "
+                  "examiner gets with `mrm sql LEDGER`; each result is attached as Parquet."),
     ]
 
 
