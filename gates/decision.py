@@ -74,6 +74,11 @@ class ReplayError(GateInputError):
     """Recorded inputs whose digests no longer match: the record was altered."""
 
 
+class MissingEvaluation(ReplayError):
+    """An evaluation recorded by digest only was not supplied: the entry cannot be replayed
+    without it (nothing is known to be wrong with it)."""
+
+
 @dataclass(frozen=True)
 class CheckResult:
     name: str
@@ -643,7 +648,7 @@ def _recorded_evaluation(rec: Mapping[str, Any], role: str, supplied: Sequence[E
     else:  # recorded by digest only: the caller brings the evaluation back
         found = [s for s in supplied if s.digest == digest]
         if not found:
-            raise ReplayError(f"the {role} evaluation was recorded by digest only ({digest}); pass it to replay")
+            raise MissingEvaluation(f"the {role} evaluation was recorded by digest only ({digest}); pass its file to replay")
         e = found[0]
     if e.digest != digest:
         raise ReplayError(f"the recorded {role} evaluation does not match its recorded digest")

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import rfc8785
 
 from gates.canonical import utc_text
-from gates.decision import GateInputError, ReplayError, replay
+from gates.decision import GateInputError, MissingEvaluation, ReplayError, replay
 from gates.evaluation import Evaluation, EvaluationError
 from gates.ledger_io import EntryNotFound, LedgerSource, parse_details, promotion_row, registry_events
 from gates.policy import PolicyError
@@ -60,15 +60,22 @@ class ReplayReport:
     differences: tuple[Difference, ...] = ()
     problems: tuple[str, ...] = ()
     context_checks: tuple[str, ...] = field(default=())
+    missing_input: str | None = None  # why it could not be replayed (an input not supplied)
 
     @property
     def matches(self) -> bool:
         return self.replayed_decision is not None and not self.differences and not self.problems
 
+    @property
+    def mismatch(self) -> bool:
+        """Something is wrong with the entry: not merely unreplayed for want of an input."""
+        return not self.matches and not (self.missing_input and not self.differences and not self.problems)
+
     def to_dict(self) -> dict[str, Any]:
         return {"seq": self.seq, "slot": self.slot, "challenger_version": self.challenger_version,
                 "recorded_decision": self.recorded_decision, "replayed_decision": self.replayed_decision,
-                "kind": self.kind, "matches": self.matches, "differences": [d.to_dict() for d in self.differences],
+                "kind": self.kind, "matches": self.matches, "missing_input": self.missing_input,
+                "differences": [d.to_dict() for d in self.differences],
                 "problems": list(self.problems), "context_checks": list(self.context_checks)}
 
     def to_text(self) -> str:
@@ -80,8 +87,12 @@ class ReplayReport:
         lines += [f"  PROBLEM: {p}" for p in self.problems]
         for d in self.differences:
             lines.append(f"  DIFFERS: {d.field}: recorded {_short(d.recorded)}, replayed {_short(d.replayed)}")
-        lines.append("  MATCH: the recorded inputs reproduce the recorded decision" if self.matches
-                     else "  MISMATCH: the entry does not reproduce from what it records")
+        if self.matches:
+            lines.append("  MATCH: the recorded inputs reproduce the recorded decision")
+        elif not self.mismatch:
+            lines.append(f"  NOT REPLAYED: {self.missing_input}")
+        else:
+            lines.append("  MISMATCH: the entry does not reproduce from what it records")
         return "\n".join(lines)
 
 
@@ -154,6 +165,9 @@ def check_entry(entry: Mapping[str, Any], registry_before: Registry | None = Non
     passed, problems = _context(registry_before, entry, rec) if registry_before is not None else ([], [])
     try:
         decision = replay(details, evaluations)
+    except MissingEvaluation as e:
+        return ReplayReport(**base, kind=kind, replayed_decision=None, problems=tuple(problems),
+                            context_checks=tuple(passed), missing_input=str(e))
     except ReplayError as e:
         return ReplayReport(**base, kind=kind, replayed_decision=None,
                             problems=(f"recorded inputs were altered: {e}", *problems), context_checks=tuple(passed))

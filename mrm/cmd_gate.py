@@ -39,7 +39,7 @@ from gates.promotion import (
 from gates.replay_check import check_replay
 from ledger import Ledger
 
-from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring, usage_errors
+from .cli import EXIT_INTEGRITY, EXIT_USAGE, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring, usage_errors
 
 existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 actor_option = click.option("--actor", help="Who writes the entry (default: $MRM_ACTOR or user@host).")
@@ -216,8 +216,10 @@ def gate_replay(path: str, seq: int | None, replay_all: bool, evaluation_files: 
     Checks the recorded policy and evaluations against their recorded SHA-256 (an edited
     input is reported, never replayed), recomputes the decision, compares every column and
     detail with the entry, and checks the champion it names was production just before it.
-    Exit code 0 when everything matches, 1 when anything does not. (The entry's MAC is what
-    `mrm verify` checks.)
+    An entry whose evaluations were recorded by digest only is NOT REPLAYED until their files
+    are given with --evaluation. Exit code 0 when everything matches, 1 when anything does
+    not, 2 when nothing disagrees but some entries could not be replayed for want of their
+    evaluation files. (The entry's MAC is what `mrm verify` checks.)
 
     \b
     Example:
@@ -234,10 +236,14 @@ def gate_replay(path: str, seq: int | None, replay_all: bool, evaluation_files: 
         for r in reports:
             click.echo(r.to_text())
         if replay_all:
-            bad = sum(not r.matches for r in reports)
-            click.echo(f"{len(reports)} decisions replayed, {len(reports) - bad} match, {bad} do not")
-    if not all(r.matches for r in reports):
+            bad = sum(r.mismatch for r in reports)
+            unreplayed = sum(not r.matches and not r.mismatch for r in reports)
+            click.echo(f"{len(reports)} decisions: {len(reports) - bad - unreplayed} match, {bad} do not"
+                       + (f", {unreplayed} not replayed (pass their evaluation files with --evaluation)" if unreplayed else ""))
+    if any(r.mismatch for r in reports):
         sys.exit(EXIT_INTEGRITY)
+    if not all(r.matches for r in reports):
+        sys.exit(EXIT_USAGE)
 
 
 # --- human decisions --------------------------------------------------------------------------

@@ -194,6 +194,18 @@ def test_replay_exit_codes_and_a_tampered_entry(setup):
     assert text.exit_code == 1 and "1 match, 1 do not" in text.output
 
 
+def test_replay_of_digest_only_entries_wants_their_files_and_is_no_mismatch(setup):
+    ledger, files = setup
+    bootstrap(ledger, files["v011"])
+    seq = evaluate(ledger, files["v012"], extra=("--digest-only",))["seq"]
+    text = run("gate", "replay", ledger, "--all")
+    assert text.exit_code == 2, text.output  # an input to supply, not an integrity failure
+    assert "NOT REPLAYED: the" in text.output and "evaluation was recorded by digest only" in text.output
+    assert "MISMATCH" not in text.output and "1 match, 0 do not, 1 not replayed" in text.output
+    doc = ok_json("gate", "replay", ledger, "--seq", seq, "--evaluation", files["v012"], "--evaluation", files["v011"])
+    assert doc["matches"] is True and doc["missing_input"] is None
+
+
 def test_input_errors_exit_2_and_name_the_problem(setup, tmp_path):
     ledger, files = setup
     (tmp_path / "typo.toml").write_text(POLICY_TOML.format(auto="true").replace("alpha =", "alhpa ="))

@@ -472,7 +472,10 @@ def test_replay_of_an_entry_recorded_by_digest_only_needs_the_evaluations_back(l
     r = gate(ledger, challenger_dict(), inline_evaluations=False)
     ledger.flush()
     [report] = check_replay(ledger.path, r.seq)
-    assert not report.matches and "recorded by digest only" in report.problems[0]
+    # Not replayed, but nothing wrong found: it is not reported as an altered record.
+    assert (report.matches, report.mismatch, report.problems) == (False, False, ())
+    assert "the challenger evaluation was recorded by digest only" in report.missing_input
+    assert "NOT REPLAYED" in report.to_text() and "MISMATCH" not in report.to_text()
     # The champion's evaluation is recorded inline at bootstrap; the challenger's file comes back.
     evaluations = [evaluation_from_mapping(challenger_dict()), evaluation_from_mapping(champion_dict())]
     assert check_replay(ledger.path, r.seq, evaluations)[0].matches
