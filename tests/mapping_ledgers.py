@@ -208,6 +208,17 @@ def promotion_without_comparison(ledger: Ledger, at: dt.datetime) -> list[str]:
     return [version]
 
 
+def unattributed_auto_change(ledger: Ledger, at: dt.datetime) -> list[int]:
+    """An automatic promotion (comparison recorded) that names no threshold, gate policy or
+    alert: nothing says what rule made the change."""
+    version = f"nbo-unruled-{at:%m%d}"
+    register(ledger, IDLE, version, at)
+    champion = "nbo-v1" if at == A else f"nbo-unruled-{A:%m%d}"
+    return [ledger.log_model_promotion(ts=at + US, slot=IDLE, champion_version=champion, challenger_version=version,
+                                       decision="promote", trigger="auto", comparison=COMPARISON,
+                                       significance=SIGNIFICANCE, reason="challenger wins")]
+
+
 def alert_ignored(ledger: Ledger, at: dt.datetime) -> list[int]:
     return [ledger.log_operation(ts=at, event_type="monitor_alert", component="gates.online.rollback", status="breach",
                                  correlation_id=f"alert-{at:%m%d}",
@@ -251,7 +262,7 @@ def unapproved_version(ledger: Ledger, at: dt.datetime) -> list[str]:
 
 VIOLATIONS: dict[str, Callable[[Ledger, dt.datetime], list]] = {
     f.__name__: f for f in (missing_attribution, blocked_served, served_after_block, thin_override,
-                            promotion_without_comparison, alert_ignored, unexplained_feature_change, duplicate_request,
+                            promotion_without_comparison, unattributed_auto_change, alert_ignored, unexplained_feature_change, duplicate_request,
                             no_profile_read, pass_riskier_than_allowed, unapproved_version)
 }
 

@@ -53,6 +53,9 @@ FLIPS: dict[str, dict[str, set[str]]] = {
         "sr-26-2": {"validation-before-production", "validation-benchmarking"},
         "ai-basic-act-34": {"art34-1-1-risk-management"}, "eu-ai-act": set(),
     },
+    "unattributed_auto_change": {
+        "sr-11-7": {"sec6-policies-change-control"}, "sr-26-2": {"governance-change-control"},
+    },
     "alert_ignored": {
         "sr-11-7": {"sec5-2-monitoring"}, "sr-26-2": {"validation-ongoing-monitoring"},
         "eu-ai-act": {"art12-2-b-c-monitoring"}, "ai-basic-act-34": {"art34-1-1-risk-management"},
