@@ -202,17 +202,27 @@ def verify_public(
     report.segments = len(tasks)
     report.files = len(listing)
 
-    located = False
+    first_mismatch: tuple[SignedCheckpoint, int] | None = None
+    later_mismatches: list[SignedCheckpoint] = []
     for c in chain:
         if c.size in roots:
             if roots[c.size] != c.info.root:
-                first_bad = _locate(layout, c, segments) if not located else None
-                located = True
-                out.add(Problem("CHECKPOINT", f"the entries do not hash to the root signed for size {c.size}", first_bad if first_bad is not None else _previous_size(chain, c), file=_rel(layout, c.path)))
+                if first_mismatch is not None:
+                    later_mismatches.append(c)  # covers the same bad entry: one line for them all below
+                    continue
+                first_bad = _locate(layout, c, segments)
+                first_mismatch = (c, first_bad if first_bad is not None else _previous_size(chain, c))
+                out.add(Problem("CHECKPOINT", f"the entries do not hash to the root signed for size {c.size}", first_mismatch[1], file=_rel(layout, c.path)))
         elif broken_at is not None and c.size > broken_at:
             report.notes.append(f"the root for size {c.size} could not be recomputed: entries from {broken_at} on are missing")
         elif c.size > tree.size and broken_at is None:
             out.add(Problem("TRUNCATED", f"the checkpoint for size {c.size} covers entries the data no longer holds (it ends at {tree.size - 1})", tree.size))
+
+    if first_mismatch is not None and later_mismatches:
+        first, bad_seq = first_mismatch
+        out.add(Problem("CHECKPOINT", f"nor to the roots signed for the {len(later_mismatches)} later checkpoint(s), sizes "
+                        f"{later_mismatches[0].size} to {later_mismatches[-1].size}, which all cover those first {first.size} entries",
+                        bad_seq, file=_rel(layout, later_mismatches[0].path)))
 
     # Extra checkpoints presented (e.g. one received earlier) must agree with the ledger.
     for note in extra_checkpoints:

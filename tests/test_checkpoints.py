@@ -199,6 +199,13 @@ def test_edited_entry_is_located_through_the_tree(signed, signed_keyring):
     report = public(signed, signed_keyring)
     assert {"FILE", "CHECKPOINT"} <= report.kinds(), report.to_text()
     assert report.first_bad_seq == rows[1]["seq"]
+    # Every later root covers the edited entry: one line for them, not one per checkpoint.
+    failing = [s for s in sizes(signed) if s > rows[1]["seq"]]
+    checkpoint_problems = [p for p in report.problems if p.kind == "CHECKPOINT"]
+    assert [p.seq for p in checkpoint_problems] == [rows[1]["seq"]] * 2, report.to_text()
+    assert f"the root signed for size {failing[0]}" in checkpoint_problems[0].message
+    assert (f"nor to the roots signed for the {len(failing) - 1} later checkpoint(s), sizes {failing[1]} to {failing[-1]}"
+            in checkpoint_problems[1].message)
 
 
 # ------------------------------------------------------------------------------------ proofs
