@@ -170,18 +170,22 @@ def _fixed(arr: pa.Array, np_type: str, width: int) -> pa.Array:
 
 def join_pieces(pieces: list[Piece], prefix: bytes | None = None) -> pa.Array:
     """Concatenate pieces row by row into one binary array."""
-    n = len(pieces[0])
     if native is not None:
-        if prefix is not None:
-            pieces = [_fixed_size(np.tile(np.frombuffer(prefix, dtype=np.uint8), (n, 1))), *pieces]
-        offsets, data = native.concat_rows([piece_spec(p) for p in pieces], n)
-        return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        return _concat_native([piece_spec(p) for p in pieces], len(pieces[0]), prefix)
     parts = [p if pa.types.is_binary(p.type) else p.cast(pa.binary()) for p in pieces]
     if prefix is not None:
         parts.insert(0, pa.scalar(prefix, pa.binary()))
     if len(parts) == 1:
         return parts[0].cast(pa.binary())
     return pc.binary_join_element_wise(*parts, b"")
+
+
+def _concat_native(specs: list[tuple], n: int, prefix: bytes | None = None) -> pa.Array:
+    """Rows of the C extension's pieces, concatenated, after `prefix`, into a binary array."""
+    if prefix is not None:
+        specs = [raw_spec(None, prefix * n, len(prefix)), *specs]
+    offsets, data = native.concat_rows(specs, n)
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
 
 
 def native_specs(arr: pa.Array) -> list[tuple]:
@@ -280,8 +284,5 @@ def encode_table(spec: TableSpec, ledger_id: bytes, table: pa.Table) -> pa.Array
     if len(table) == 0:
         return pa.array([], pa.binary())
     if native is not None:
-        n = len(table)
-        prefix = raw_spec(None, entry_prefix(ledger_id) * n, len(entry_prefix(ledger_id)))
-        offsets, data = native.concat_rows([prefix, *table_native_specs(spec, table)], n)
-        return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        return _concat_native(table_native_specs(spec, table), len(table), entry_prefix(ledger_id))
     return join_pieces(table_pieces(spec, table), prefix=entry_prefix(ledger_id))

@@ -29,6 +29,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
+from gates.canonical import utc_text
 from gates.forensics.attestation import Verifier
 from gates.forensics.errors import QueryError
 from gates.forensics.session import LedgerSQL
@@ -309,7 +310,7 @@ def _judge(item: EvidenceItem, row_count: int, offending_count: int, scope_count
         lo, hi = observed["min"], observed["max"]
         days = _days_between(lo, hi)
         observed["span_days"] = round(days, 3)
-        span = f"{expect.column} spans {days:,.1f} days ({_show(lo)} to {_show(hi)})"
+        span = f"{expect.column} spans {days:,.1f} days ({show_value(lo)} to {show_value(hi)})"
         if days >= expect.days:
             return Status.MET, f"{span}; at least {expect.days:g} required"
         short = f"{span}, less than the {expect.days:g} days required"
@@ -319,7 +320,7 @@ def _judge(item: EvidenceItem, row_count: int, offending_count: int, scope_count
         return Status.MET, f"no row found{scope}"
     extra = ""
     if expect.kind in (ex.MIN_VALUE, ex.MAX_VALUE):
-        extra = f" (observed {_show(observed['min'])} to {_show(observed['max'])})"
+        extra = f" (observed {show_value(observed['min'])} to {show_value(observed['max'])})"
     return Status.MET, f"all {row_count:,} rows pass ({rule}){extra}"
 
 
@@ -329,9 +330,10 @@ def _days_between(lo: Any, hi: Any) -> float:
     return float((hi - lo).days)  # dates
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """An observed value as the results word it: instants in UTC, floats short."""
     if isinstance(value, dt.datetime):
-        return value.astimezone(_UTC).isoformat().replace("+00:00", "Z")
+        return utc_text(value)
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

@@ -14,6 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import Enum
 
+from gates.canonical import utc_text
+
 from .errors import PeriodError
 
 UTC = dt.timezone.utc
@@ -33,7 +35,7 @@ class Period:
                 raise PeriodError(f"period {name} {value!r} must be a datetime with a time zone")
             object.__setattr__(self, name, value.astimezone(UTC))
         if self.end < self.start:
-            raise PeriodError(f"period end {_text(self.end)} is before its start {_text(self.start)}")
+            raise PeriodError(f"period end {utc_text(self.end)} is before its start {utc_text(self.start)}")
 
     @classmethod
     def parse(cls, start: str | dt.datetime, end: str | dt.datetime) -> "Period":
@@ -53,10 +55,10 @@ class Period:
         return {"from": self.start, "to": self.end}
 
     def to_dict(self) -> dict[str, str]:
-        return {"from": _text(self.start), "to": _text(self.end)}
+        return {"from": utc_text(self.start), "to": utc_text(self.end)}
 
     def __str__(self) -> str:
-        return f"[{_text(self.start)}, {_text(self.end)})"
+        return f"[{utc_text(self.start)}, {utc_text(self.end)})"
 
 
 def parse_instant(value: str | dt.datetime, name: str) -> dt.datetime:
@@ -131,7 +133,3 @@ def applicability(requested: Period, effective_from: dt.date, effective_until: d
     if as_if_in_force:
         return Applicability(state, requested, note + "; judged on the whole period anyway, as a readiness assessment", True)
     return Applicability(state, None, note + "; nothing was judged (--as-if-in-force judges it anyway, as a readiness assessment)")
-
-
-def _text(t: dt.datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")

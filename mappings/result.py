@@ -14,13 +14,11 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
+from gates.canonical import utc_text
+
 from .pack import EvidenceItem, Pack, Requirement
 from .period import Applicability, Period
 from .status import Status
-
-
-def _utc(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -109,12 +107,12 @@ class EvidenceResult:
             "id": item.id, "shows": item.shows, "status": self.status.value, "explanation": self.explanation,
             "rule": item.expect.describe(), "expect": item.expect.to_dict(), "when_empty": item.when_empty.value,
             "empty_note": item.empty_note, "short_note": item.short_note, "sql": item.query.sql, "scope_sql": item.scope.sql if item.scope else None,
-            "parameters": {k: _utc(v) for k, v in self.parameters.items()},
+            "parameters": {k: utc_text(v) for k, v in self.parameters.items()},
             "row_count": self.row_count, "rows_shown": len(self.rows), "offending_count": self.offending_count,
             "offending_shown": len(self.offending), "scope_count": self.scope_count,
             "scope_rows_shown": None if self.scope_rows is None else len(self.scope_rows),
             "columns": [{"name": f.name, "type": str(f.type)} for f in self.rows.schema],
-            "observed": {k: (_utc(v) if isinstance(v, dt.datetime) else v) for k, v in self.observed.items()},
+            "observed": {k: (utc_text(v) if isinstance(v, dt.datetime) else v) for k, v in self.observed.items()},
             "seconds": round(self.seconds, 3), "pack_location": f"{item.query.location.file}:{item.query.location.line}",
         }
 
@@ -185,7 +183,7 @@ class PackResult:
             "requested_period": self.requested.to_dict(),
             "applicability": self.applicability.to_dict(),
             "rests_on": self.rests_on.to_dict(),
-            "evaluated_at": _utc(self.evaluated_at),
+            "evaluated_at": utc_text(self.evaluated_at),
             "seconds": round(self.seconds, 3),
             "counts": {s.value: n for s, n in self.counts().items()},
             "requirements": [r.to_dict() for r in self.requirements],

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from gates.canonical import utc_text
 from mappings.errors import MappingError
 
 from .cli import UsageFailure, emit_json, handle_errors, json_option, keyring_option, usage_errors
@@ -184,7 +185,7 @@ def _first_row(table: Any) -> str:
     parts = []
     for k, v in row.items():
         if isinstance(v, dt.datetime):
-            v = v.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+            v = utc_text(v)
         parts.append(f"{k}={v}")
         if len(", ".join(parts)) > 160:
             break

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gates.canonical import utc_text
 from gates.forensics.attestation import Verification
 from gates.forensics.reconstruct import Reconstructor
 from gates.forensics.session import LedgerSQL
@@ -65,7 +66,7 @@ class Forensics:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        return utc_text(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

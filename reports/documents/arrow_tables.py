@@ -20,6 +20,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from gates.canonical import utc_text
+
 from ..model import CellValue, Column, Table, ValueKind
 
 __all__ = ["MAX_CELL_CHARS", "entry_numbers", "report_table"]
@@ -140,7 +142,7 @@ def _plain(value: Any, t: pa.DataType) -> Any:
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z") if value.tzinfo else value.isoformat()
+        return utc_text(value) if value.tzinfo else value.isoformat()
     if isinstance(value, (dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from mappings.evaluate import show_value
 from mappings.expectations import NO_ROWS
 from mappings.result import EvidenceResult, PackResult, RequirementResult
 from mappings.status import PRECEDENCE, Status as PackStatus
@@ -194,7 +195,7 @@ def _evidence_section(e: EvidenceResult, r: RequirementResult, result: PackResul
         facts.append(KeyValue("Population (scope query rows)", e.scope_count))
     for key in ("span_days", "min", "max"):
         if key in e.observed and e.observed[key] is not None:
-            facts.append(KeyValue(f"Observed {key.replace('_', ' ')}", _observed(e.observed[key])))
+            facts.append(KeyValue(f"Observed {key.replace('_', ' ')}", show_value(e.observed[key])))
     facts += [KeyValue(f"${k}", v) for k, v in sorted(e.parameters.items())]
     facts.append(KeyValue("Pack source", f"{item.query.location.file.rsplit('/', 1)[-1]}, line {item.query.location.line}"))
     blocks: list[Block] = [StatusBadge(badge.status, badge.label, e.explanation), Paragraph(_one_line(item.shows)),
@@ -331,11 +332,3 @@ def _one_line(text: str) -> str:
 
 def _bullets(items: Sequence[str]) -> str:
     return "\n".join(f"\u2022 {_one_line(i)}" for i in items)
-
-
-def _observed(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
