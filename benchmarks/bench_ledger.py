@@ -86,6 +86,13 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _verify_code(path: Path, call: str) -> str:
+    """A child's program: time `call` (with `k` the keyring, `path` the ledger), print JSON."""
+    return ("import json,time\nfrom ledger import Keyring, verify_ledger\nfrom ledger.public import verify_public\n"
+            f"k=Keyring.load({str(KEY_FILE)!r})\npath={str(path)!r}\nt=time.perf_counter()\nr={call}\n"
+            "print(json.dumps({'ok': r.ok, 'entries': r.entries, 'seconds': time.perf_counter()-t}))")
+
+
 def _run_timed_then_measured(code: str) -> tuple[dict, int]:
     """Run Python code in a child twice: once for its JSON output (the timing), once more for
     the peak memory of its process tree. Sampling memory reads every process's page tables
@@ -188,23 +195,13 @@ def run(scale: str) -> list[dict]:
     figures.append({"name": "bytes on disk per model_inference entry", "value": inference_bytes / n, "unit": "bytes", "target": "<= 200",
                     "note": f"tree tiles add {sum(p.stat().st_size for p in (big / 'tree').rglob('*') if p.is_file()) / n:.0f} bytes/entry"})
 
-    code = (
-        "import json,time\nfrom ledger import Keyring, verify_ledger\n"
-        f"k=Keyring.load({str(KEY_FILE)!r})\nt=time.perf_counter()\nr=verify_ledger({str(big)!r}, k)\n"
-        "print(json.dumps({'ok': r.ok, 'entries': r.entries, 'seconds': time.perf_counter()-t}))"
-    )
-    result, peak = _run_timed_then_measured(code)
+    result, peak = _run_timed_then_measured(_verify_code(big, "verify_ledger(path, k)"))
     assert result["ok"], "the benchmark ledger does not verify"
     vs(f"verify with the HMAC key, {n:,} entries", result["entries"] / result["seconds"], ">= 1,000,000",
        note=f"peak memory {peak / 2**20:.0f} MiB across all processes (target < 1 GiB)")
     figures.append({"name": "verify peak memory (all processes)", "value": peak / 2**20, "unit": "MiB", "target": "< 1024"})
 
-    code = (
-        "import json,time\nfrom ledger import Keyring\nfrom ledger.public import verify_public\n"
-        f"k=Keyring.load({str(KEY_FILE)!r})\nt=time.perf_counter()\nr=verify_public({str(big)!r}, k.verifiers())\n"
-        "print(json.dumps({'ok': r.ok, 'entries': r.entries, 'seconds': time.perf_counter()-t}))"
-    )
-    result, peak = _run_timed_then_measured(code)
+    result, peak = _run_timed_then_measured(_verify_code(big, "verify_public(path, k.verifiers())"))
     assert result["ok"], "the benchmark ledger does not verify publicly"
     vs(f"public verification (no secret), {n:,} entries", result["entries"] / result["seconds"], ">= 2,000,000",
        note=f"peak memory {peak / 2**20:.0f} MiB")
