@@ -1,6 +1,6 @@
 """mrm-ledger's trust core: seven audit tables, one HMAC chain, Parquet segments."""
 
-from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
+from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError
 from .keys import Keyring
 from .ledger import Ledger
 from .schema import TABLE_NAMES, TABLES
@@ -8,6 +8,7 @@ from .verify import Problem, VerifyReport, verify_ledger
 
 __all__ = [
     "EntryError",
+    "IntegrityError",
     "KeyringError",
     "Keyring",
     "Ledger",

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 
 class LedgerError(Exception):
-    """Base class for every error the ledger raises on purpose."""
+    """Base class for every error the ledger raises on purpose. `exit_code` is what the
+    command line exits with when one reaches it: 2, bad input or usage, unless a subclass
+    says otherwise."""
+
+    exit_code = 2
+
+
+class IntegrityError(LedgerError):
+    """The ledger's own state shows a loss or a corruption that must not be written over
+    (acknowledged entries missing, a log that does not continue the chain, a key that is
+    not the ledger's). Exit code 1, as for a failed verification."""
+
+    exit_code = 1
 
 
 class EntryError(LedgerError, ValueError):

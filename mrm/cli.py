@@ -25,6 +25,12 @@ class UsageFailure(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+class IntegrityFailure(UsageFailure):
+    """A refusal because the ledger shows a loss or corruption: `error: ...`, exit code 1."""
+
+    exit_code = EXIT_INTEGRITY
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Turn the library's refusals into exit code 2 with their message (never a traceback)."""
 
@@ -33,7 +39,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except LedgerError as e:
-            raise UsageFailure(str(e)) from None
+            raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
         except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
             raise UsageFailure(f"{e.filename}: {e.strerror}") from None
 
