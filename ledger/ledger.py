@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import wal
+from . import recovery, wal
 from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
-from .errors import EntryError, KeyringError, LedgerError, LedgerFormatError
+from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError
 from .key_index import write_index
 from .keys import Keyring, key_check
 from .normalize import RowNormalizer, micros_to_datetime, normalize_arrow, rows_to_arrow
@@ -124,9 +124,19 @@ class Ledger:
         self._locked = False
         self._lock_fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        with self._mutex:
-            self._acquire(recover=True)
-            self._release()
+        self._repairs: list = []  # staged repairs whose entries recovery must write (ledger/recovery.py)
+        self._logged_repairs: list[dict] = []
+        try:
+            with self._mutex:
+                self._acquire(recover=True)
+                try:
+                    self._complete_repairs()
+                finally:
+                    self._release()
+        except BaseException:
+            os.close(self._wal_fd)
+            os.close(self._lock_fd)
+            raise
         self._flusher = threading.Thread(target=self._flush_loop, name="mrm-ledger-flush", daemon=True)
         self._flusher.start()
 
@@ -173,6 +183,35 @@ class Ledger:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return cls(root, keyring, **options)
+
+    @classmethod
+    def repair(cls, path: str | os.PathLike[str], keyring: Keyring, *, reason: str, accept_loss: bool = False,
+               actor: str | None = None, dry_run: bool = False, **options: Any) -> "recovery.RepairPlan | None":
+        """The one way past a loss or a log that does not continue the chain: keep every
+        frame that does, save the original log under repairs/, and write a `ledger_repair`
+        operation entry naming what was dropped and which acknowledged range was lost (with
+        its last known MAC). Lost entries are accepted only with `accept_loss`. Returns the
+        plan carried out (`entry_seq` set), or None when there was nothing to repair."""
+        if not reason or not reason.strip():
+            raise EntryError("a repair needs a reason; it is recorded in the ledger")
+        actor = actor or default_actor()
+        layout = Layout(Path(path))
+        meta = read_meta(layout)
+        fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            staged = recovery.pending_repairs(layout)
+            plan = None
+            if not staged:
+                exam = recovery.examine(layout, keyring, meta.ledger_id_bytes)
+                plan = recovery.plan_repair(layout, exam, accept_loss=accept_loss, covered_size=recovery.covered_size(layout))
+                if plan is None or dry_run:
+                    return plan
+                plan = recovery.stage_repair(layout, exam, plan, reason, actor)
+        finally:
+            os.close(fd)
+        cls(path, keyring, actor=actor, **options).close()  # recovery writes the staged entry
+        return recovery.done_repair(layout, plan.repair_id if plan else staged[-1][1]["details"]["repair_id"])
 
     def __enter__(self) -> "Ledger":
         return self
@@ -232,12 +271,31 @@ class Ledger:
 
     def _recover(self) -> Head:
         """Re-derive the head from the manifest and the log; finish or undo a crashed seal;
-        drop a torn tail (lock held)."""
-        records, problems = read_manifest(self.layout)
-        if problems:
-            raise LedgerFormatError(f"{self.layout.manifest}: {problems[0]}; run `mrm verify`")
-        last = records[-1] if records else None
-        listed = {f.path for f in last.files} if last else set()
+        drop a torn tail that was never acknowledged (lock held). Refuses, changing nothing,
+        a ledger that lost acknowledged entries or whose log does not continue the chain,
+        unless a staged repair (ledger/recovery.py) accepts exactly that."""
+        exam = recovery.examine(self.layout, self.keyring, self._ledger_id)
+        self._repairs = recovery.pending_repairs(self.layout)
+        if self._repairs and not exam.in_order:
+            recovery.rewrite_log(self.layout, exam)  # a repair stopped before it rewrote the log
+            exam = recovery.examine(self.layout, self.keyring, self._ledger_id)
+        self._logged_repairs = exam.repairs
+        accepted = exam.lost is not None and any(
+            r["details"].get("lost_last_seq", -1) >= exam.persisted.seq for _, r in self._repairs)
+        if not exam.sound and not accepted:
+            raise IntegrityError(
+                "; ".join(exam.problems(str(self.layout.root)))
+                + ". Nothing was changed. `mrm verify` reports it; `mrm repair` (with --accept-loss for lost entries) "
+                "records it in the ledger and lets it be written again"
+            )
+        covered = recovery.covered_size(self.layout)
+        if covered > exam.sealed.sealed_seq + 1:
+            raise IntegrityError(
+                f"{self.layout.root}: the stored tree or a signed checkpoint covers {covered} entries, the manifest only "
+                f"{exam.sealed.sealed_seq + 1}: sealed entries are missing; restore them from a copy. Nothing was changed"
+            )
+        records = exam.records
+        listed = {f.path for f in records[-1].files} if records else set()
         for rel in list(self.layout.data_files()):
             if rel.endswith(".parquet.tmp"):
                 final = rel[: -len(".tmp")]
@@ -248,33 +306,28 @@ class Ledger:
         for table in TABLE_NAMES:
             if self.layout.table_dir(table).exists():
                 fsync_dir(self.layout.table_dir(table))
-        old = read_head(self.layout)
-        if last:
-            head = Head(last.last_seq, last.last_mac, last.key_id, 0, last.last_seq)
-        elif old is not None and old.seq == -1:
-            head = old  # a ledger being created: nothing written yet
-        else:
-            head = Head(-1, GENESIS_PREV.hex(), old.key_id if old else self.keyring.active, 0, -1)
-        with open(self.layout.wal, "rb") as f:
-            result = wal.scan(f)
-        frames = [fr for fr in result.frames if fr.last_seq > head.sealed_seq]
-        if frames and frames[0].first_seq != head.seq + 1:
-            raise LedgerFormatError(
-                f"{self.layout.wal}: starts at sequence {frames[0].first_seq}, expected {head.seq + 1}; run `mrm verify`"
-            )
-        if not frames:
-            keep = 0  # empty, or every frame already sealed
-        else:
-            keep = result.valid_end
-            tail = frames[-1]
-            head = Head(tail.last_seq, tail.last_mac.hex(), tail.next_key_id, keep, head.sealed_seq)
-        if result.file_size != keep:
-            os.truncate(self.layout.wal, keep)
+        head = exam.head
+        keep = exam.kept[-1].end if exam.kept else 0
+        if exam.wal_size != keep:
+            os.truncate(self.layout.wal, keep)  # a torn or unacknowledged tail, or frames already sealed
             os.fsync(self._wal_fd)
         head = replace(head, wal_size=keep)
         write_head(self.layout, head, durable=True)
         self._publish(records)
         return head
+
+    def _complete_repairs(self) -> None:
+        """Write the entry of each staged repair, once (lock held, right after recovery)."""
+        for path, record in self._repairs:
+            details = record["details"]
+            written = next((r["seq"] for r in self._logged_repairs if r.get("repair_id") == details["repair_id"]), None)
+            if written is None:
+                written = self.log_operation(event_type=recovery.REPAIR_EVENT, component="ledger",
+                                             status="loss_accepted" if "lost_first_seq" in details else "log_repaired",
+                                             actor=record.get("actor"), details=details, durable=True)
+                self._acquire()
+            recovery.complete_repair(path, record, written)
+        self._repairs = []
 
     # ------------------------------------------------------------------ writing
     def _check_writable(self) -> None:

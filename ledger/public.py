@@ -41,7 +41,7 @@ from .read import snapshot as read_snapshot
 from .storage import Layout, read_head, read_manifest, read_meta
 from .storage_io import write_file_atomic
 from .tiles import TileStore, TileStoreError
-from .verify import Problem, VerifyReport, _Collector, _Task, run_tasks
+from .verify import Problem, VerifyReport, _Collector, _Task, recorded_losses, run_tasks
 
 _SEGMENT = re.compile(r"tables/([a-z_]+)/(\d{12})-(\d{12})\.parquet")
 
@@ -180,7 +180,9 @@ def verify_public(
     roots: dict[int, bytes] = {}
     tree = CompactRange()
     broken_at: int | None = None
+    events = []
     for task, result in zip(tasks, results):
+        events.extend(result.key_events)
         for p in result.problems:
             out.add(p)
         for t, n in result.tables.items():
@@ -201,6 +203,7 @@ def verify_public(
             roots[tree.size] = tree.root()
     report.segments = len(tasks)
     report.files = len(listing)
+    report.losses = recorded_losses(events)
 
     first_mismatch: tuple[SignedCheckpoint, int] | None = None
     later_mismatches: list[SignedCheckpoint] = []

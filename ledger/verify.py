@@ -53,6 +53,7 @@ from . import wal
 from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_links, table_leaf_hashes
 from .keys import Keyring, key_check
+from .recovery import REPAIR_EVENT
 from .merkle import aligned_subtrees, perfect_root
 from .schema import TABLES
 from .storage import NO_PREV, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
@@ -105,6 +106,7 @@ class VerifyReport:
     elapsed_s: float = 0.0
     mode: str = "hmac"  # "hmac": with the secret key; "public": with public keys only
     checkpoint: dict | None = None  # public mode: the newest verified checkpoint (size, root, time, signer)
+    losses: list[dict] = field(default_factory=list)  # acknowledged entries lost, as repair entries record them
 
     @property
     def ok(self) -> bool:
@@ -136,6 +138,7 @@ class VerifyReport:
             "suppressed": self.suppressed,
             "notes": self.notes,
             "checkpoint": self.checkpoint,
+            "losses": self.losses,
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -152,10 +155,12 @@ class VerifyReport:
             c = self.checkpoint
             lines.append(f"checkpoint size {c['size']} root {c['root']} signed {c['time']} by {', '.join(c['signed_by'])}")
         lines += [f"note     {n}" for n in self.notes]
+        lines += [f"LOSS     {describe_loss(loss)}" for loss in self.losses]
+        losses = f"; {len(self.losses)} recorded loss(es) of acknowledged entries, above" if self.losses else ""
         if self.ok and self.mode == "public":
-            lines.append(f"OK       every checkpoint, signature, root, file and sequence number verified with public keys in {self.elapsed_s:.2f}s")
+            lines.append(f"OK       every checkpoint, signature, root, file and sequence number verified with public keys in {self.elapsed_s:.2f}s{losses}")
         elif self.ok:
-            lines.append(f"OK       every MAC, link, sequence number and file verified in {self.elapsed_s:.2f}s")
+            lines.append(f"OK       every MAC, link, sequence number and file verified in {self.elapsed_s:.2f}s{losses}")
         else:
             lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
             lines += [f"  {p}" for p in self.problems]
@@ -345,7 +350,7 @@ def verify_segment(task: _Task) -> _Result:
             mac_parts.append(_mac_rows(data.column("mac")))
         key_parts.append(data.column("key_id").combine_chunks())
         if table == "operation":
-            events = pc.is_in(data.column("event_type"), value_set=pa.array(["genesis", "key_rotation"]))
+            events = pc.is_in(data.column("event_type"), value_set=pa.array(["genesis", "key_rotation", REPAIR_EVENT]))
             if pc.any(events).as_py():
                 picked = data.filter(events)
                 for s, k, d in zip(picked["seq"].to_pylist(), picked["key_id"].to_pylist(), picked["details"].to_pylist()):
@@ -535,7 +540,10 @@ def verify_ledger(
     sealed_to = snap.records[-1].last_seq if snap.records else -1
     frames = [fr for fr in scan.frames if fr.last_seq > sealed_to]
     if scan.problem:
-        report.notes.append(f"write-ahead log: {scan.problem}; those bytes were never acknowledged and are dropped when the ledger is next opened")
+        if snap.head is not None and scan.valid_end < snap.head.wal_size:
+            add(Problem("TRUNCATED", f"write-ahead log: {scan.problem}, inside the {snap.head.wal_size} bytes the persisted head counts as acknowledged"))
+        else:
+            report.notes.append(f"write-ahead log: {scan.problem}; those bytes were never acknowledged and are dropped when the ledger is next opened")
     if frames:
         tables: dict[str, list[pa.Table]] = {}
         for fr in frames:
@@ -577,6 +585,7 @@ def verify_ledger(
     report.files = len(listed)
 
     _check_keys(meta.ledger_id, keyring, key_changes, key_events, missing_keys, collector, report)
+    report.losses = recorded_losses(key_events)
     covered_to = max(expected_first - 1, frames[-1].last_seq if frames else -1)
     _check_head(snap.head, covered_to, collector, report)
 
@@ -629,6 +638,23 @@ def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, c
     if wrong:
         # With the wrong key every MAC fails: that is one KEY problem, not millions of edits.
         collector.problems = [p for p in collector.problems if not (p.kind in ("INVALID", "MANIFEST") and p.key_id in wrong)]
+
+
+def recorded_losses(key_events: list[tuple[int, str, str]]) -> list[dict]:
+    """The acknowledged ranges that `ledger_repair` entries record as lost, in order."""
+    out = []
+    for seq, _, details in sorted(key_events):
+        doc = _json_object(details)
+        if "lost_first_seq" in doc:
+            out.append({"first_seq": doc["lost_first_seq"], "last_seq": doc["lost_last_seq"], "entries": doc.get("lost_entries"),
+                        "last_known_mac": doc.get("last_known_mac"), "recorded_at_seq": seq, "reason": doc.get("reason")})
+    return out
+
+
+def describe_loss(loss: dict) -> str:
+    return (f"entries {loss['first_seq']}-{loss['last_seq']} were acknowledged and lost; a repair entry at seq "
+            f"{loss['recorded_at_seq']} records it (newest lost MAC {str(loss['last_known_mac'])[:16]}..., reason: "
+            f"{loss['reason']!r}); the sequence numbers from {loss['first_seq']} on now hold later entries")
 
 
 def _json_object(text: str) -> dict:
