@@ -119,11 +119,12 @@ class Ledger:
         self._cond = threading.Condition(self._mutex)
         self._pending: list[tuple[str, str, Any]] = []  # ("row", table, dict) or ("batch", table, pa.Table)
         self._deadline: float | None = None
+        self._commit_seconds = 0.0  # how long the last group commit took to write and fsync
         self._background_error: BaseException | None = None
         self._closed = False
         self._locked = False
         self._lock_fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-        self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._wal_fd = -1  # opened (and created if absent) by recovery, once it finds nothing lost
         self._repairs: list = []  # staged repairs whose entries recovery must write (ledger/recovery.py)
         self._logged_repairs: list[dict] = []
         try:
@@ -134,7 +135,8 @@ class Ledger:
                 finally:
                     self._release()
         except BaseException:
-            os.close(self._wal_fd)
+            if self._wal_fd >= 0:
+                os.close(self._wal_fd)
             os.close(self._lock_fd)
             raise
         self._flusher = threading.Thread(target=self._flush_loop, name="mrm-ledger-flush", daemon=True)
@@ -250,8 +252,7 @@ class Ledger:
         self._locked = True
         try:
             head = read_head(self.layout)
-            wal_size = os.fstat(self._wal_fd).st_size
-            if recover or head is None or wal_size != head.wal_size:
+            if recover or head is None or os.fstat(self._wal_fd).st_size != head.wal_size:
                 head = self._recover()
             self._set_head(head)
         except BaseException:
@@ -282,17 +283,17 @@ class Ledger:
         self._logged_repairs = exam.repairs
         accepted = exam.lost is not None and any(
             r["details"].get("lost_last_seq", -1) >= exam.persisted.seq for _, r in self._repairs)
-        if not exam.sound and not accepted:
-            raise IntegrityError(
-                "; ".join(exam.problems(str(self.layout.root)))
-                + ". Nothing was changed. `mrm verify` reports it; `mrm repair` (with --accept-loss for lost entries) "
-                "records it in the ledger and lets it be written again"
-            )
         covered = recovery.covered_size(self.layout)
         if covered > exam.sealed.sealed_seq + 1:
             raise IntegrityError(
                 f"{self.layout.root}: the stored tree or a signed checkpoint covers {covered} entries, the manifest only "
                 f"{exam.sealed.sealed_seq + 1}: sealed entries are missing; restore them from a copy. Nothing was changed"
+            )
+        if not exam.sound and not accepted:
+            raise IntegrityError(
+                "; ".join(exam.problems(str(self.layout.root)))
+                + ". Nothing was changed. `mrm verify` reports it; `mrm repair` (with --accept-loss for lost entries) "
+                "records it in the ledger and lets it be written again"
             )
         records = exam.records
         listed = {f.path for f in records[-1].files} if records else set()
@@ -306,6 +307,8 @@ class Ledger:
         for table in TABLE_NAMES:
             if self.layout.table_dir(table).exists():
                 fsync_dir(self.layout.table_dir(table))
+        if self._wal_fd < 0:
+            self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         head = exam.head
         keep = exam.kept[-1].end if exam.kept else 0
         if exam.wal_size != keep:
@@ -385,8 +388,14 @@ class Ledger:
         if durable or self.flush_interval <= 0:
             self._commit()
         elif self._deadline is None:
-            self._deadline = time.monotonic() + self.flush_interval
+            # Start the commit early by as long as the last one took, so that it ends, and
+            # the entry is on disk, within flush_interval of being returned.
+            self._deadline = time.monotonic() + max(0.0, self.flush_interval - self._commit_seconds)
             self._cond.notify_all()
+        elif time.monotonic() >= self._deadline:
+            # A busy writer commits its own overdue entries: the flusher thread may not win
+            # the mutex against it, and nothing returned may wait longer than the interval.
+            self._commit()
 
     def flush(self) -> None:
         """Return once every entry written before this call is fsynced."""
@@ -440,6 +449,7 @@ class Ledger:
         if not self._pending:
             self._release()
             return
+        started = time.monotonic()
         committed = read_head(self.layout) or self._head
         try:
             frames = self._sealed_parts()
@@ -463,6 +473,7 @@ class Ledger:
                 self._release()
             raise
         self._pending.clear()
+        self._commit_seconds = time.monotonic() - started
         head = replace(self._head, seq=self._next_seq - 1, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
         self._set_head(head)
         write_head(self.layout, head, durable=False)

@@ -338,7 +338,7 @@ def _furthest_hint(layout: Layout) -> int | None:
     sizes = []
     head = read_head(layout)
     if head is not None:
-        sizes.append(head.sealed_seq + 1)
+        sizes.append(head.seq + 1)  # acknowledged, sealed or not
     try:
         with TileStore(tree_dir(layout), readonly=True) as store:
             sizes.append(store.size)

@@ -99,7 +99,8 @@ class Examination:
         for frame, why in self.dropped:
             out.append(f"{where}: the write-ahead log's frame at byte {frame.start} (entries {frame.first_seq}-{frame.last_seq}) {why}")
         if not self.dropped and not self.in_order:
-            out.append(f"{where}: the write-ahead log's frames are out of order")
+            frame = next(b for a, b in zip(self.kept, self.kept[1:]) if a.end != b.start)
+            out.append(f"{where}: the write-ahead log's frame at byte {frame.start} (entries {frame.first_seq}-{frame.last_seq}) stands out of sequence order")
         return out
 
 
@@ -241,6 +242,7 @@ class RepairPlan:
     lost: tuple[int, int] | None
     last_known_mac: str | None  # HEAD's MAC for the newest lost entry
     dropped: list[dict]  # frames removed from the log: byte range, entries, why
+    reordered: list[dict]  # when the kept frames stood out of order: each one's byte range and entries, in chain order
     wal_sha256: str  # digest of the log as it was
     saved_wal: str | None  # where the original log was kept (relative to the ledger)
     recorded_head: dict | None  # HEAD as found
@@ -248,6 +250,8 @@ class RepairPlan:
 
     def details(self, reason: str) -> dict:
         doc = {"repair_id": self.repair_id, "reason": reason, "wal_sha256": self.wal_sha256, "dropped_frames": self.dropped}
+        if self.reordered:
+            doc["reordered_frames"] = self.reordered
         if self.saved_wal:
             doc["saved_wal"] = self.saved_wal
         if self.lost is not None:
@@ -279,11 +283,16 @@ def plan_repair(layout: Layout, exam: Examination, *, accept_loss: bool, covered
         repair_id=uuid.uuid4().hex,
         lost=lost,
         last_known_mac=exam.persisted.mac if lost is not None else None,
-        dropped=[{"start": f.start, "end": f.end, "first_seq": f.first_seq, "last_seq": f.last_seq, "why": why} for f, why in exam.dropped],
+        dropped=[{**_frame_doc(f), "why": why} for f, why in exam.dropped],
+        reordered=[] if exam.in_order or exam.dropped else [_frame_doc(f) for f in exam.kept],
         wal_sha256=hashlib.sha256(data).hexdigest(),
         saved_wal=None,
         recorded_head=asdict(exam.persisted) if exam.persisted is not None else None,
     )
+
+
+def _frame_doc(frame: wal.Frame) -> dict:
+    return {"start": frame.start, "end": frame.end, "first_seq": frame.first_seq, "last_seq": frame.last_seq}
 
 
 def stage_repair(layout: Layout, exam: Examination, plan: RepairPlan, reason: str, actor: str) -> RepairPlan:
@@ -346,8 +355,8 @@ def done_repair(layout: Layout, repair_id: str) -> RepairPlan:
     record = json.loads((layout.root / REPAIRS_DIR / f"{repair_id}.json").read_text(encoding="utf-8"))
     d = record["details"]
     lost = (d["lost_first_seq"], d["lost_last_seq"]) if "lost_first_seq" in d else None
-    return RepairPlan(repair_id, lost, d.get("last_known_mac"), d["dropped_frames"], d["wal_sha256"], d.get("saved_wal"),
-                      d.get("recorded_head"), record["entry_seq"])
+    return RepairPlan(repair_id, lost, d.get("last_known_mac"), d["dropped_frames"], d.get("reordered_frames", []), d["wal_sha256"],
+                      d.get("saved_wal"), d.get("recorded_head"), record["entry_seq"])
 
 
 def complete_repair(path: Path, record: dict, entry_seq: int) -> None:

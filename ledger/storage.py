@@ -77,6 +77,17 @@ class Layout:
     def segment_name(self, table: str, first: int, last: int) -> str:
         return f"tables/{table}/{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
 
+    def sealed_file(self, rel: str) -> Path:
+        """A listed segment file, or the completed temporary of a seal that a crash stopped
+        between its manifest line (written after the temporary was fsynced) and the rename:
+        the same bytes, which the next writer renames into place."""
+        path = self.root / rel
+        if not path.exists():
+            pending = self.root / (rel + ".tmp")
+            if pending.exists():
+                return pending
+        return path
+
     def data_files(self) -> Iterator[str]:
         """Every file under tables/, as a path relative to the ledger root."""
         if not self.tables.exists():

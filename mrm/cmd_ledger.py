@@ -1,4 +1,4 @@
-"""Ledger commands: init, ingest, status, keys, verify."""
+"""Ledger commands: init, ingest, status, keys, verify, repair, checkpoint, prove, verify-proof."""
 
 from __future__ import annotations
 
@@ -327,6 +327,57 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
 @click.command()
 @existing_ledger
 @keyring_option
+@click.option("--reason", required=True, help="Why the ledger is repaired; recorded in the repair entry.")
+@click.option("--accept-loss", is_flag=True, help="Accept that acknowledged entries are lost: the repair entry names them, and verification reports them for ever after.")
+@click.option("--actor", help="Who repairs (default: $MRM_ACTOR or user@host).")
+@click.option("--dry-run", is_flag=True, help="Say what would be repaired; change nothing.")
+@json_option
+@handle_errors
+def repair(path: str, keyring_file: str | None, reason: str, accept_loss: bool, actor: str | None, dry_run: bool, as_json: bool) -> None:
+    """Record a loss or a damaged write-ahead log in the ledger, so it can be written again.
+
+    A writer refuses a ledger whose HEAD records entries that neither the segments nor the
+    write-ahead log hold (acknowledged entries lost), or whose log holds frames that do not
+    continue the chain (duplicated, reordered, foreign). This is the only way on: frames
+    that continue the chain are kept, the original log is saved under repairs/, and a
+    `ledger_repair` operation entry records what was dropped and, with --accept-loss, the
+    lost range and its last known MAC. Entries the stored tree or a signed checkpoint
+    covers cannot be accepted as lost: restore those files from a copy.
+
+    Exit code 0 when repaired (or nothing to repair), 1 when a loss needs --accept-loss or
+    cannot be repaired, 2 on a usage error.
+
+    \b
+    Example:
+      mrm repair ./audit-ledger --dry-run --reason "wal.log deleted during a disk swap"
+      mrm repair ./audit-ledger --accept-loss --reason "wal.log deleted during a disk swap (INC-2291)"
+    """
+    plan = Ledger.repair(path, resolve_keyring(path, keyring_file), reason=reason, accept_loss=accept_loss, actor=actor, dry_run=dry_run)
+    doc = None if plan is None else {
+        "repair_id": plan.repair_id, "entry_seq": plan.entry_seq, "dry_run": dry_run,
+        "lost": None if plan.lost is None else {"first_seq": plan.lost[0], "last_seq": plan.lost[1], "last_known_mac": plan.last_known_mac},
+        "dropped_frames": plan.dropped, "reordered_frames": plan.reordered, "saved_wal": plan.saved_wal,
+    }
+    if as_json:
+        emit_json({"repaired": doc is not None and not dry_run, "repair": doc})
+        return
+    if plan is None:
+        click.echo(f"nothing to repair: {path} opens cleanly")
+        return
+    verb = "would record" if dry_run else "recorded"
+    if plan.lost is not None:
+        click.echo(f"{verb} the loss of acknowledged entries {plan.lost[0]}-{plan.lost[1]} (newest lost MAC {plan.last_known_mac})")
+    for frame in plan.dropped:
+        click.echo(f"{verb} dropping the log frame at bytes {frame['start']}-{frame['end']} (entries {frame['first_seq']}-{frame['last_seq']}): it {frame['why']}")
+    if plan.reordered:
+        click.echo(f"{verb} putting the log's {len(plan.reordered)} frames back in sequence order")
+    if not dry_run:
+        click.echo(f"repair entry seq {plan.entry_seq}; the original log is kept at {Path(path) / plan.saved_wal}")
+
+
+@click.command()
+@existing_ledger
+@keyring_option
 @click.option("--tsa-url", envvar="MRM_TSA_URL", help="RFC 3161 time-stamping authority to countersign the checkpoint (default: $MRM_TSA_URL; none).")
 @json_option
 @handle_errors
@@ -432,4 +483,4 @@ def verify_proof_cmd(file: str, public_key: str, as_json: bool) -> None:
         sys.exit(EXIT_INTEGRITY)
 
 
-COMMANDS = [init, ingest, status, keys, verify, checkpoint, prove, verify_proof_cmd]
+COMMANDS = [init, ingest, status, keys, verify, repair, checkpoint, prove, verify_proof_cmd]
