@@ -33,7 +33,6 @@ Segments are verified in parallel processes, each in memory bounded by one segme
 from __future__ import annotations
 
 import concurrent.futures as cf
-import fcntl
 import hashlib
 import io
 import json
@@ -55,6 +54,7 @@ from .hashing import as_rows, mac_links, table_leaf_hashes
 from .keys import Keyring, key_check
 from .recovery import REPAIR_EVENT
 from .merkle import aligned_subtrees, perfect_root
+from .read import shared_lock
 from .schema import TABLES
 from .storage import NO_PREV, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
 
@@ -465,9 +465,7 @@ class _Snapshot:
 
 def _snapshot(layout: Layout) -> _Snapshot:
     """Manifest, head, log and file list as of one instant (writers paused briefly)."""
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+    with shared_lock(layout):
         records, problems = read_manifest(layout)
         head = read_head(layout)
         try:
@@ -475,8 +473,6 @@ def _snapshot(layout: Layout) -> _Snapshot:
         except FileNotFoundError:
             wal_bytes = b""
         files = sorted(layout.data_files())
-    finally:
-        os.close(fd)
     return _Snapshot(records, problems, head, wal_bytes, files)
 
 
