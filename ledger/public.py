@@ -124,6 +124,7 @@ def verify_public(
     report.files = len(listing)
     report.losses = recorded_losses(events)
     entries = entry_roots(tasks, results)
+    report.entries_checked = entries.broken_at is None
     if entries.gap_at is not None:
         next_first = next(t.first_seq for t in tasks if t.first_seq > entries.gap_at)
         out.add(Problem("GAP", f"no listed segment holds entries {entries.gap_at}-{next_first - 1}", entries.gap_at))

@@ -89,6 +89,7 @@ class VerifyReport:
     checkpoint: dict | None = None  # public mode: the newest verified checkpoint (size, root, time, signer)
     losses: list[dict] = field(default_factory=list)  # acknowledged entries lost, as repair entries record them
     genesis_ledger_id: str | None = field(default=None, repr=False)  # what the genesis entry records (while verifying)
+    entries_checked: bool = False  # every entry was checked: then problems without a seq (files, checkpoints) leave them intact; an unreadable file's entries are GAPs
 
     @property
     def ok(self) -> bool:
@@ -116,6 +117,7 @@ class VerifyReport:
             "head_seq": self.head_seq,
             "key_ids": self.key_ids,
             "first_bad_seq": self.first_bad_seq,
+            "entries_checked": self.entries_checked,
             "problems": [p.to_dict() for p in self.problems],
             "suppressed": self.suppressed,
             "notes": self.notes,
@@ -144,7 +146,12 @@ class VerifyReport:
         elif self.ok:
             lines.append(f"OK       every MAC, link, sequence number and file verified in {self.elapsed_s:.2f}s{losses}")
         else:
-            lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
+            if self.first_bad_seq is not None:
+                lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
+            elif self.entries_checked:
+                lines.append(f"FAILED   {len(self.problems)} problem(s), none in an entry: the entries themselves are intact")
+            else:
+                lines.append(f"FAILED   {len(self.problems)} problem(s); the entries could not be checked")
             lines += [f"  {p}" for p in self.problems]
             lines += [f"  ... and {n} more {kind} problem(s)" for kind, n in self.suppressed.items()]
         return "\n".join(lines)
@@ -674,6 +681,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     for kind, n in collector.suppressed().items():
         report.suppressed[kind] = report.suppressed.get(kind, 0) + n
     report.problems = sorted(problems, key=lambda p: (p.seq if p.seq is not None else -1, KINDS.index(p.kind), p.file or ""))
+    report.entries_checked = True
     save_state(anchors, ledger_id_hex, report.ok)
     return report
 
