@@ -209,11 +209,11 @@ def check_anchors(layout: Layout, anchors: Anchors, entries: EntryRoots, add: Ca
     return first_mismatch[0] if first_mismatch else None
 
 
-def save_state(anchors: Anchors, ledger_id: str, ok: bool) -> None:
+def save_state(state_path, report) -> None:
     """After a verification that found nothing wrong, remember its newest checkpoint."""
-    if anchors.state_path and ok and anchors.newest is not None:
-        doc = {"ledger_id": ledger_id, **anchors.newest.summary()}
-        write_file_atomic(Path(anchors.state_path), (json.dumps(doc, indent=2) + "\n").encode())
+    if state_path and report.ok and report.checkpoint:
+        doc = {"ledger_id": report.ledger_id, **report.checkpoint}
+        write_file_atomic(Path(state_path), (json.dumps(doc, indent=2) + "\n").encode())
 
 
 def read_state(path, ledger_id: str) -> dict | None:

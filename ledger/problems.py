@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 KINDS = (
     "INVALID", "GAP", "DUPLICATE", "ORDER", "MISSING", "EXTRA", "FILE", "MANIFEST", "CHECKPOINT",
-    "KEY", "TRUNCATED", "ROLLBACK", "FORK", "HEAD", "TILE",
+    "KEY", "TRUNCATED", "ROLLBACK", "FORK", "HEAD", "META", "TILE",
 )
 
 

@@ -144,7 +144,7 @@ def verify_public(
         out.add(Problem("TRUNCATED", f"the ledger's head records {head.seq + 1} entries; the data and checkpoints end at {end}", end))
 
     report = _finish(report, out, started)
-    save_state(anchors, meta.ledger_id, report.ok)
+    save_state(state_path, report)
     return report
 
 

@@ -86,9 +86,8 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     mode: str = "hmac"  # "hmac": with the secret key; "public": with public keys only
-    checkpoint: dict | None = None  # public mode: the newest verified checkpoint (size, root, time, signer)
+    checkpoint: dict | None = None  # the newest verified checkpoint (size, root, time, signer)
     losses: list[dict] = field(default_factory=list)  # acknowledged entries lost, as repair entries record them
-    genesis_ledger_id: str | None = field(default=None, repr=False)  # what the genesis entry records (while verifying)
     entries_checked: bool = False  # every entry was checked: then problems without a seq (files, checkpoints) leave them intact; an unreadable file's entries are GAPs
 
     @property
@@ -530,23 +529,23 @@ def verify_ledger(
     started = time.perf_counter()
     layout = Layout(Path(path))
     meta = read_meta(layout)
-    report = _verify_hmac(layout, meta.ledger_id, keyring, state_path, extra_checkpoints, workers, progress)
-    recorded = _genesis_ledger_id(report)
+    report, recorded = _verify_hmac(layout, meta.ledger_id, keyring, state_path, extra_checkpoints, workers, progress)
     if recorded is not None and recorded != meta.ledger_id:
         # Every leaf encodes the ledger id: an edited LEDGER.json fails every entry. If the
         # entries verify under the id their genesis records, that is the one problem.
-        under_recorded = _verify_hmac(layout, recorded, keyring, state_path, extra_checkpoints, workers, progress)
+        under_recorded, _ = _verify_hmac(layout, recorded, keyring, state_path, extra_checkpoints, workers, progress)
         if not any(p.seq == 0 and p.kind in ("INVALID", "KEY") for p in under_recorded.problems):
             report = under_recorded
             report.problems.insert(0, Problem("META", f"the ledger id changed: LEDGER.json says {meta.ledger_id}, the genesis entry "
                                               f"records {recorded}, and every entry verifies under {recorded}", file="LEDGER.json"))
-    report.genesis_ledger_id = None
+    save_state(state_path, report)
     report.elapsed_s = time.perf_counter() - started
     return report
 
 
-def _genesis_ledger_id(report: VerifyReport) -> str | None:
-    value = report.genesis_ledger_id
+def _genesis_ledger_id(key_events: list[tuple[int, str, str]]) -> str | None:
+    """The ledger id the genesis entry records, if it is one."""
+    value = next((_json_object(d).get("ledger_id") for seq, _, d in key_events if seq == 0), None)
     if isinstance(value, str) and len(value) == 32:
         try:
             bytes.fromhex(value)
@@ -556,7 +555,8 @@ def _genesis_ledger_id(report: VerifyReport) -> str | None:
     return None
 
 
-def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_path, extra_checkpoints, workers, progress) -> VerifyReport:
+def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_path, extra_checkpoints, workers, progress) -> tuple[VerifyReport, str | None]:
+    """The verification under one ledger id, and the ledger id the genesis entry records."""
     ledger_id = bytes.fromhex(ledger_id_hex)
     snap = _snapshot(layout, keyring, ledger_id)
     report = VerifyReport(str(layout.root), ledger_id_hex)
@@ -673,7 +673,6 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
 
     _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector, report)
     report.losses = recorded_losses(key_events)
-    report.genesis_ledger_id = next((_json_object(d).get("ledger_id") for s, _, d in key_events if s == 0), None)
     covered_to = max(expected_first - 1, frames[-1].last_seq if frames else -1)
     _check_head(snap.head, covered_to, collector, report)
 
@@ -682,8 +681,8 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
         report.suppressed[kind] = report.suppressed.get(kind, 0) + n
     report.problems = sorted(problems, key=lambda p: (p.seq if p.seq is not None else -1, KINDS.index(p.kind), p.file or ""))
     report.entries_checked = True
-    save_state(anchors, ledger_id_hex, report.ok)
-    return report
+    report.checkpoint = anchors.newest.summary() if anchors.newest else None
+    return report, _genesis_ledger_id(key_events)
 
 
 def _not_this_chain(record: SegmentRecord, result: _Result) -> Problem:
