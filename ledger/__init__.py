@@ -4,9 +4,11 @@ from .errors import EntryError, IntegrityError, KeyringError, LedgerError, Ledge
 from .keys import Keyring
 from .ledger import Ledger
 from .schema import TABLE_NAMES, TABLES
+from .tiles import CorruptTileError
 from .verify import Problem, VerifyReport, verify_ledger
 
 __all__ = [
+    "CorruptTileError",
     "EntryError",
     "IntegrityError",
     "KeyringError",

@@ -8,9 +8,10 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,18 +36,12 @@ class LedgerSnapshot:
 def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
     layout = Layout(Path(path))
     meta = read_meta(layout)
-    fd = _open_lock(layout)
-    try:
-        if fd is not None:
-            fcntl.flock(fd, fcntl.LOCK_SH)  # a consistent manifest and log, writers paused briefly
+    with shared_lock(layout):  # a consistent manifest and log, writers paused briefly
         records, _ = read_manifest(layout)
         try:
             wal_bytes = layout.wal.read_bytes()
         except FileNotFoundError:
             wal_bytes = b""
-    finally:
-        if fd is not None:
-            os.close(fd)
     files: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
     for r in records:
         for f in r.files:
@@ -64,16 +59,26 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
     return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records))
 
 
-def _open_lock(layout: Layout) -> int | None:
-    """The lock file, opened for a shared lock. A read-only copy of a ledger (an examiner's
-    evidence disk) is read without creating or writing anything; no writer can be active there."""
+@contextmanager
+def shared_lock(layout: Layout) -> Iterator[None]:
+    """Hold the writers' lock shared, so writers pause while a reader takes a consistent
+    view. A read-only copy of a ledger (an examiner's evidence disk) is read without
+    creating or writing anything, unlocked when the lock file cannot be opened at all: no
+    writer can be active there."""
     try:
-        return os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
         try:
-            return os.open(layout.lock, os.O_RDONLY)
+            fd = os.open(layout.lock, os.O_RDONLY)
         except OSError:
-            return None
+            fd = None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def read_table(path: str | os.PathLike[str] | LedgerSnapshot, table: str, columns: Sequence[str] | None = None) -> pa.Table:

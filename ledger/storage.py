@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ LEDGER_FORMAT = "mrm-ledger"
 _MANIFEST_LABEL = b"mrm-ledger manifest v1\x00"
 NO_PREV = "0" * 64
 SEQ_DIGITS = 12
+SEGMENT_FILE = re.compile(r"tables/([a-z_]+)/(\d{12})-(\d{12})\.parquet")  # table, first and last seq
 
 
 @dataclass(frozen=True)

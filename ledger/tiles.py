@@ -49,7 +49,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ledger.merkle import (
+from .errors import IntegrityError
+from .merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     ConsistencyProof,
@@ -75,6 +76,8 @@ __all__ = [
     "CorruptTileError",
     "AppendOnlyError",
     "StoreLockedError",
+    "committed_size",
+    "stored_leaf_tiles",
     "tile_path",
     "tile_root",
 ]
@@ -93,8 +96,14 @@ class TileStoreError(Exception):
     """The tile store cannot do what was asked."""
 
 
-class CorruptTileError(TileStoreError):
-    """Stored hashes are missing, truncated or do not hash to what the tree commits to."""
+class CorruptTileError(TileStoreError, IntegrityError):
+    """Stored hashes are missing, truncated or do not hash to what the tree commits to.
+    `tile` is the damaged tile's path when one is known. An IntegrityError: nothing is
+    proven from a damaged tree (exit code 1)."""
+
+    def __init__(self, message: str, *, tile: str | None = None) -> None:
+        super().__init__(message)
+        self.tile = tile
 
 
 class AppendOnlyError(TileStoreError):
@@ -195,6 +204,31 @@ def _decimal(s: str) -> int:
     if not s.isascii() or not s.isdigit() or (len(s) > 1 and s[0] == "0"):
         raise ValueError(f"not a decimal: {s!r}")
     return int(s)
+
+
+def committed_size(directory: str | os.PathLike[str]) -> int:
+    """The size a store's ``tree-state`` commits to, read without checking any tile."""
+    path = Path(directory) / _STATE
+    try:
+        return _State.decode(path.read_bytes(), str(path)).size
+    except FileNotFoundError:
+        raise TileStoreError(f"no tile store at {directory}") from None
+
+
+def stored_leaf_tiles(directory: str | os.PathLike[str], size: int, start: int, end: int) -> list[tuple[str, int, bytes]]:
+    """The level-0 tiles of a tree of ``size`` leaves that hold leaves ``[start, end)``
+    (``end`` at most ``size``), as stored and unchecked: (path, index of the tile's first
+    leaf, bytes; empty when unreadable). For comparing leaves with what the tree recorded."""
+    out = []
+    for index in range(start // TILE_WIDTH, -(-end // TILE_WIDTH)):
+        width = min(TILE_WIDTH, size - index * TILE_WIDTH)
+        rel = tile_path(0, index, width)
+        try:
+            data = (Path(directory) / rel).read_bytes()
+        except OSError:
+            data = b""
+        out.append((rel, index * TILE_WIDTH, data))
+    return out
 
 
 class TileStore:
@@ -357,13 +391,13 @@ class TileStore:
         try:
             data = (self.directory / rel).read_bytes()
         except FileNotFoundError:
-            raise CorruptTileError(f"tile {rel} is missing") from None
+            raise CorruptTileError(f"tile {rel} is missing", tile=rel) from None
         if len(data) != TILE_BYTES:
-            raise CorruptTileError(f"tile {rel} is {len(data)} bytes, want {TILE_BYTES}")
+            raise CorruptTileError(f"tile {rel} is {len(data)} bytes, want {TILE_BYTES}", tile=rel)
         if verify:
             parent = self.hash_at(TILE_HEIGHT * (level + 1), index)
             if tile_root(data) != parent:
-                raise CorruptTileError(f"tile {rel} does not hash to its parent at level {level + 1}")
+                raise CorruptTileError(f"tile {rel} does not hash to its parent at level {level + 1}", tile=rel)
         self._cache[key] = data
         if len(self._cache) > self._cache_tiles:
             self._cache.popitem(last=False)
@@ -405,9 +439,9 @@ class TileStore:
             try:
                 data = (self.directory / rel).read_bytes()
             except FileNotFoundError:
-                raise CorruptTileError(f"partial tile {rel} is missing") from None
+                raise CorruptTileError(f"partial tile {rel} is missing", tile=rel) from None
             if len(data) != width * HASH_SIZE:
-                raise CorruptTileError(f"partial tile {rel} is {len(data)} bytes, want {width * HASH_SIZE}")
+                raise CorruptTileError(f"partial tile {rel} is {len(data)} bytes, want {width * HASH_SIZE}", tile=rel)
             edges[level] = data
         return edges
 

@@ -17,8 +17,11 @@ file wherever they are known:
                (wrong key, or a re-keyed ledger), or a key change without a rotation entry
     TRUNCATED  the data ends before the persisted head
     HEAD       the persisted head names an entry the data does not hold
+    META       LEDGER.json disagrees with what the entries record (the ledger id changed)
+    TILE       a stored tree tile (tree/tile/<level>/...) that is damaged, or whose hashes
+               are not the entries' or do not give the signed roots
 
-and, by the public verification (ledger/public.py):
+and, against the signed checkpoints and the anchors given from outside (ledger/anchors.py):
 
     CHECKPOINT a checkpoint that is malformed, badly signed, for another ledger, out of
                its chain (one before it removed or replaced), or whose signed root the
@@ -33,7 +36,6 @@ Segments are verified in parallel processes, each in memory bounded by one segme
 from __future__ import annotations
 
 import concurrent.futures as cf
-import fcntl
 import hashlib
 import io
 import json
@@ -42,7 +44,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -53,40 +55,19 @@ from . import wal
 from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_links, table_leaf_hashes
 from .keys import Keyring, key_check
-from .recovery import REPAIR_EVENT
+from .anchors import check_anchors, check_tree, entry_roots, read_anchors, save_state, tile_problem
+from .checkpoints import tree_dir
+from .errors import LedgerError
+from .recovery import REPAIR_EVENT, Examination, examine
 from .merkle import aligned_subtrees, perfect_root
+from .problems import KINDS, Problem
+from .read import shared_lock
 from .schema import TABLES
-from .storage import NO_PREV, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
+from .storage import NO_PREV, SEGMENT_FILE, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
+from .tiles import TILE_WIDTH, stored_leaf_tiles
 
-KINDS = (
-    "INVALID", "GAP", "DUPLICATE", "ORDER", "MISSING", "EXTRA", "FILE", "MANIFEST", "CHECKPOINT",
-    "KEY", "TRUNCATED", "ROLLBACK", "FORK", "HEAD",
-)
 MAX_PROBLEMS_PER_KIND = 50  # per segment; the total count is still reported
 PARALLEL_MIN_ENTRIES = 200_000
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    kind: str
-    message: str
-    seq: int | None = None
-    table: str | None = None
-    file: str | None = None
-    key_id: str | None = None  # the key an INVALID entry claims; lets a wrong key be told apart
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    def __str__(self) -> str:
-        where = []
-        if self.seq is not None:
-            where.append(f"seq {self.seq}")
-        if self.table:
-            where.append(self.table)
-        if self.file:
-            where.append(self.file)
-        return f"{self.kind:<9} {'  '.join(where)}{': ' if where else ''}{self.message}"
 
 
 @dataclass
@@ -105,8 +86,9 @@ class VerifyReport:
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     mode: str = "hmac"  # "hmac": with the secret key; "public": with public keys only
-    checkpoint: dict | None = None  # public mode: the newest verified checkpoint (size, root, time, signer)
+    checkpoint: dict | None = None  # the newest verified checkpoint (size, root, time, signer)
     losses: list[dict] = field(default_factory=list)  # acknowledged entries lost, as repair entries record them
+    entries_checked: bool = False  # every entry was checked: then problems without a seq (files, checkpoints) leave them intact; an unreadable file's entries are GAPs
 
     @property
     def ok(self) -> bool:
@@ -134,6 +116,7 @@ class VerifyReport:
             "head_seq": self.head_seq,
             "key_ids": self.key_ids,
             "first_bad_seq": self.first_bad_seq,
+            "entries_checked": self.entries_checked,
             "problems": [p.to_dict() for p in self.problems],
             "suppressed": self.suppressed,
             "notes": self.notes,
@@ -162,7 +145,12 @@ class VerifyReport:
         elif self.ok:
             lines.append(f"OK       every MAC, link, sequence number and file verified in {self.elapsed_s:.2f}s{losses}")
         else:
-            lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
+            if self.first_bad_seq is not None:
+                lines.append(f"FAILED   {len(self.problems)} problem(s); first bad sequence number {self.first_bad_seq}")
+            elif self.entries_checked:
+                lines.append(f"FAILED   {len(self.problems)} problem(s), none in an entry: the entries themselves are intact")
+            else:
+                lines.append(f"FAILED   {len(self.problems)} problem(s); the entries could not be checked")
             lines += [f"  {p}" for p in self.problems]
             lines += [f"  ... and {n} more {kind} problem(s)" for kind, n in self.suppressed.items()]
         return "\n".join(lines)
@@ -182,6 +170,7 @@ class _Task:
     wal_tables: dict[str, pa.Table] | None = None  # instead of files, for the unsealed log
     public: bool = False  # no MACs: compute the Merkle subtrees instead
     cuts: tuple[int, ...] = ()  # tree sizes inside (first_seq, last_seq] to split the subtrees at
+    tree: tuple[str, int] | None = None  # (directory, committed size) of the stored tree to compare leaves with
     listed_by: str = "the manifest"  # who vouches for the files, for messages
 
 
@@ -197,7 +186,8 @@ class _Result:
     key_changes: list[tuple[int, str]]  # (seq, key id) where the key id differs from the previous row
     first_key_id: str | None
     key_events: list[tuple[int, str, str]]  # (seq, key id, details JSON) of genesis / key_rotation
-    subtrees: list[list[tuple[int, bytes]]] | None = None  # public mode: per range between cuts; None if entries are missing
+    subtrees: list[list[tuple[int, bytes]]] | None = None  # per range between cuts; None if entries are missing
+    tile_mismatches: list[tuple[str, int]] = field(default_factory=list)  # (tile, first entry whose stored leaf hash differs)
 
 
 _KEYS: dict[str, bytes] = {}
@@ -234,7 +224,7 @@ def _ranges(values: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _load_file(task: _Task, table: str, rel: str, rows: int, digest: str, out: _Collector) -> pa.Table | None:
-    path = Path(task.root, rel)
+    path = Layout(Path(task.root)).sealed_file(rel)
     try:
         raw = path.read_bytes()  # read once: hashed, then parsed from memory
     except OSError as e:
@@ -372,11 +362,13 @@ def verify_segment(task: _Task) -> _Result:
     for lo, hi in _ranges(np.setdiff1d(expected, seqs, assume_unique=True)):
         out.add(Problem("GAP", f"entries {lo}-{hi} are missing" if hi > lo else f"entry {lo} is missing", lo))
 
+    complete = len(seqs) == len(expected) and np.array_equal(seqs, expected)
+    subtrees = _subtrees(task, leaves) if complete and (task.public or task.cuts) else None  # only anchors need roots
+    mismatches = _tile_mismatches(task, leaves) if complete and task.tree else []
     if task.public:
-        complete = len(seqs) == len(expected) and np.array_equal(seqs, expected)
         return _Result(
             task.first_seq, task.last_seq, out.problems, out.suppressed(), counts, len(seqs), None, [], None, key_events,
-            _subtrees(task, leaves) if complete else None,
+            subtrees, mismatches,
         )
     macs = np.concatenate(mac_parts)[order] if mac_parts else np.empty((0, 32), np.uint8)
 
@@ -420,7 +412,27 @@ def verify_segment(task: _Task) -> _Result:
         key_changes,
         key_names[key_codes[0]] if n else None,
         key_events,
+        subtrees,
+        mismatches,
     )
+
+
+def _tile_mismatches(task: _Task, leaves: np.ndarray) -> list[tuple[str, int]]:
+    """Each level-0 tile of the stored tree whose leaf hashes differ from the segment's
+    (complete) entries, with the first entry that differs. A short or missing tile is left
+    to the store's own check."""
+    directory, size = task.tree
+    end = min(task.last_seq + 1, size)
+    out = []
+    for rel, first_leaf, data in stored_leaf_tiles(directory, size, task.first_seq, end):
+        lo, hi = max(first_leaf, task.first_seq), min(first_leaf + TILE_WIDTH, end)
+        stored = np.frombuffer(data, dtype=np.uint8)[32 * (lo - first_leaf) : 32 * (hi - first_leaf)]
+        if len(stored) != 32 * (hi - lo):
+            continue
+        differ = np.flatnonzero(np.any(stored.reshape(-1, 32) != leaves[lo - task.first_seq : hi - task.first_seq], axis=1))
+        if len(differ):
+            out.append((rel, lo + int(differ[0])))
+    return out
 
 
 def _subtrees(task: _Task, leaves: np.ndarray) -> list[list[tuple[int, bytes]]]:
@@ -461,13 +473,12 @@ class _Snapshot:
     head: object
     wal_bytes: bytes
     data_files: list[str]
+    exam: Examination | None  # what a writer would find; None when the manifest or a key stops it (reported)
 
 
-def _snapshot(layout: Layout) -> _Snapshot:
+def _snapshot(layout: Layout, keyring: Keyring, ledger_id: bytes) -> _Snapshot:
     """Manifest, head, log and file list as of one instant (writers paused briefly)."""
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+    with shared_lock(layout):
         records, problems = read_manifest(layout)
         head = read_head(layout)
         try:
@@ -475,25 +486,80 @@ def _snapshot(layout: Layout) -> _Snapshot:
         except FileNotFoundError:
             wal_bytes = b""
         files = sorted(layout.data_files())
-    finally:
-        os.close(fd)
-    return _Snapshot(records, problems, head, wal_bytes, files)
+        try:
+            exam = examine(layout, keyring, ledger_id)
+        except LedgerError:
+            exam = None
+    return _Snapshot(records, problems, head, wal_bytes, files, exam)
+
+
+def account_files(listed: Iterable[str], present: Iterable[str], notes: list[str]) -> tuple[set[str], list[str]]:
+    """The listed files that are present, and the present files that are not listed.
+
+    A seal writes each segment file as ``<name>.tmp``, appends its manifest line, then
+    renames: a crash in between leaves a completed temporary, which stands in for a listed
+    file (Layout.sealed_file reads it), or one never listed. Both are noted, not failures;
+    any other unlisted file is."""
+    listed, present = set(listed), set(present)
+    found = {rel for rel in listed if rel in present or rel + ".tmp" in present}
+    unlisted = []
+    for rel in sorted(present - listed):
+        base = rel.removesuffix(".tmp")
+        if base != rel and base in listed and base not in present:
+            notes.append(f"{rel}: the completed temporary of a seal that a crash stopped before renaming it; verified in place of {base} (the next writer renames it)")
+        elif base != rel and SEGMENT_FILE.fullmatch(base):
+            notes.append(f"{rel}: a temporary of a seal that a crash stopped; not read as evidence (the next writer renames or removes it)")
+        else:
+            unlisted.append(rel)
+    return found, unlisted
 
 
 def verify_ledger(
     path: str | os.PathLike[str],
     keyring: Keyring,
     *,
+    state_path: str | os.PathLike[str] | None = None,
+    extra_checkpoints: Sequence[bytes] = (),
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
-    """Verify everything the ledger can check with its HMAC keys."""
+    """Verify everything the ledger can check with its HMAC keys, and the entries against
+    its signed checkpoints (checked with the keyring's public keys), its stored tree, and
+    the checkpoints and state given (ledger/anchors.py)."""
     started = time.perf_counter()
     layout = Layout(Path(path))
     meta = read_meta(layout)
-    ledger_id = meta.ledger_id_bytes
-    snap = _snapshot(layout)
-    report = VerifyReport(str(layout.root), meta.ledger_id)
+    report, recorded = _verify_hmac(layout, meta.ledger_id, keyring, state_path, extra_checkpoints, workers, progress)
+    if recorded is not None and recorded != meta.ledger_id:
+        # Every leaf encodes the ledger id: an edited LEDGER.json fails every entry. If the
+        # entries verify under the id their genesis records, that is the one problem.
+        under_recorded, _ = _verify_hmac(layout, recorded, keyring, state_path, extra_checkpoints, workers, progress)
+        if not any(p.seq == 0 and p.kind in ("INVALID", "KEY") for p in under_recorded.problems):
+            report = under_recorded
+            report.problems.insert(0, Problem("META", f"the ledger id changed: LEDGER.json says {meta.ledger_id}, the genesis entry "
+                                              f"records {recorded}, and every entry verifies under {recorded}", file="LEDGER.json"))
+    save_state(state_path, report)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _genesis_ledger_id(key_events: list[tuple[int, str, str]]) -> str | None:
+    """The ledger id the genesis entry records, if it is one."""
+    value = next((_json_object(d).get("ledger_id") for seq, _, d in key_events if seq == 0), None)
+    if isinstance(value, str) and len(value) == 32:
+        try:
+            bytes.fromhex(value)
+            return value
+        except ValueError:
+            pass
+    return None
+
+
+def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_path, extra_checkpoints, workers, progress) -> tuple[VerifyReport, str | None]:
+    """The verification under one ledger id, and the ledger id the genesis entry records."""
+    ledger_id = bytes.fromhex(ledger_id_hex)
+    snap = _snapshot(layout, keyring, ledger_id)
+    report = VerifyReport(str(layout.root), ledger_id_hex)
     collector = _Collector()
     add = collector.add
 
@@ -519,26 +585,34 @@ def verify_ledger(
 
     # 2. The set of files.
     listed = {f.path: (r, f) for r in snap.records for f in r.files}
-    present = set(snap.data_files)
-    for rel in sorted(present - listed.keys()):
+    present, unlisted = account_files(listed, snap.data_files, report.notes)
+    for rel in unlisted:
         add(Problem("EXTRA", "file is not listed in the manifest", file=rel))
     for rel in sorted(listed.keys() - present):
         r, f = listed[rel]
         add(Problem("MISSING", f"listed file of segment {r.first_seq}-{r.last_seq} ({f.rows} rows) is absent", table=f.table, file=rel))
 
-    # 3. Segments, in parallel.
+    # 3. Segments, in parallel, with the roots and tree leaves the anchors need.
+    anchors = read_anchors(layout, keyring.verifiers(), ledger_id_hex, add, report.notes,
+                           state_path=state_path, extra_checkpoints=extra_checkpoints)
+    tree = (str(tree_dir(layout)), anchors.tree_size) if anchors.tree_size else None
     tasks = []
     prev_mac = GENESIS_PREV
     for r in snap.records:
         files = [(f.table, f.path, f.rows, f.sha256) for f in r.files if f.path in present]
-        tasks.append(_Task(str(layout.root), ledger_id, r.first_seq, r.last_seq, prev_mac, files))
+        tasks.append(_Task(str(layout.root), ledger_id, r.first_seq, r.last_seq, prev_mac, files, cuts=anchors.cuts(), tree=tree))
         prev_mac = bytes.fromhex(r.last_mac)
     results = run_tasks(tasks, keyring.keys, workers, progress, sum(r.last_seq - r.first_seq + 1 for r in snap.records))
+    sealed = list(results)
 
-    # 4. The write-ahead log (entries acknowledged but not yet sealed).
+    # 4. The write-ahead log (entries acknowledged but not yet sealed): the frames that
+    # continue the chain, as a writer takes them (ledger/recovery.py).
     scan = wal.scan(io.BytesIO(snap.wal_bytes), keep_payload=True)
     sealed_to = snap.records[-1].last_seq if snap.records else -1
     frames = [fr for fr in scan.frames if fr.last_seq > sealed_to]
+    if snap.exam is not None:
+        frames = snap.exam.kept
+        _check_log_frames(snap.exam, snap.head, add, report.notes)
     if scan.problem:
         if snap.head is not None and scan.valid_end < snap.head.wal_size:
             add(Problem("TRUNCATED", f"write-ahead log: {scan.problem}, inside the {snap.head.wal_size} bytes the persisted head counts as acknowledged"))
@@ -571,8 +645,15 @@ def verify_ledger(
         for t, n in result.tables.items():
             report.tables[t] = report.tables.get(t, 0) + n
         report.entries += result.entries
-        if record is not None and result.last_mac is not None and result.last_mac.hex() != record.last_mac:
+        chained = record is None or result.last_mac is None or result.last_mac.hex() == record.last_mac
+        entries_sound = not any(p.seq is not None for p in result.problems)
+        if not chained and not entries_sound:
             add(Problem("INVALID", "last entry's MAC differs from the one its manifest line records", record.last_seq))
+        elif not chained:
+            add(_not_this_chain(record, result))
+        elif result.tile_mismatches and entries_sound:
+            for tile, seq in result.tile_mismatches:  # the entries verify: the tile is what changed
+                add(tile_problem(tile, f"the leaf hash stored for entry {seq} is not that entry's, which verifies with the HMAC key"))
         if result.first_key_id is not None:
             if previous_key is not None and result.first_key_id != previous_key:
                 key_changes.append((result.first_seq, result.first_key_id))
@@ -584,7 +665,13 @@ def verify_ledger(
     report.segments = len(snap.records)
     report.files = len(listed)
 
-    _check_keys(meta.ledger_id, keyring, key_changes, key_events, missing_keys, collector, report)
+    # 6. The anchors: checkpoints, outside checkpoints and state, the stored tree.
+    stored = check_tree(layout, anchors, add, report.notes, expected_first)
+    mismatches = sorted(seq for r in sealed for _, seq in r.tile_mismatches)
+    check_anchors(layout, anchors, entry_roots(tasks, sealed), add, report.notes,
+                  lambda c: next((s for s in mismatches if s < c.size), None) if stored.trusted_at(c.size) else None)
+
+    _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector, report)
     report.losses = recorded_losses(key_events)
     covered_to = max(expected_first - 1, frames[-1].last_seq if frames else -1)
     _check_head(snap.head, covered_to, collector, report)
@@ -593,8 +680,40 @@ def verify_ledger(
     for kind, n in collector.suppressed().items():
         report.suppressed[kind] = report.suppressed.get(kind, 0) + n
     report.problems = sorted(problems, key=lambda p: (p.seq if p.seq is not None else -1, KINDS.index(p.kind), p.file or ""))
-    report.elapsed_s = time.perf_counter() - started
-    return report
+    report.entries_checked = True
+    report.checkpoint = anchors.newest.summary() if anchors.newest else None
+    return report, _genesis_ledger_id(key_events)
+
+
+def _not_this_chain(record: SegmentRecord, result: _Result) -> Problem:
+    """A segment whose entries end in another MAC than its manifest line records: entries
+    from another copy of the chain (a fork). Pinned where the stored tree's leaves show the
+    entries diverge, else at the segment's first entry (the earliest that may)."""
+    if result.tile_mismatches:
+        seq = min(s for _, s in result.tile_mismatches)
+        return Problem("INVALID", f"from entry {seq} on, the segment's entries differ from the stored tree and end in another MAC "
+                       f"than its manifest line records: they do not continue this ledger's chain", seq)
+    return Problem("INVALID", f"entries {record.first_seq}-{record.last_seq} end in another MAC than their manifest line records: "
+                   f"from one of them on they do not continue this ledger's chain", record.first_seq)
+
+
+def _check_log_frames(exam: Examination, head, add, notes: list[str]) -> None:
+    """Frames a writer would refuse (duplicated, out of place, from elsewhere): a problem if
+    HEAD counts them as acknowledged, else a note."""
+    acknowledged = head.wal_size if head is not None else 0
+    refused = "a writer refuses the log until `mrm repair` rewrites it"
+    for frame, why in exam.dropped:
+        where = f"write-ahead log: the frame at byte {frame.start} (entries {frame.first_seq}-{frame.last_seq}) {why}"
+        if frame.start < acknowledged:
+            duplicate = any(k.first_seq == frame.first_seq and k.last_seq == frame.last_seq for k in exam.kept)
+            add(Problem("DUPLICATE" if duplicate else "INVALID", f"{where}, inside the {acknowledged} bytes HEAD counts as acknowledged",
+                        None if duplicate else frame.first_seq))
+        else:
+            notes.append(f"{where}; HEAD does not count it, so no acknowledged entry is affected; {refused}")
+    if not exam.dropped and not exam.in_order:
+        frame = next(b for a, b in zip(exam.kept, exam.kept[1:]) if a.end != b.start)
+        notes.append(f"write-ahead log: the frame at byte {frame.start} (entries {frame.first_seq}-{frame.last_seq}) stands out of "
+                     f"sequence order; every frame continues the chain and was verified in chain order; {refused}")
 
 
 def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector: _Collector, report: VerifyReport) -> None:

@@ -123,8 +123,11 @@ def _register() -> None:
             main.add_command(command)
 
 
-_register()
-
-
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # `python -m mrm.cli`: this copy of the module is __main__; the commands register on
+    # the importable mrm.cli (which they import), so run that one.
+    from mrm.cli import main as registered_main
+
+    sys.exit(registered_main())
+else:
+    _register()

@@ -17,6 +17,7 @@ from ledger.schema import TABLE_NAMES
 
 from .cli import (
     EXIT_INTEGRITY,
+    IntegrityFailure,
     UsageFailure,
     default_keyring_path,
     emit_json,
@@ -262,9 +263,9 @@ def keys_rotate(path: str, keyring_file: str | None, key_id: str | None, reason:
 @click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False),
               help="Verify with public keys only (a file of vkey lines): checkpoints, signatures, roots, files. No HMAC key needed.")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False),
-              help="With --public-key: remember the last verified size and root here; refuse a rollback or a fork.")
+              help="Remember the last verified checkpoint's size and root here; refuse a rollback, a truncation or a fork.")
 @click.option("--checkpoint", "checkpoints", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="With --public-key: a checkpoint received earlier that this ledger must agree with (repeatable).")
+              help="A checkpoint received earlier that this ledger must agree with and not end before (repeatable).")
 @click.option("--tsa-root", "tsa_roots", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="With --public-key: PEM root certificate of the time-stamping authority, to check checkpoints' RFC 3161 tokens.")
 @click.option("--workers", type=click.IntRange(1), help="Processes to verify with (default: every core).")
@@ -276,7 +277,8 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
     With the HMAC key (default): every MAC and chain link, sequence gaps and duplicates,
     the set of files, and that the typed columns a SQL reader sees are exactly what was
     MACed. With --public-key: everything that needs no secret, against the signed
-    checkpoints.
+    checkpoints. Both check the entries against the stored checkpoints, the ledger's own
+    Merkle tree, and the --state and --checkpoint anchors given.
 
     Exit code 0 when everything verifies, 1 when any problem is found, 2 on a usage error.
 
@@ -284,13 +286,14 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
     Example:
       mrm verify ./audit-ledger
       mrm verify ./audit-ledger --public-key ledger.pub --state ~/.mrm/audit.state
+      mrm verify ./audit-ledger --keyring ledger.keyring.json --checkpoint received.note
       mrm verify ./audit-ledger --json | jq '.problems[0]'
     """
     from ledger.keys import load_verifiers
     from ledger.public import verify_public
 
-    if (state_file or checkpoints or tsa_roots) and not public_key:
-        raise UsageFailure("--state, --checkpoint and --tsa-root need --public-key")
+    if tsa_roots and not public_key:
+        raise UsageFailure("--tsa-root needs --public-key")
     bar = None
     progress = None
     if sys.stderr.isatty() and not as_json:
@@ -302,17 +305,17 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
             bar.update(done - bar.pos)
 
     try:
-        if public_key:
-            from cryptography import x509
+        anchors = {"state_path": state_file, "extra_checkpoints": [Path(c).read_bytes() for c in checkpoints]}
+        try:
+            if public_key:
+                from cryptography import x509
 
-            extra = [Path(c).read_bytes() for c in checkpoints]
-            try:
                 roots = [x509.load_pem_x509_certificate(Path(r).read_bytes()) for r in tsa_roots]
-                report = verify_public(path, load_verifiers(public_key), state_path=state_file, extra_checkpoints=extra, tsa_roots=roots, workers=workers, progress=progress)
-            except ValueError as e:
-                raise UsageFailure(str(e)) from None
-        else:
-            report = verify_ledger(path, resolve_keyring(path, keyring_file), workers=workers, progress=progress)
+                report = verify_public(path, load_verifiers(public_key), tsa_roots=roots, workers=workers, progress=progress, **anchors)
+            else:
+                report = verify_ledger(path, resolve_keyring(path, keyring_file), workers=workers, progress=progress, **anchors)
+        except ValueError as e:  # an unreadable state file or certificate
+            raise UsageFailure(str(e)) from None
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -427,6 +430,7 @@ def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency:
       mrm prove ./audit-ledger --consistency 250000 500000
     """
     from ledger.proofs import ProofRequestError, find_request, prove_consistency, prove_entries
+    from ledger.tiles import CorruptTileError
 
     chosen = sum(bool(x) for x in (seqs, request_id, consistency))
     if chosen != 1:
@@ -438,6 +442,9 @@ def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency:
             doc = prove_entries(path, list(seqs) or find_request(path, request_id), checkpoint_size=checkpoint_size)
     except ProofRequestError as e:
         raise UsageFailure(str(e)) from None
+    except CorruptTileError as e:
+        raise IntegrityFailure(f"{path}: the ledger's stored Merkle tree is damaged ({e}); no proof is made from it. "
+                               f"`mrm verify` reports the damage") from None
     text = json.dumps(doc, indent=2) + "\n"
     if out:
         Path(out).write_text(text, encoding="utf-8")

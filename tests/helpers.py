@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -96,3 +97,32 @@ def manifest_lines(path: Path) -> list[bytes]:
 
 def records(path: Path):
     return read_manifest(Layout(path))[0]
+
+
+def log_event(ledger, i: int, durable: bool = True) -> int:
+    return ledger.log_operation(event_type="monitor_check", component="drift", status="ok", details={"i": i}, durable=durable)
+
+
+def crashed_with_unsealed(path: Path, keyring, n: int = 10, *, frames_per_entry: bool = True) -> list[int]:
+    """A ledger whose writer stopped (no close) with `n` acknowledged entries in the log.
+    The writer is never closed: its process 'crashed'; a fresh Ledger reads the files."""
+    from ledger import Ledger
+
+    Ledger.create(path, keyring).close()
+    writer = Ledger.open(path, keyring, checkpoint_interval=3600)
+    seqs = [log_event(writer, i, durable=frames_per_entry) for i in range(n)]
+    writer.flush()
+    writer._closed = True  # stop its flusher without sealing: what a SIGKILL leaves behind
+    with writer._cond:
+        writer._cond.notify_all()
+    writer._flusher.join()
+    os.close(writer._wal_fd)
+    os.close(writer._lock_fd)
+    return seqs
+
+
+def wal_frames(path: Path):
+    from ledger import wal
+
+    with open(path / "wal.log", "rb") as f:
+        return wal.scan(f).frames

@@ -4,48 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from ledger import IntegrityError, Keyring, KeyringError, Ledger, verify_ledger
-from ledger import wal
 from ledger.public import verify_public
 from ledger.recovery import examine, pending_repairs, plan_repair, stage_repair
 from ledger.storage import Layout, read_head
 from mrm.cli import main
 
 from .conftest import KEY, OTHER_KEY
-from .helpers import fingerprint
+from .helpers import crashed_with_unsealed, fingerprint, log_event, wal_frames
 
 SIGNED = Keyring.generate("test-k1")
-
-
-def _event(ledger: Ledger, i: int, durable: bool = True) -> int:
-    return ledger.log_operation(event_type="monitor_check", component="drift", status="ok", details={"i": i}, durable=durable)
-
-
-def crashed_with_unsealed(path: Path, keyring: Keyring, n: int = 10, *, frames_per_entry: bool = True) -> list[int]:
-    """A ledger whose writer stopped (no close) with `n` acknowledged entries in the log.
-    The writer is never closed: its process 'crashed'; a fresh Ledger reads the files."""
-    Ledger.create(path, keyring).close()
-    writer = Ledger.open(path, keyring, checkpoint_interval=3600)
-    seqs = [_event(writer, i, durable=frames_per_entry) for i in range(n)]
-    writer.flush()
-    writer._closed = True  # stop its flusher without sealing: what a SIGKILL leaves behind
-    with writer._cond:
-        writer._cond.notify_all()
-    writer._flusher.join()
-    os.close(writer._wal_fd)
-    os.close(writer._lock_fd)
-    return seqs
-
-
-def frames(path: Path) -> list[wal.Frame]:
-    with open(path / "wal.log", "rb") as f:
-        return wal.scan(f).frames
 
 
 @pytest.fixture(params=["deleted", "cut"])
@@ -56,7 +29,7 @@ def lost_tail(request, tmp_path, keyring) -> Path:
     if request.param == "deleted":
         log.unlink()
     else:
-        fs = frames(path)
+        fs = wal_frames(path)
         os.truncate(log, fs[4].start + (fs[4].end - fs[4].start) // 2)  # mid-frame, inside what HEAD counts
     return path
 
@@ -96,7 +69,7 @@ def test_repair_needs_accept_loss_then_records_the_loss_for_ever(lost_tail, keyr
     assert plan.entry_seq == plan.lost[0]
     with Ledger.open(lost_tail, keyring) as ledger:  # writable again
         for i in range(3):
-            _event(ledger, 100 + i)
+            log_event(ledger, 100 + i)
         ledger.seal()
     report = verify_ledger(lost_tail, keyring, workers=1)
     assert report.ok, report.to_text()
@@ -159,7 +132,7 @@ def test_a_log_frame_that_does_not_continue_the_chain_is_never_sealed(tmp_path, 
     path = tmp_path / "ledger"
     seqs = crashed_with_unsealed(path, SIGNED, n=6)
     data = (path / "wal.log").read_bytes()
-    fs = frames(path)
+    fs = wal_frames(path)
     if damage == "duplicated":
         data = data + data[fs[2].start : fs[2].end]
     else:
@@ -182,10 +155,10 @@ def test_a_loss_that_a_signed_checkpoint_covers_cannot_be_accepted(tmp_path):
     path = tmp_path / "ledger"
     with Ledger.create(path, SIGNED) as ledger:
         for i in range(5):
-            _event(ledger, i)
+            log_event(ledger, i)
         ledger.seal()
         for i in range(5):
-            _event(ledger, i)
+            log_event(ledger, i)
     manifest = path / "manifest.jsonl"
     manifest.write_bytes(b"".join(manifest.read_bytes().splitlines(keepends=True)[:-1]))
     with pytest.raises(IntegrityError, match="signed checkpoint covers"):
@@ -204,7 +177,7 @@ def test_a_key_with_the_right_id_and_wrong_bytes_is_refused_before_anything_is_w
         crashed_with_unsealed(path, keyring, n=3)
     else:
         with Ledger.create(path, keyring) as ledger:
-            _event(ledger, 1)
+            log_event(ledger, 1)
     wrong = Keyring.from_key("test-k1", OTHER_KEY)
     before = fingerprint(path)
     with pytest.raises(KeyringError, match="'test-k1' is not the one"):
