@@ -72,6 +72,31 @@ def parse_verifiers(text: str, where: str = "public keys") -> list[Verifier]:
     return verifiers
 
 
+def load_signer(path: str | os.PathLike[str]) -> Signer:
+    """One Ed25519 signing key from a file: a PRIVATE+KEY line (as `mrm keys
+    generate-signing` writes), or a keyring file with an active signing key. The key is
+    never shown in an error."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyringError(f"{where}: no such signing key file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise KeyringError(f"{where}: cannot read the signing key ({type(e).__name__})") from None
+    if text.lstrip().startswith("{"):
+        signer = Keyring.load(path).signer
+        if signer is None:
+            raise KeyringError(f"{where}: the keyring holds no Ed25519 signing key")
+        return signer
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if len(lines) != 1:
+        raise KeyringError(f"{where}: expected one PRIVATE+KEY line, found {len(lines)} lines")
+    try:
+        return Signer.parse(lines[0])
+    except NoteError:
+        raise KeyringError(f"{where}: not a PRIVATE+KEY signing key") from None
+
+
 def new_key_id(now: dt.datetime | None = None) -> str:
     now = now or dt.datetime.now(dt.timezone.utc)
     return f"k{now:%Y%m%d}-{secrets.token_hex(3)}"

@@ -136,7 +136,7 @@ def status(path: str, as_json: bool) -> None:
 
 @click.group()
 def keys() -> None:
-    """Create, list and rotate HMAC keys."""
+    """Create, list and rotate HMAC keys; export public keys; make a report signing key."""
 
 
 @keys.command("generate")
@@ -155,6 +155,39 @@ def keys_generate(out: str, key_id: str | None) -> None:
     keyring = Keyring.generate(key_id)
     keyring.save(out)
     click.echo(f"generated key {keyring.active} in {out}")
+
+
+@keys.command("generate-signing")
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File for the private key (mode 600).")
+@click.option("--public-out", type=click.Path(dir_okay=False), help="Write the public key here too (default: only print it).")
+@handle_errors
+def keys_generate_signing(name: str, out: str, public_out: str | None) -> None:
+    """Create an Ed25519 signing key of your own (a C2SP PRIVATE+KEY line), for signing
+    reports you build from a ledger whose secrets you do not hold. Give the public key
+    it prints to whoever checks your reports.
+
+    \b
+    Example:
+      mrm keys generate-signing examiner-jkim --out jkim.key --public-out jkim.pub
+      mrm report evidence ./audit-copy --pack kfcpa --public-key ledger.pub --signing-key jkim.key
+    """
+    from ledger.note import NoteError, Signer
+    from ledger.storage_io import write_file_atomic
+
+    for target in filter(None, (out, public_out)):
+        if Path(target).exists():
+            raise UsageFailure(f"{target} already exists; refusing to overwrite a key")
+    try:
+        signer = Signer.generate(name)
+    except NoteError as e:
+        raise UsageFailure(f"{name!r} cannot name a key: {e}") from None
+    write_file_atomic(Path(out), (signer.to_skey() + "\n").encode("ascii"), mode=0o600)
+    vkey = signer.verifier().to_vkey()
+    if public_out:
+        write_file_atomic(Path(public_out), (vkey + "\n").encode("ascii"))
+    click.echo(f"wrote signing key {name}+{signer.key_id:08x} to {out}", err=True)
+    click.echo(vkey)
 
 
 @keys.command("list")

@@ -44,8 +44,14 @@ def document_options(fn: Callable) -> Callable:
         click.option("--out", "-o", "out", type=click.Path(dir_okay=False), help="PDF to write (default: <report id>.pdf here)."),
         keyring_option,
         click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False),
-                     help="Verify the ledger with these trusted public keys (signed checkpoints) instead of the HMAC key. "
-                     "The document is still signed with the keyring's signing key."),
+                     help="Verify the ledger with these trusted public keys (signed checkpoints) instead of the HMAC key: "
+                     "no secret of the ledger's is needed. Sign the document with --signing-key (or the --keyring's key), or pass --unsigned."),
+        click.option("--signing-key", "signing_key", type=click.Path(exists=True, dir_okay=False),
+                     help="Sign the document with this Ed25519 key of the author's own (a PRIVATE+KEY file from "
+                     "`mrm keys generate-signing`, or a keyring). Default: the keyring's signing key."),
+        click.option("--unsigned", is_flag=True,
+                     help="Write the document without a signature, labelled UNSIGNED on its cover: its checkpoint and "
+                     "inclusion proofs are still checkable with the ledger's public key."),
         click.option("--verification", type=click.Choice(["full", "proofs"]), default="full", show_default=True,
                      help="full: verify the whole ledger first. proofs: only prove the entries shown against the signed "
                      "checkpoint (fast at any size; the cover says the rest was not checked)."),
@@ -93,28 +99,39 @@ def report_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _plan(path: str, keyring: Any, public_key: str | None, verification: str, allow_failed: bool, workers: int | None):
-    from ledger.keys import load_verifiers
+def _trust(path: str, options: dict[str, Any]) -> tuple[Any, Any]:
+    """How the ledger is checked (the trust plan) and who signs the document (a Signer, or
+    None for an unsigned one), from the document options. With --public-key no secret of
+    the ledger's is read: the document is signed with the author's own key or not at all."""
+    from ledger.keys import load_signer, load_verifiers
     from reports.documents import TrustPlan
 
+    public_key, signing_key, unsigned = options["public_key"], options["signing_key"], options["unsigned"]
+    verification, allow_failed, workers = options["verification"], options["allow_failed"], options["workers"]
+    if signing_key and unsigned:
+        raise UsageFailure("--signing-key and --unsigned contradict each other: give one")
     if public_key:
         keys = load_verifiers(public_key)
+        if signing_key or unsigned:
+            signer = load_signer(signing_key) if signing_key else None
+        elif options["keyring_file"]:  # the operator: verify as an examiner would, sign with the ledger's key
+            signer = load_signer(options["keyring_file"])
+        else:
+            raise UsageFailure("with --public-key no secret is looked for: sign the document with your own key "
+                               "(--signing-key FILE; `mrm keys generate-signing` makes one), with the ledger's "
+                               "(--keyring FILE), or pass --unsigned")
         if verification == "proofs":
-            return TrustPlan.inclusion_proofs(keys, allow_failed=allow_failed)
-        return TrustPlan.signed_checkpoints(keys, allow_failed=allow_failed, workers=workers)
+            return TrustPlan.inclusion_proofs(keys, allow_failed=allow_failed), signer
+        return TrustPlan.signed_checkpoints(keys, allow_failed=allow_failed, workers=workers), signer
+    keyring = resolve_keyring(path, options["keyring_file"])
     if not keyring.signers:
         raise UsageFailure(f"{keyring.source} holds no Ed25519 key: checkpoints cannot be trusted without one (or pass --public-key)")
+    signer = load_signer(signing_key) if signing_key else (None if unsigned else keyring.signer)
+    if signer is None and not unsigned:
+        raise UsageFailure(f"{keyring.source} has no active Ed25519 signing key: pass --signing-key FILE or --unsigned")
     if verification == "proofs":
-        return TrustPlan.inclusion_proofs(keyring.verifiers(), allow_failed=allow_failed)
-    return TrustPlan.hmac_chain(keyring, allow_failed=allow_failed, workers=workers)
-
-
-def _signing_keyring(path: str, keyring_file: str | None) -> Any:
-    keyring = resolve_keyring(path, keyring_file)
-    if keyring.signer is None:
-        raise UsageFailure(f"{keyring.source} has no Ed25519 signing key: a report is signed with the key that signs the "
-                           "ledger's checkpoints")
-    return keyring
+        return TrustPlan.inclusion_proofs(keyring.verifiers(), allow_failed=allow_failed), signer
+    return TrustPlan.hmac_chain(keyring, allow_failed=allow_failed, workers=workers), signer
 
 
 def _info(institution: str | None, prepared_by: str, report_id: str | None) -> Any:
@@ -132,10 +149,10 @@ def _created(created: str | None) -> dt.datetime | None:
     return parse_instant(created, "--created")
 
 
-def _announce(verification: str, public_key: str | None) -> None:
-    if verification == "proofs":
+def _announce(trust: dict[str, Any]) -> None:
+    if trust["verification"] == "proofs":
         click.echo("proving the entries shown against the signed checkpoint...", err=True)
-    elif public_key:
+    elif trust["public_key"]:
         click.echo("verifying the ledger against its signed checkpoints first...", err=True)
     else:
         click.echo("verifying the ledger's HMAC chain first...", err=True)
@@ -149,11 +166,19 @@ def _finish(written: Any, as_json: bool) -> None:
             "status": written.status.value, "verification": meta.verification.headline,
             "checkpoint": {"size": meta.checkpoint.size, "root": meta.checkpoint.root.hex()},
             "render_seconds": round(written.render_seconds, 3),
+            "signed_by": written.signature.label if written.signature else None,
         })
     else:
         click.echo(f"wrote {meta.kind.value} report {written.report_id} to {written.path} ({written.pages} pages)")
         click.echo(f"verification: {written.status.label}: {meta.verification.headline}")
-        click.echo(f"check it: mrm report verify {written.path} --public-key LEDGER.pub")
+        signed = written.signature
+        if signed is None:
+            click.echo(f"UNSIGNED; check it: mrm report verify {written.path} --public-key LEDGER.pub --allow-unsigned")
+        elif signed.signs_checkpoints:
+            click.echo(f"check it: mrm report verify {written.path} --public-key LEDGER.pub")
+        else:
+            click.echo(f"signed by {signed.label}; check it: mrm report verify {written.path} --public-key LEDGER.pub "
+                       "--public-key AUTHOR.pub")
     if written.failed:
         click.echo("the ledger did NOT verify: the document is marked FAILED", err=True)
         sys.exit(EXIT_INTEGRITY)
@@ -172,9 +197,8 @@ def _finish(written: Any, as_json: bool) -> None:
 @handle_errors
 @report_errors
 def report_decision(path: str, request_id: str | None, subject_id: str | None, at: str | None, inference_seq: int | None,
-                    out: str | None, keyring_file: str | None, public_key: str | None, verification: str, allow_failed: bool,
-                    institution: str | None, prepared_by: str, report_id: str | None, created: str | None,
-                    workers: int | None, as_json: bool) -> None:
+                    out: str | None, institution: str | None, prepared_by: str, report_id: str | None, created: str | None,
+                    as_json: bool, **trust: Any) -> None:
     """The decision dossier for one disputed decision: who accessed the data and why, the
     model version, input digest and output, the main factors in plain language, the
     suitability verdict, the promotion that made the model version live (approver and
@@ -194,11 +218,10 @@ def report_decision(path: str, request_id: str | None, subject_id: str | None, a
 
     if (request_id is None) == (subject_id is None):
         raise UsageFailure("give --request-id or --subject (exactly one)")
-    keyring = _signing_keyring(path, keyring_file)
-    plan = _plan(path, keyring, public_key, verification, allow_failed, workers)
-    _announce(verification, public_key)
+    plan, signer = _trust(path, trust)
+    _announce(trust)
     query = DecisionQuery(request_id=request_id, subject_id=subject_id, at=at, inference_seq=inference_seq)
-    written = write_decision_report(path, query, plan, keyring.signer, out, info=_info(institution, prepared_by, report_id),
+    written = write_decision_report(path, query, plan, signer, out, info=_info(institution, prepared_by, report_id),
                                     created=_created(created))
     _finish(written, as_json)
 
@@ -214,10 +237,8 @@ def report_decision(path: str, request_id: str | None, subject_id: str | None, a
 @document_options
 @handle_errors
 @report_errors
-def report_validation(path: str, slot: str, since: str | None, until: str | None, out: str | None, keyring_file: str | None,
-                      public_key: str | None, verification: str, allow_failed: bool, institution: str | None,
-                      prepared_by: str, report_id: str | None, created: str | None, workers: int | None,
-                      as_json: bool) -> None:
+def report_validation(path: str, slot: str, since: str | None, until: str | None, out: str | None, institution: str | None,
+                      prepared_by: str, report_id: str | None, created: str | None, as_json: bool, **trust: Any) -> None:
     """The model validation history of one slot (SR 11-7): every gate decision with its
     metrics, tests and p-values, every decision a person made with its rationale and what
     the gate had said, rollbacks, monitoring over time (fairness, drift, alerts) with charts,
@@ -232,10 +253,9 @@ def report_validation(path: str, slot: str, since: str | None, until: str | None
     """
     from reports.documents import ValidationScope, write_validation_report
 
-    keyring = _signing_keyring(path, keyring_file)
-    plan = _plan(path, keyring, public_key, verification, allow_failed, workers)
-    _announce(verification, public_key)
-    written = write_validation_report(path, ValidationScope(slot, since, until), plan, keyring.signer, out,
+    plan, signer = _trust(path, trust)
+    _announce(trust)
+    written = write_validation_report(path, ValidationScope(slot, since, until), plan, signer, out,
                                       info=_info(institution, prepared_by, report_id), created=_created(created))
     _finish(written, as_json)
 
@@ -262,10 +282,8 @@ def report_validation(path: str, slot: str, since: str | None, until: str | None
 @handle_errors
 @report_errors
 def report_evidence(path: str, pack_name: str, since: str | None, until: str | None, as_if_in_force: bool,
-                    packs_dirs: tuple[str, ...], max_rows: int, rows_shown: int, out: str | None, keyring_file: str | None,
-                    public_key: str | None, verification: str, allow_failed: bool, institution: str | None,
-                    prepared_by: str, report_id: str | None, created: str | None, workers: int | None,
-                    as_json: bool) -> None:
+                    packs_dirs: tuple[str, ...], max_rows: int, rows_shown: int, out: str | None, institution: str | None,
+                    prepared_by: str, report_id: str | None, created: str | None, as_json: bool, **trust: Any) -> None:
     """The examiner evidence pack for one regulation pack and period: cover (what it rests
     on and how it was verified), an executive summary with the coverage matrix and every
     gap, charts of what the models did, one section per requirement (citation, paraphrase,
@@ -288,13 +306,12 @@ def report_evidence(path: str, pack_name: str, since: str | None, until: str | N
     from mappings.errors import MappingError
     from reports.documents import EvidenceScope, Limits, write_evidence_report
 
-    keyring = _signing_keyring(path, keyring_file)
-    plan = _plan(path, keyring, public_key, verification, allow_failed, workers)
+    plan, signer = _trust(path, trust)
     try:
         limits = Limits(kept=max_rows, shown=min(rows_shown, max_rows), sample=min(10, max_rows))
         scope = EvidenceScope(pack_name, since, until, as_if_in_force, tuple(pack_dirs(packs_dirs)), limits)
-        _announce(verification, public_key)
-        written = write_evidence_report(path, scope, plan, keyring.signer, out,
+        _announce(trust)
+        written = write_evidence_report(path, scope, plan, signer, out,
                                         info=_info(institution, prepared_by, report_id), created=_created(created))
     except MappingError as e:
         raise UsageFailure(str(e)) from None
@@ -310,18 +327,24 @@ def report_evidence(path: str, pack_name: str, since: str | None, until: str | N
     "--public-key",
     "public_key",
     required=True,
+    multiple=True,
     type=click.Path(dir_okay=False),
-    help="File of trusted verifier keys, one <name>+<key id>+<base64> per line: the ledger's checkpoint key.",
+    help="File of trusted verifier keys, one <name>+<key id>+<base64> per line: the ledger's checkpoint key, and the "
+    "author's key when the author signed with their own. Repeatable.",
 )
+@click.option("--allow-unsigned", is_flag=True,
+              help="Check an unsigned report (written with --unsigned) against its own manifest and its checkpoint; "
+              "the result says UNSIGNED, since nobody vouches for the document as a whole.")
 @json_option
 @handle_errors
-def report_verify(file: str, public_key: str, as_json: bool) -> None:
+def report_verify(file: str, public_key: tuple[str, ...], allow_unsigned: bool, as_json: bool) -> None:
     """Check a report PDF: the manifest's signature, every embedded attachment against the
     manifest (altered, removed, added, duplicated), the drawn page content, and the
     attached checkpoint.
 
     Nothing is compared unless manifest.json is signed by a trusted key: a missing, foreign
-    or broken signature is reported and the command fails.
+    or broken signature is reported and the command fails. An unsigned report is checked
+    only with --allow-unsigned, and reported as unsigned.
 
     Exit code 0 when everything verifies, 1 on any integrity failure, 2 on a usage error
     (unreadable PDF, bad key file).
@@ -330,13 +353,14 @@ def report_verify(file: str, public_key: str, as_json: bool) -> None:
     Example:
       mrm report verify evidence-2026Q1.pdf --public-key ledger.vkey
       mrm report verify evidence-2026Q1.pdf --public-key ledger.vkey --json | jq '.attachments'
+      mrm report verify examiner-pack.pdf --public-key ledger.vkey --public-key examiner.vkey
     """
     # pypdf logs recoverable oddities of hostile or re-saved files as warnings; the
     # verification result already says what matters, so keep the output to that.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
-        verifiers = load_verifier_keys(public_key)
-        result = verify_report(file, verifiers)
+        verifiers = [key for path in public_key for key in load_verifier_keys(path)]
+        result = verify_report(file, verifiers, allow_unsigned=allow_unsigned)
     except ReportError as e:
         raise UsageFailure(str(e)) from None
     if as_json:

@@ -72,6 +72,7 @@ class SignerInfo:
 
     name: str
     key_id: str  # 8 hex digits
+    signs_checkpoints: bool = True  # the ledger's own key, or a report author's (an examiner's)
 
     @property
     def label(self) -> str:
@@ -195,7 +196,7 @@ def _attachment_views(attachments: Sequence[Attachment]) -> list[AttachmentView]
 # --------------------------------------------------------------------------- entry point
 
 
-def render_html(report: Report, *, signer: SignerInfo, created: dt.datetime) -> str:
+def render_html(report: Report, *, signer: SignerInfo | None, created: dt.datetime) -> str:
     """The report as an HTML document whose only external references are ``mrm-asset:``
     URLs: the stylesheet (which loads the fonts) and one SVG per figure, in order."""
     counter = _Numbering()

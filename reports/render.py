@@ -14,10 +14,12 @@ The pipeline, and why each step is there:
    (:mod:`reports.pages`; attachments hang on the catalog, never on pages, so the digest
    is the final file's), builds ``manifest.json`` (attachments' names, sizes and SHA-256,
    report id, kind, ledger id, checkpoint, page digest), signs it as a C2SP note with the
-   ledger key, and puts both into the placeholders.
-5. The finished file is verified with the signer's public key by the same
-   :func:`reports.verify.verify_report` an examiner runs: a report that would not
-   verify is never returned.
+   author's key (the ledger's own, or an examiner's), and puts both into the placeholders.
+   An unsigned report (no signer: someone who holds only public keys and no key of their
+   own) carries the manifest without a signature and says so on its cover.
+5. The finished file is verified with the signer's public key and the ledger's checkpoint
+   keys by the same :func:`reports.verify.verify_report` an examiner runs: a report that
+   would not verify is never returned.
 
 Laying out and drawing happen once; the scratch serialisation skips compression, so
 sealing costs a small fraction of the render.
@@ -40,13 +42,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import pydyf
 import weasyprint
 from weasyprint.urls import FatalURLFetchingError
 
-from ledger.note import NoteError, Signer, open_checkpoint
+from ledger.note import NoteError, Signer, Verifier, open_checkpoint
 
 from .errors import AssetRefusedError, RenderError
 from .fetcher import Asset, AssetFetcher, asset_url, package_assets
@@ -62,7 +64,7 @@ __all__ = ["PDF_VARIANT", "RenderedReport", "render_pdf", "render_report"]
 PDF_VARIANT = "pdf/a-3b"
 _PDF_OPTIONS = {"pdf_variant": PDF_VARIANT}
 _MANIFEST_DESCRIPTION = "Signed manifest: name, size and SHA-256 of every attachment, report id, ledger checkpoint, page digest"
-_SIGNATURE_DESCRIPTION = "C2SP signed note over the SHA-256 of manifest.json, by the ledger's Ed25519 key"
+_SIGNATURE_DESCRIPTION = "C2SP signed note over the SHA-256 of manifest.json, by the report author's Ed25519 key"
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,31 @@ class RenderedReport:
     pdf: bytes
     manifest: ReportManifest
     manifest_bytes: bytes
-    signature: bytes
+    signature: bytes  # empty for an unsigned report
     page_count: int
     requested_urls: tuple[str, ...]  # every URL the renderer asked the fetcher for, in order
+    signed_by: SignerInfo | None  # None: unsigned
 
 
-def render_pdf(report: Report, signer: Signer, *, created: dt.datetime) -> RenderedReport:
-    """Render, seal and self-verify ``report`` in memory (see the module docstring)."""
+def render_pdf(report: Report, signer: Signer | None, *, created: dt.datetime,
+               checkpoint_keys: Sequence[Verifier] = ()) -> RenderedReport:
+    """Render, seal and self-verify ``report`` in memory (see the module docstring).
+
+    ``signer`` signs the manifest (None: an unsigned report, labelled so).
+    ``checkpoint_keys`` are the ledger's public keys that the attached checkpoint must
+    verify with; by default the signer's own (the ledger's operator signs with the key
+    that signs the checkpoints)."""
     if not isinstance(report, Report):
         raise TypeError(f"report must be a Report, got {type(report).__name__}")
-    if not isinstance(signer, Signer):
-        raise TypeError(f"signer must be a ledger.note.Signer, got {type(signer).__name__}")
+    if signer is not None and not isinstance(signer, Signer):
+        raise TypeError(f"signer must be a ledger.note.Signer or None, got {type(signer).__name__}")
+    checkpoint_keys = tuple(checkpoint_keys) or ((signer.verifier(),) if signer is not None else ())
+    if not checkpoint_keys:
+        raise RenderError("an unsigned report needs the ledger's public keys to check its checkpoint")
     if not isinstance(created, dt.datetime) or created.tzinfo is None or created.utcoffset() is None:
         raise RenderError("created must be a timezone-aware datetime (the caller's fixed creation date, not 'now')")
     created = created.astimezone(dt.timezone.utc).replace(microsecond=0)  # PDF dates have whole seconds
-    _check_checkpoint_signature(report, signer)
+    _check_checkpoint_signature(report, checkpoint_keys)
 
     assets = package_assets()
     for index, figure in enumerate(report.figures(), 1):
@@ -96,13 +108,13 @@ def render_pdf(report: Report, signer: Signer, *, created: dt.datetime) -> Rende
     assets[asset_url(f"attachments/{SIGNATURE_NAME}")] = Asset(b"placeholder for manifest.json.sig\n", "text/plain")
     fetcher = AssetFetcher(assets)
     attachments = [_pdf_attachment(a.name, a.description, a.role.af_relationship, created, fetcher) for a in report.attachments]
-    attachments += [
-        _pdf_attachment(MANIFEST_NAME, _MANIFEST_DESCRIPTION, "Supplement", created, fetcher),
-        _pdf_attachment(SIGNATURE_NAME, _SIGNATURE_DESCRIPTION, "Supplement", created, fetcher),
-    ]
+    attachments.append(_pdf_attachment(MANIFEST_NAME, _MANIFEST_DESCRIPTION, "Supplement", created, fetcher))
+    if signer is not None:
+        attachments.append(_pdf_attachment(SIGNATURE_NAME, _SIGNATURE_DESCRIPTION, "Supplement", created, fetcher))
     sealer = _Sealer(report, signer, created)
 
-    html = render_html(report, signer=SignerInfo(signer.name, f"{signer.key_id:08x}"), created=created)
+    signed_by = _signer_info(signer, checkpoint_keys)
+    html = render_html(report, signer=signed_by, created=created)
     try:
         document = weasyprint.HTML(string=html, url_fetcher=fetcher).render(**_PDF_OPTIONS)
         with _fixed_font_timestamps(created):
@@ -119,15 +131,16 @@ def render_pdf(report: Report, signer: Signer, *, created: dt.datetime) -> Rende
     if sealer.manifest is None:  # pragma: no cover - WeasyPrint always calls the finisher
         raise RenderError("the PDF was written without its signed manifest")
 
-    _self_verify(pdf, report, signer)
+    _self_verify(pdf, report, signer, checkpoint_keys)
     return RenderedReport(pdf, sealer.manifest, sealer.manifest_bytes, sealer.signature, sealer.manifest.pages.count,
-                          tuple(fetcher.requested))
+                          tuple(fetcher.requested), signed_by)
 
 
-def render_report(report: Report, signer: Signer, out_path: str | os.PathLike[str], *, created: dt.datetime) -> Path:
+def render_report(report: Report, signer: Signer | None, out_path: str | os.PathLike[str], *, created: dt.datetime,
+                  checkpoint_keys: Sequence[Verifier] = ()) -> Path:
     """Render, sign and write ``report`` to ``out_path`` (atomically: a reader never sees
     a half-written file). Returns the path."""
-    rendered = render_pdf(report, signer, created=created)
+    rendered = render_pdf(report, signer, created=created, checkpoint_keys=checkpoint_keys)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -150,7 +163,7 @@ class _Sealer:
     """WeasyPrint finisher: fill the manifest and signature placeholders of the finished
     (not yet serialised) PDF, with a manifest that covers the file's own pages."""
 
-    def __init__(self, report: Report, signer: Signer, created: dt.datetime) -> None:
+    def __init__(self, report: Report, signer: Signer | None, created: dt.datetime) -> None:
         self._report, self._signer, self._created = report, signer, created
         self.manifest: ReportManifest | None = None
         self.manifest_bytes = b""
@@ -166,9 +179,10 @@ class _Sealer:
             pages=pages,
         )
         self.manifest_bytes = self.manifest.to_bytes()
-        self.signature = sign_manifest(self.manifest_bytes, meta.report_id, self._signer)
         _fill_attachment(pdf, MANIFEST_NAME, self.manifest_bytes)
-        _fill_attachment(pdf, SIGNATURE_NAME, self.signature)
+        if self._signer is not None:
+            self.signature = sign_manifest(self.manifest_bytes, meta.report_id, self._signer)
+            _fill_attachment(pdf, SIGNATURE_NAME, self.signature)
         _dedupe_associated_files(pdf)
 
 
@@ -271,25 +285,34 @@ def _pdf_attachment(name: str, description: str, relationship: str, created: dt.
     )
 
 
-def _check_checkpoint_signature(report: Report, signer: Signer) -> None:
-    """The one key verifies checkpoints and reports: refuse to sign a report whose
-    attached checkpoint that key did not sign, since the report would never verify."""
+def _signer_info(signer: Signer | None, checkpoint_keys: Sequence[Verifier]) -> SignerInfo | None:
+    if signer is None:
+        return None
+    ledger_key = signer.verifier().public_key in {v.public_key for v in checkpoint_keys}
+    return SignerInfo(signer.name, f"{signer.key_id:08x}", signs_checkpoints=ledger_key)
+
+
+def _check_checkpoint_signature(report: Report, checkpoint_keys: Sequence[Verifier]) -> None:
+    """Refuse to seal a report whose attached checkpoint the ledger's keys did not
+    sign: it would never verify."""
     for attachment in report.attachments:
         if attachment.role is not AttachmentRole.CHECKPOINT:
             continue
         try:
-            open_checkpoint(attachment.data, [signer.verifier()])
+            open_checkpoint(attachment.data, list(checkpoint_keys))
         except NoteError as e:
+            trusted = ", ".join(v.to_vkey().rsplit("+", 1)[0] for v in checkpoint_keys)
             raise RenderError(
-                f"checkpoint attachment {attachment.name!r} is not signed by the report signer's key "
-                f"{signer.name}+{signer.key_id:08x}: {e}"
+                f"checkpoint attachment {attachment.name!r} is not signed by a trusted ledger key ({trusted}): {e}"
             ) from None
 
 
-def _self_verify(pdf: bytes, report: Report, signer: Signer) -> None:
+def _self_verify(pdf: bytes, report: Report, signer: Signer | None, checkpoint_keys: Sequence[Verifier]) -> None:
     """Run the examiner's verification on what we are about to hand out."""
-    result = verify_report(pdf, [signer.verifier()])
-    wanted = sorted([a.name for a in report.attachments] + [MANIFEST_NAME, SIGNATURE_NAME])
+    trusted = [*checkpoint_keys, *([signer.verifier()] if signer is not None else [])]
+    result = verify_report(pdf, trusted, allow_unsigned=signer is None)
+    sealing = [MANIFEST_NAME, SIGNATURE_NAME] if signer is not None else [MANIFEST_NAME]
+    wanted = sorted([a.name for a in report.attachments] + sealing)
     if not result.ok or sorted(result.embedded) != wanted:
         problems = "; ".join(result.problems) or f"embedded {sorted(result.embedded)}, expected {wanted}"
         raise RenderError(f"the rendered report does not verify: {problems}")

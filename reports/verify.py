@@ -81,6 +81,7 @@ class SignatureStatus(str, Enum):
     INVALID = "invalid"  # a trusted key's signature does not verify
     MALFORMED = "malformed"  # not a signed note / not a report manifest signature
     MISMATCH = "mismatch"  # a valid signature, but over other manifest bytes or another report
+    UNSIGNED = "unsigned"  # a manifest and no signature, checked because the caller allowed it: nobody vouches for it
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,9 @@ class ReportVerification:
 
     @property
     def ok(self) -> bool:
-        return self.refused is None and self.signature is SignatureStatus.VALID and not self.problems
+        """Everything matches. UNSIGNED is reached only when the caller allowed it."""
+        signed = self.signature in (SignatureStatus.VALID, SignatureStatus.UNSIGNED)
+        return self.refused is None and signed and not self.problems
 
     def attachment(self, name: str) -> AttachmentCheck:
         for check in self.attachments:
@@ -185,8 +188,11 @@ class ReportVerification:
         m = self.manifest
         assert m is not None
         lines.append(f"report      {m.report_id} ({m.kind}): {m.title}")
-        lines.append(f"signature   valid, by {', '.join(self.signed_by)}")
-        lines.append(f"ledger      {m.ledger_id}, checkpoint {m.checkpoint_origin} size {m.checkpoint_size:,}")
+        if self.signature is SignatureStatus.UNSIGNED:
+            lines.append("signature   NONE: the manifest is not signed; what follows matches it, but anyone could have written it")
+        else:
+            lines.append(f"signature   valid, by {', '.join(self.signed_by)}")
+        lines.append(f"ledger      {m.ledger_id}, checkpoint {m.checkpoint_origin} size {m.checkpoint_size:,} root {m.checkpoint_root}")
         if self.pages is not None:
             lines.append(f"pages       {self.pages.actual_count}: " + ("drawn content matches the manifest" if self.pages.ok else self.pages.detail))
         if self.checkpoint is not None:
@@ -197,7 +203,10 @@ class ReportVerification:
             label = c.status.value if c.status is AttachmentStatus.OK else c.status.value.upper()
             size = f"{c.actual_size:,} bytes" if c.actual_size is not None else ""
             lines.append(f"  {label:<10} {c.name:<{width}}  {size:>14}  {c.detail}".rstrip())
-        lines.append("VERIFIED" if self.ok else f"FAILED: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}")
+        if self.ok:
+            lines.append("VERIFIED, UNSIGNED" if self.signature is SignatureStatus.UNSIGNED else "VERIFIED")
+        else:
+            lines.append(f"FAILED: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}")
         lines.extend(f"  - {p}" for p in self.problems)
         return "\n".join(lines)
 
@@ -220,8 +229,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def verify_report(pdf_path: str | os.PathLike[str] | bytes, verifiers: Iterable[Verifier]) -> ReportVerification:
+def verify_report(pdf_path: str | os.PathLike[str] | bytes, verifiers: Iterable[Verifier], *,
+                  allow_unsigned: bool = False) -> ReportVerification:
     """Verify a report PDF (a path, or the PDF's bytes) against trusted verifier keys.
+
+    An unsigned report (a manifest and no signature, as someone with only public keys
+    writes) is refused unless ``allow_unsigned``; then it is checked against its own
+    manifest and its checkpoint against the trusted keys, and reported UNSIGNED.
 
     Raises :class:`ReportInputError` only when the input is not a readable PDF; every
     integrity finding is in the returned :class:`ReportVerification`."""
@@ -240,6 +254,17 @@ def verify_report(pdf_path: str | os.PathLike[str] | bytes, verifiers: Iterable[
         return ReportVerification(shown, status, refused=reason, signed_by=signed_by, problems=(reason,), embedded=embedded)
 
     manifests, signatures = found.named(MANIFEST_NAME), found.named(SIGNATURE_NAME)
+    if len(manifests) == 1 and not signatures:
+        if not allow_unsigned:
+            return refuse(SignatureStatus.MISSING, "no manifest.json.sig embedded: the report is unsigned (or its signature "
+                                                   "was removed), so nobody vouches for it; check it anyway with --allow-unsigned")
+        if manifests[0].data is None:
+            return refuse(SignatureStatus.MALFORMED, f"the manifest cannot be read: {manifests[0].error}")
+        try:
+            manifest = ReportManifest.from_bytes(manifests[0].data)
+        except ManifestError as e:
+            return refuse(SignatureStatus.MALFORMED, f"the unsigned manifest is malformed: {e}")
+        return _check_contents(shown, SignatureStatus.UNSIGNED, (), manifest, found, (manifests[0],), reader, verifiers, embedded)
     if not manifests or not signatures:
         missing = " and ".join(n for n, f in ((MANIFEST_NAME, manifests), (SIGNATURE_NAME, signatures)) if not f)
         return refuse(SignatureStatus.MISSING, f"no {missing} embedded: not an mrm-ledger report, or its signed manifest was removed")
@@ -266,12 +291,19 @@ def verify_report(pdf_path: str | os.PathLike[str] | bytes, verifiers: Iterable[
         return refuse(SignatureStatus.MISMATCH,
                       f"the signature is for report {signed.report_id!r} but the manifest is for {manifest.report_id!r}", signed_by)
 
+    return _check_contents(shown, SignatureStatus.VALID, signed_by, manifest, found, (manifest_file, signature_file),
+                           reader, verifiers, embedded)
+
+
+def _check_contents(shown: str, signature: SignatureStatus, signed_by: tuple[str, ...], manifest: ReportManifest, found,
+                    sealing_files, reader, verifiers: list[Verifier], embedded: tuple[str, ...]) -> ReportVerification:
+    """Attachments, pages and checkpoint against a manifest already accepted."""
     problems: list[str] = list(found.problems)
     checks = _check_attachments(manifest, found.files)
     for c in checks:
         if c.status is not AttachmentStatus.OK:
             problems.append(f"attachment {c.name}: {c.status.value}{': ' + c.detail if c.detail else ''}")
-    for f in (manifest_file, signature_file):
+    for f in sealing_files:
         if len(f.found_in) > 1 and set(f.found_in) - {"EmbeddedFiles", "catalog AF"}:
             problems.append(f"{f.name} is also hung on {', '.join(f.found_in)}")
     pages = _check_pages(manifest, reader)
@@ -280,9 +312,9 @@ def verify_report(pdf_path: str | os.PathLike[str] | bytes, verifiers: Iterable[
     checkpoint = _check_checkpoint(manifest, found.files, checks, verifiers)
     if checkpoint.status not in ("ok", "not_attached"):
         problems.append(f"checkpoint: {checkpoint.detail}")
-    return ReportVerification(
-        shown, SignatureStatus.VALID, None, signed_by, manifest, tuple(checks), pages, checkpoint, tuple(problems), embedded
-    )
+    elif checkpoint.status == "not_attached" and signature is SignatureStatus.UNSIGNED:
+        problems.append("checkpoint: an unsigned report with no signed checkpoint rests on nothing that can be checked")
+    return ReportVerification(shown, signature, None, signed_by, manifest, tuple(checks), pages, checkpoint, tuple(problems), embedded)
 
 
 def _open_signature(data: bytes, verifiers: list[Verifier]) -> tuple[SignedManifestRef | None, tuple[SignatureStatus, str]]:

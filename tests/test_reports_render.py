@@ -173,7 +173,7 @@ def test_created_must_be_a_fixed_aware_datetime():
 
 def test_refuses_to_sign_a_report_whose_checkpoint_another_key_signed():
     other = Signer("other-ledger", FOREIGN._key)  # noqa: SLF001 - a second, unrelated key
-    with pytest.raises(RenderError, match="not signed by the report signer's key"):
+    with pytest.raises(RenderError, match="not signed by a trusted ledger key"):
         render_pdf(sample_report(other), SIGNER, created=SAMPLE_CREATED)
 
 

@@ -104,12 +104,12 @@ def build_decision_report(ledger_path: str | os.PathLike[str], query: DecisionQu
     return _dossier(basis, record, shown, proofs, info)
 
 
-def write_decision_report(ledger_path: str | os.PathLike[str], query: DecisionQuery, plan: TrustPlan, signer: Signer,
+def write_decision_report(ledger_path: str | os.PathLike[str], query: DecisionQuery, plan: TrustPlan, signer: Signer | None,
                           out_path: str | os.PathLike[str] | None = None, *, info: DocumentInfo = DocumentInfo(),
                           created: dt.datetime | None = None) -> WrittenReport:
     """Build, render, sign and write the dossier (default file name: ``<report id>.pdf``)."""
     report = build_decision_report(ledger_path, query, plan, info)
-    return write_report(report, signer, out_path, created=created)
+    return write_report(report, signer, out_path, created=created, checkpoint_keys=plan.public_keys)
 
 
 # --------------------------------------------------------------------------- assembly

@@ -121,12 +121,12 @@ def build_evidence_report(ledger_path: str | os.PathLike[str], scope: EvidenceSc
     return report
 
 
-def write_evidence_report(ledger_path: str | os.PathLike[str], scope: EvidenceScope, plan: TrustPlan, signer: Signer,
+def write_evidence_report(ledger_path: str | os.PathLike[str], scope: EvidenceScope, plan: TrustPlan, signer: Signer | None,
                           out_path: str | os.PathLike[str] | None = None, *, info: DocumentInfo = DocumentInfo(),
                           created: dt.datetime | None = None) -> WrittenReport:
     """Build, render, sign and write the evidence pack (default file name: ``<report id>.pdf``)."""
     report = build_evidence_report(ledger_path, scope, plan, info)
-    return write_report(report, signer, out_path, created=created)
+    return write_report(report, signer, out_path, created=created, checkpoint_keys=plan.public_keys)
 
 
 class _Clock:

@@ -100,11 +100,11 @@ def build_validation_report(ledger_path: str | os.PathLike[str], scope: Validati
     return _document(basis, history, shown, proofs, info)
 
 
-def write_validation_report(ledger_path: str | os.PathLike[str], scope: ValidationScope, plan: TrustPlan, signer: Signer,
+def write_validation_report(ledger_path: str | os.PathLike[str], scope: ValidationScope, plan: TrustPlan, signer: Signer | None,
                             out_path: str | os.PathLike[str] | None = None, *, info: DocumentInfo = DocumentInfo(),
                             created: dt.datetime | None = None) -> WrittenReport:
     report = build_validation_report(ledger_path, scope, plan, info)
-    return write_report(report, signer, out_path, created=created)
+    return write_report(report, signer, out_path, created=created, checkpoint_keys=plan.public_keys)
 
 
 # --------------------------------------------------------------------------- assembly
