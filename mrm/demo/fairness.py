@@ -11,8 +11,10 @@ investors) are not counted as unfairness.
 When a finding becomes an alert: 48 cells are compared every week, and in a cell of 30-50
 customers a ratio outside [0.8, 1.25] is common noise. A finding is alerted only when it is a
 breach *and* the whole confidence interval (``monitors.confidence`` of the policy) lies outside
-the fair range: the gates' breach rule ``whole_interval`` (``FairnessResult.alerts_under``). Every cell's result, alerted or not, goes into
-the run's ``monitor_run`` entry, so what the monitor saw and ignored is evidence too.
+the fair range: the gates' breach rule ``whole_interval`` (``FairnessResult.alerts_under``),
+recorded with the run so the reports apply the same rule. Every cell's result, alerted or
+not, goes into the run's ``monitor_run`` entry, so what the monitor saw and ignored is
+evidence too.
 
 Two users: the weekly production monitor (:func:`compute_segment_fairness`, reading the served
 decisions from the ledger) and the MRM committee's sign-off review of a challenger
