@@ -109,13 +109,13 @@ def test_each_run_shows_its_worst_segment_with_both_group_sizes_and_interval(fai
     f = fairness
     low, high = katz_ratio_interval(6, 60, 147, 210, RULES.confidence)
     assert high < 0.8  # the whole interval is below the band: the monitor alerted
-    assert has(f, "age 19-29 x Gyeonggi-Incheon (worst of 48)")
-    assert has(f, "60 / 210") and has(f, four(0.1 / 0.7)) and has(f, f"{four(low)} to {four(high)}")
+    assert has(f, "age 19-29 x Gyeonggi-Incheon (worst of 48): 60 / 210")
+    assert has(f, four(0.1 / 0.7)) and has(f, f"{four(low)} to {four(high)}")
     assert has(f, "BREACH, ALERTED") and has(f, four(0.1 - 0.7))
     # Week 2: DI 0.6786 is outside the band, but its interval reaches into it; no alert.
     low2, high2 = katz_ratio_interval(19, 40, 84, 120, RULES.confidence)
     assert low2 < 0.8 < high2
-    assert has(f, "40 / 120") and has(f, four((19 / 40) / 0.7)) and has(f, f"{four(low2)} to {four(high2)}")
+    assert has(f, "age 19-29 x Gyeonggi-Incheon (worst of 48): 40 / 120") and has(f, four((19 / 40) / 0.7)) and has(f, f"{four(low2)} to {four(high2)}")
     assert has(f, "OUTSIDE, NOT ALERTED")
     # Not the first segment listed (Seoul, too few), and no unknown group sizes.
     assert not has(f, "age 19-29 x Seoul") and "?/?" not in f.flat and not has(f, four((7 / 10) / (146 / 260)))
@@ -125,10 +125,10 @@ def test_eod_says_why_it_is_missing_and_the_basis_is_shown(fairness):
     f = fairness
     assert has(f, "not computed") and has(f, "Equal opportunity (EOD) is not computed by every run")
     assert has(f, "the recorded outcomes say which product a customer took")
+    assert has(f, f"{VERSION} (served)")
     table = next(t for s in f.report.sections for sub in s.subsections for t in sub.blocks
                  if getattr(t, "caption", "").startswith("Fairness runs"))
-    basis = [c.title for c in table.columns].index("Basis")
-    assert [row[basis] for row in table.rows] == ["served", "served"]
+    assert [row[2] for row in table.rows] == [f"{VERSION} (served)"] * 2
     assert [row[-1] for row in table.rows] == [2, 0]  # breach alerts per run, as the monitor wrote them
 
 

@@ -438,7 +438,8 @@ def _fairness_subsection(h: SlotHistory) -> Section | None:
         "One row per fairness run: the segment that matters most by the breach rule the monitor recorded (a breach it "
         "alerted on, else the farthest outside its band, else the farthest from it; a segment too small to judge last), "
         "with both group sizes, the disparate impact and its confidence interval, the other metrics of the same segment, "
-        "and the breach alerts the run wrote. " + "; ".join(f"Breach rule {rule}: {text}" for rule, text in
+        "and the breach alerts the run wrote. The basis says whether the run judged what customers were served or what "
+        "the model proposed. " + "; ".join(f"Breach rule {rule}: {text}" for rule, text in
                                                              sorted(BREACH_RULES.items()) if any(f.rule == rule for f in runs))
         + ".")]
     chart = fairness_chart(h)
@@ -449,18 +450,16 @@ def _fairness_subsection(h: SlotHistory) -> Section | None:
         worst = f.worst
         results = worst.results if worst else {}
         di, spd = results.get(DI), results.get(SPD)
-        sizes = f"{di.n_unprivileged:,} / {di.n_privileged:,}" if di else None
-        rows.append((f.run.seq, f.run.ts, f.run.version, f.basis or "not recorded",
-                     _segment_text(f),
-                     sizes, _num(di.value) if di else None, _interval(di), fairness_finding(f.finding),
+        rows.append((f.run.seq, f.run.ts, f"{f.run.version} ({f.basis or 'basis not recorded'})", _segment_text(f),
+                     _num(di.value) if di else None, _interval(di), fairness_finding(f.finding),
                      _num(spd.value) if spd else None, _metric_text(f, EOD), f.alerts))
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
-         Column("Version", ValueKind.IDENTIFIER, weight=0.9), Column("Basis", ValueKind.IDENTIFIER, weight=0.8),
-         Column("Segment", ValueKind.TEXT, weight=1.5), Column("n unpriv. / priv.", ValueKind.TEXT, weight=0.9),
-         Column("DI", ValueKind.NUMBER, precision=4, weight=0.7), Column("DI interval", ValueKind.TEXT, weight=1.1),
-         Column("Finding", ValueKind.STATUS, weight=1.3), Column("SPD", ValueKind.NUMBER, precision=4, weight=0.7),
-         Column("EOD", ValueKind.TEXT, weight=1.0), Column("Alerts", ValueKind.NUMBER, weight=0.6)),
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
+         Column("Version (basis)", ValueKind.TEXT, weight=1.4),
+         Column("Worst segment: n unpriv. / priv.", ValueKind.TEXT, weight=2.0),
+         Column("DI", ValueKind.NUMBER, precision=4, weight=0.9), Column("DI interval", ValueKind.TEXT, weight=1.3),
+         Column("Finding", ValueKind.STATUS, weight=1.4), Column("SPD", ValueKind.NUMBER, precision=4, weight=1.0),
+         Column("EOD", ValueKind.TEXT, weight=1.1), Column("Alerts", ValueKind.NUMBER, weight=1.0)),
         tuple(rows), caption=f"Fairness runs, worst segment per run: disparate impact (band [{low:g}, {high:g}]), statistical "
                              "parity and equal opportunity differences (values rounded to 4 places; exact in the attachment)",
         source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)))
@@ -475,9 +474,12 @@ FOUR_PLACES = Column("value", ValueKind.NUMBER, precision=4)
 
 
 def _segment_text(f: FairnessRun) -> str | None:
+    """The worst segment and its two group sizes (those of its disparate impact)."""
     if f.worst is None:
         return None
-    return f"{f.worst.label} (worst of {f.segments})" if f.segments > 1 else f.worst.label
+    label = f"{f.worst.label} (worst of {f.segments})" if f.segments > 1 else f.worst.label
+    di = f.worst.results.get(DI)
+    return f"{label}: {di.n_unprivileged:,} / {di.n_privileged:,}" if di else label
 
 
 def _interval(result: FairnessResult | None) -> str | None:
