@@ -10,6 +10,9 @@ What the monitors write:
 - **Online evaluations**: one ``operation`` entry, ``event_type = "online_evaluation"``.
 
 Monitors of the live model read served predictions only (shadow predictions were not served).
+Fairness judges what the customer received by default (a guardrail may have changed or
+blocked the model's proposal); the run records the basis it used (``inputs.basis``) and its
+breach rule (``inputs.breach_rule``, :data:`gates.monitors.BREACH_RULES`).
 
 Computation (``compute_*``) reads only; recording (``record_*``, :func:`act_on_serving`)
 writes. Drift never deploys anything: the most it does is propose a retrain, and a rollback
@@ -32,8 +35,8 @@ import pyarrow.parquet as pq
 from gates.alerts import ROLLBACK, Alert
 from gates.ledger_io import LedgerSource, TransitionRefused, as_snapshot, load_registry
 from gates.monitors import (
+    POINT_ESTIMATE,
     DriftResult,
-    FairnessResult,
     disparate_impact,
     equal_opportunity_difference,
     population_stability,
@@ -46,6 +49,7 @@ from gates.observations import (
     count_errors,
     read_inferences,
     read_outcomes,
+    read_served_outputs,
     request_values,
 )
 from gates.online import ServingWindow, check_rollback, evaluate_online
@@ -57,6 +61,9 @@ from ledger.read import LedgerSnapshot
 
 MONITOR_ALERT, MONITOR_RUN, ONLINE_EVALUATION = "monitor_alert", "monitor_run", "online_evaluation"
 SERVED_ROUTES = ("champion", "challenger")  # plus null: what a customer actually received
+# Which decision a fairness run judges: what the customer was served, or what the model proposed.
+SERVED, PROPOSED = "served", "proposed"
+BASES = (SERVED, PROPOSED)
 
 
 # --- online champion/challenger ---------------------------------------------------------------
@@ -321,34 +328,40 @@ def _live_version(snap: LedgerSnapshot, slot: str, version: str | None, window: 
     return live
 
 
-def _fairness_dict(r: FairnessResult) -> dict[str, Any]:
-    return {"metric": r.metric, "status": r.status, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "confident": r.confident, "min": r.bounds.min, "max": r.bounds.max,
-            "n_unprivileged": r.n_unprivileged, "n_privileged": r.n_privileged, "detail": r.detail}
-
-
 def compute_fairness(source: LedgerSource, slot: str, policy: Policy, subjects: Mapping[str, str], *,
                      attribute: str, privileged: str, unprivileged: str, favorable: Sequence[str],
                      positive_labels: Sequence[str] | None = None, version: str | None = None,
-                     window: Window = Window()) -> MonitorReport:
-    """Disparate impact, statistical parity and equal opportunity of the served decisions of
-    ``slot`` in ``window``, unprivileged against privileged ``attribute`` groups.
+                     window: Window = Window(), basis: str = SERVED) -> MonitorReport:
+    """Disparate impact, statistical parity and equal opportunity of the decisions of ``slot``
+    in ``window``, unprivileged against privileged ``attribute`` groups.
 
-    A decision is favorable when it is one of ``favorable``. Equal opportunity looks at the
-    requests whose recorded outcome label is in ``positive_labels`` (default: ``favorable``);
-    without outcomes it is insufficient_data. Subjects missing from ``subjects`` are counted
-    and left out. Every breach and every group too small to judge becomes an alert.
+    ``basis`` says which decision is judged: ``served``, what the customer received (the last
+    guardrail verdict's final_output; a request without a guardrail verdict was served the
+    model's proposal, and a blocked one nothing), or ``proposed``, the model's own
+    ``model_inference.decision``. A decision is favorable when it is one of ``favorable``.
+    Equal opportunity looks at the requests whose recorded outcome label is in
+    ``positive_labels`` (default: ``favorable``); without outcomes it is insufficient_data.
+    Subjects missing from ``subjects`` are counted and left out. A breach (breach rule
+    point_estimate: one comparison per run) and a group too small to judge become alerts.
     """
     if not favorable:
         raise MonitorInputError("name at least one favorable decision")
+    if basis not in BASES:
+        raise MonitorInputError(f"unknown basis {basis!r}: use {' or '.join(BASES)}")
     snap = as_snapshot(source)
     version = _live_version(snap, slot, version, window)
     rows = read_inferences(snap, slot, versions=[version], routes=[*SERVED_ROUTES, None], window=window)
     if not rows:
         raise MonitorInputError(f"no served predictions of {slot} {version} in the window")
+    decisions = [r["decision"] for r in rows]
+    unguarded = 0
+    if basis == SERVED:
+        served = read_served_outputs(snap, [r["request_id"] for r in rows])
+        unguarded = sum(r["request_id"] not in served for r in rows)
+        decisions = [served.get(r["request_id"], r["decision"]) for r in rows]
     groups = [subjects.get(r["subject_id"]) for r in rows]
     unmatched = sum(g is None for g in groups)
-    fav = [r["decision"] in set(favorable) for r in rows]
+    fav = [d in set(favorable) for d in decisions]
     group = [g if g is not None else "\x00unmatched" for g in groups]
     rules = policy.monitors
     kw = dict(unprivileged=unprivileged, privileged=privileged, rules=rules)
@@ -360,11 +373,14 @@ def compute_fairness(source: LedgerSource, slot: str, policy: Policy, subjects: 
     results.append(equal_opportunity_difference(
         [str(o.label) in positive for _, o in labelled], [fav[i] for i, _ in labelled], [group[i] for i, _ in labelled],
         **kw))
-    alerts = tuple(a for a in (r.alert(slot, version) for r in results) if a is not None)
+    alerts = tuple(a for a in (r.alert(slot, version, POINT_ESTIMATE) for r in results) if a is not None)
     inputs = {"attribute": attribute, "privileged": privileged, "unprivileged": unprivileged,
-              "favorable": list(favorable), "positive_labels": sorted(positive), "predictions": len(rows),
-              "unmatched_subjects": unmatched, "labelled": len(labelled)}
-    return MonitorReport("fairness", slot, version, window, tuple(_fairness_dict(r) for r in results), alerts, inputs)
+              "favorable": list(favorable), "positive_labels": sorted(positive), "basis": basis,
+              "breach_rule": POINT_ESTIMATE, "predictions": len(rows), "unmatched_subjects": unmatched,
+              "labelled": len(labelled)}
+    if basis == SERVED:
+        inputs["served_without_guardrail"] = unguarded  # served the model's proposal as it was
+    return MonitorReport("fairness", slot, version, window, tuple(r.to_dict() for r in results), alerts, inputs)
 
 
 def _feature_values(rows: Sequence[Mapping[str, Any]], feature: str) -> list[float]:
@@ -412,8 +428,8 @@ def compute_drift(source: LedgerSource, slot: str, policy: Policy, *, baseline: 
 
 
 __all__ = [
-    "MONITOR_ALERT", "MONITOR_RUN", "MonitorInputError", "MonitorReport", "ONLINE_EVALUATION", "OnlineReport",
-    "RecordedRun", "ServingAction", "ServingReport", "Window", "act_on_serving", "compute_drift",
+    "BASES", "MONITOR_ALERT", "MONITOR_RUN", "MonitorInputError", "MonitorReport", "ONLINE_EVALUATION", "OnlineReport",
+    "PROPOSED", "RecordedRun", "SERVED", "ServingAction", "ServingReport", "Window", "act_on_serving", "compute_drift",
     "compute_fairness", "compute_online", "compute_serving", "load_subjects", "record_monitor_report",
     "record_online",
 ]

@@ -11,6 +11,10 @@ Both bounds are checked (the old monitor could never fire on DI > 1.25). A group
 The status uses the point estimate; ``confident`` says whether the whole confidence interval
 lies outside the fair range (the breach is not sampling noise).
 
+Which breach a monitor alerts on is its *breach rule* (:data:`BREACH_RULES`), recorded with
+every run; :meth:`FairnessResult.alerts_under` is the one definition, used by the monitors to
+alert and by the documents that report their runs.
+
 Intervals: Wilson score for one proportion; Newcombe's hybrid score interval (1998, method 10)
 for differences; Katz's log interval for the ratio, with 0.5 added to each cell when a count
 is zero (Haldane), so a zero count still gets a finite interval.
@@ -20,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -31,7 +35,19 @@ from .metrics import scipy_stats
 
 FAIR, BREACH, INSUFFICIENT = "fair", "breach", "insufficient_data"
 
-
+# Breach rules. One comparison per run: a point estimate outside the fair range is a breach to
+# alert on. Many comparisons per run (e.g. 48 segments a week): a point estimate outside the
+# range is common noise in a small segment, so only a breach whose whole interval lies outside
+# the range alerts.
+POINT_ESTIMATE, WHOLE_INTERVAL = "point_estimate", "whole_interval"
+BREACH_RULES = {
+    POINT_ESTIMATE: "a point estimate outside the fair range",
+    WHOLE_INTERVAL: "a point estimate outside the fair range with the whole confidence interval outside it too",
+}
+# What a result is under a breach rule, least to most serious: too small to judge, within the
+# fair range, outside it but not alerted on (sampling noise by the rule), alerted on.
+NOT_JUDGED, WITHIN, OUTSIDE_NOT_ALERTED, ALERTED = "not_judged", "within", "outside_not_alerted", "alerted"
+FINDINGS = (NOT_JUDGED, WITHIN, OUTSIDE_NOT_ALERTED, ALERTED)
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -76,15 +92,71 @@ class FairnessResult:
     n_privileged: int
     detail: str
 
-    def alert(self, slot: str, version: str) -> Alert | None:
-        """A breach or a group too small to judge becomes an alert; fair results do not."""
-        if self.status == FAIR:
+    def alerts_under(self, rule: str) -> bool:
+        """Whether this finding is a breach its monitor alerts on, under breach rule ``rule``."""
+        if rule not in BREACH_RULES:
+            raise ValueError(f"unknown breach rule {rule!r}: use one of {', '.join(BREACH_RULES)}")
+        return self.status == BREACH and (self.confident or rule == POINT_ESTIMATE)
+
+    def finding(self, rule: str) -> str:
+        """What this result is under ``rule``: one of :data:`FINDINGS`."""
+        if self.alerts_under(rule):
+            return ALERTED
+        return {BREACH: OUTSIDE_NOT_ALERTED, FAIR: WITHIN}.get(self.status, NOT_JUDGED)
+
+    def severity(self, rule: str) -> tuple[int, float]:
+        """A sort key, larger is worse: the finding (:data:`FINDINGS` order), then how far the
+        value lies outside its range (negative inside it; log units for the ratio, whose
+        range is multiplicative)."""
+        return FINDINGS.index(self.finding(rule)), self._distance_outside()
+
+    def _distance_outside(self) -> float:
+        if self.value is None:  # undefined: an unbounded ratio is the farthest out there is
+            return math.inf if self.status == BREACH else -math.inf
+        on_scale = _log if self.metric == "disparate_impact" else float
+        v = on_scale(self.value)
+        below = on_scale(self.bounds.min) - v if self.bounds.min is not None else -math.inf
+        above = v - on_scale(self.bounds.max) if self.bounds.max is not None else -math.inf
+        return max(below, above)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as a monitor_run entry records it (:meth:`from_dict` reads it back)."""
+        return {"metric": self.metric, "status": self.status, "value": self.value, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "confident": self.confident, "min": self.bounds.min, "max": self.bounds.max,
+                "n_unprivileged": self.n_unprivileged, "n_privileged": self.n_privileged, "detail": self.detail}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "FairnessResult":
+        """A recorded result; raises ValueError when a field is missing or of the wrong type."""
+        try:
+            return cls(str(d["metric"]), str(d["status"]), _number(d.get("value")), _number(d.get("ci_low")),
+                       _number(d.get("ci_high")), d.get("confident") is True,
+                       Bounds(_number(d.get("min")), _number(d.get("max"))),
+                       int(d["n_unprivileged"]), int(d["n_privileged"]), str(d.get("detail") or ""))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"not a recorded fairness result: {e}") from None
+
+    def alert(self, slot: str, version: str, rule: str = POINT_ESTIMATE) -> Alert | None:
+        """A breach that ``rule`` alerts on, or a group too small to judge, becomes an alert."""
+        if not (self.alerts_under(rule) or self.status == INSUFFICIENT):
             return None
         return Alert(f"fairness.{self.metric}", slot, version, self.status,
                      INVESTIGATE if self.status == BREACH else NONE, f"{self.metric}: {self.detail}",
                      {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "confident": self.confident,
                       "min": self.bounds.min, "max": self.bounds.max,
                       "n_unprivileged": self.n_unprivileged, "n_privileged": self.n_privileged})
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else -math.inf
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{value!r} is not a number")
+    return float(value)
 
 
 def _split(outcome: Sequence[bool], groups: Sequence[str], unprivileged: str, privileged: str):

@@ -8,6 +8,9 @@
   "values": {metric: number}, "source": ...}`` (label, values and source optional). Outcomes are
   append-only: a corrected label is a new entry, and the latest (highest seq) per request id is
   the one used; the earlier ones stay as evidence of the correction.
+- **What was served**: a guardrail verdict may change or block the model's proposal
+  (``model_inference.decision``); the customer received the ``final_output`` of the request's
+  last ``guardrail`` entry (:func:`read_served_outputs`).
 - **Serving errors**: ``operation`` entries with ``event_type = "inference_error"``,
   ``correlation_id`` = the request id, ``details = {"slot", "version", "error"}``.
 
@@ -149,6 +152,17 @@ def read_inferences(source: LedgerSource, slot: str, *, versions: Sequence[str] 
     for r in rows:
         r["scores"] = dict(r["scores"]) if r["scores"] is not None else {}
     return rows
+
+
+def read_served_outputs(source: LedgerSource, request_ids: Iterable[str]) -> dict[str, str | None]:
+    """What each request's customer was served: the final_output of its last guardrail verdict
+    (None when blocked). Requests without a guardrail verdict are absent."""
+    t = read_table(as_snapshot(source), "guardrail", ["request_id", "final_output"])
+    wanted = pa.array(sorted(set(request_ids)), pa.string())
+    served: dict[str, str | None] = {}
+    for r in t.filter(pc.is_in(t.column("request_id"), value_set=wanted)).to_pylist():  # in seq order: the last wins
+        served[r["request_id"]] = r["final_output"]
+    return served
 
 
 @dataclass(frozen=True)

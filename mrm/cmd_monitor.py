@@ -1,8 +1,13 @@
 """Monitoring commands: record late outcomes, and run the fairness, drift, serving-health and
-online champion/challenger monitors over a window of the ledger, writing what they find.
+online champion/challenger monitors over a window of the ledger.
 
-A monitor that finds a breach exits 0 like one that does not: the finding is in the ledger (a
-monitor_alert entry) and in the output (`--json` `.status`). Exit 2 is a usage or input error.
+A monitor only reads unless it is given `--record`, so a reviewer can run any of them on a
+production ledger and change nothing (no key needed). The scheduled runs pass `--record`:
+then the run and its alerts are written (monitor_run and monitor_alert entries, or an
+online_evaluation entry), and `monitor serving` may roll back when the policy says so.
+
+A monitor that finds a breach exits 0 like one that does not: the finding is in the output
+(`--json` `.status`) and, recorded, in the ledger. Exit 2 is a usage or input error.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from typing import Any, Callable
 import click
 
 from gates.monitoring import (
+    BASES,
+    SERVED,
     MonitorReport,
     act_on_serving,
     compute_drift,
@@ -47,7 +54,10 @@ policy_option = click.option("--policy", "policy_file", required=True, type=clic
 since_option = click.option("--since", help="Window start, inclusive (ISO 8601 with a zone).")
 until_option = click.option("--until", help="Window end, exclusive (ISO 8601 with a zone).")
 version_option = click.option("--version", help="Model version (default: production at the end of the window).")
-dry_run_option = click.option("--dry-run", is_flag=True, help="Compute and print; write nothing (no key needed).")
+record_option = click.option("--record", is_flag=True,
+                             help="Write the run and its alerts into the ledger (needs the key). Without it the "
+                                  "monitor only reads and prints.")
+NOT_RECORDED = "not recorded: run with --record to write it"
 
 
 def handle_monitor_errors(fn: Callable) -> Callable:
@@ -59,24 +69,27 @@ def _window(since: str | None, until: str | None, what: str = "") -> Window:
     return Window(parse_utc(since, f"--{what}since"), parse_utc(until, f"--{what}until"))
 
 
-def _record_and_print(path: str, report: MonitorReport, dry_run: bool, keyring_file: str | None, actor: str | None,
+def _record_and_print(path: str, report: MonitorReport, record: bool, keyring_file: str | None, actor: str | None,
                       as_json: bool) -> None:
     doc = report.to_dict()
-    if not dry_run:
+    doc["recorded"] = record
+    if record:
         with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
             run = record_monitor_report(ledger, report)
         doc.update(run_id=run.run_id, run_seq=run.run_seq, alert_seqs=list(run.alert_seqs))
     if as_json:
         emit_json(doc)
         return
-    click.echo(f"{report.kind} monitor on {report.slot} {report.version}: {report.status}"
-               + (f" (run seq {doc['run_seq']})" if not dry_run else " (dry run, nothing written)"))
+    basis = report.inputs.get("basis")
+    click.echo(f"{report.kind} monitor on {report.slot} {report.version}"
+               + (f" ({basis} decisions)" if basis else "") + f": {report.status}"
+               + (f" (run seq {doc['run_seq']})" if record else f" ({NOT_RECORDED})"))
     for r in report.results:
         name = r.get("metric") or r.get("feature")
         line = r.get("detail") or f"PSI {r['psi']:.4g}, KL {r['kl']:.4g} (n {r['n_baseline']} -> {r['n_current']})"
         click.echo(f"  {name}: {r['status']}: {line}")
     for i, a in enumerate(report.alerts):
-        where = f" (seq {doc['alert_seqs'][i]})" if not dry_run else ""
+        where = f" (seq {doc['alert_seqs'][i]})" if record else ""
         click.echo(f"  ALERT{where}: {a.summary} -> {a.action}")
 
 
@@ -152,7 +165,7 @@ def outcomes(path: str, file: str, source: str | None, keyring_file: str | None,
 
 @click.group()
 def monitor() -> None:
-    """Run a monitor over a window of the ledger and write what it finds (monitor_alert entries)."""
+    """Run a monitor over a window of the ledger; with --record, write the run and its alerts."""
 
 
 @monitor.command("fairness")
@@ -167,33 +180,36 @@ def monitor() -> None:
 @click.option("--favorable", required=True, multiple=True, help="A decision that is favorable; repeatable.")
 @click.option("--positive-label", "positive_labels", multiple=True,
               help="Outcome label meaning truly positive, for equal opportunity (default: the favorable values).")
+@click.option("--basis", type=click.Choice(BASES), default=SERVED, show_default=True,
+              help="served: what the customer received (the last guardrail verdict's output); proposed: the "
+                   "model's own decision, before any guardrail.")
 @version_option
 @since_option
 @until_option
-@dry_run_option
+@record_option
 @keyring_option
 @actor_option
 @json_option
 @handle_monitor_errors
 def monitor_fairness(path: str, slot: str, policy_file: str, subjects: str, attribute: str, privileged: str,
-                     unprivileged: str, favorable: tuple[str, ...], positive_labels: tuple[str, ...],
-                     version: str | None, since: str | None, until: str | None, dry_run: bool,
+                     unprivileged: str, favorable: tuple[str, ...], positive_labels: tuple[str, ...], basis: str,
+                     version: str | None, since: str | None, until: str | None, record: bool,
                      keyring_file: str | None, actor: str | None, as_json: bool) -> None:
-    """Disparate impact (both bounds), statistical parity and equal opportunity differences,
-    each with a confidence interval; a group below the minimum size is insufficient_data,
-    never fair.
+    """Disparate impact (both bounds), statistical parity and equal opportunity differences of
+    the served decisions (or, with --basis proposed, the model's proposals), each with a
+    confidence interval; a group below the minimum size is insufficient_data, never fair.
 
     \b
     Example:
       mrm monitor fairness ./audit-ledger --slot credit_pd --policy policy.toml \\
           --subjects subjects.parquet --attribute age_band --privileged 25-54 --unprivileged 65+ \\
-          --favorable approve --since 2026-05-01T00:00:00Z --until 2026-06-01T00:00:00Z
+          --favorable approve --since 2026-05-01T00:00:00Z --until 2026-06-01T00:00:00Z --record
     """
     report = compute_fairness(path, slot, load_policy(policy_file), load_subjects(subjects, attribute),
                               attribute=attribute, privileged=privileged, unprivileged=unprivileged,
                               favorable=favorable, positive_labels=positive_labels or None, version=version,
-                              window=_window(since, until))
-    _record_and_print(path, report, dry_run, keyring_file, actor, as_json)
+                              window=_window(since, until), basis=basis)
+    _record_and_print(path, report, record, keyring_file, actor, as_json)
 
 
 @monitor.command("drift")
@@ -207,14 +223,14 @@ def monitor_fairness(path: str, slot: str, policy_file: str, subjects: str, attr
 @click.option("--feature", "features", multiple=True,
               help="score:<label> or latency_ms; repeatable (default: every score label).")
 @version_option
-@dry_run_option
+@record_option
 @keyring_option
 @actor_option
 @json_option
 @handle_monitor_errors
 def monitor_drift(path: str, slot: str, policy_file: str, baseline_since: str, baseline_until: str,
                   since: str | None, until: str | None, features: tuple[str, ...], version: str | None,
-                  dry_run: bool, keyring_file: str | None, actor: str | None, as_json: bool) -> None:
+                  record: bool, keyring_file: str | None, actor: str | None, as_json: bool) -> None:
     """PSI (bins from the baseline window's quantiles) and KL of the served predictions'
     distributions. Moderate drift asks for a look; significant drift proposes a retrain —
     never a deploy: the retrained challenger still goes through the gate.
@@ -223,11 +239,11 @@ def monitor_drift(path: str, slot: str, policy_file: str, baseline_since: str, b
     Example:
       mrm monitor drift ./audit-ledger --slot credit_pd --policy policy.toml \\
           --baseline-since 2026-04-01T00:00:00Z --baseline-until 2026-05-01T00:00:00Z \\
-          --since 2026-05-01T00:00:00Z
+          --since 2026-05-01T00:00:00Z --record
     """
     report = compute_drift(path, slot, load_policy(policy_file), baseline=_window(baseline_since, baseline_until, "baseline-"),
                            current=_window(since, until), features=features or None, version=version)
-    _record_and_print(path, report, dry_run, keyring_file, actor, as_json)
+    _record_and_print(path, report, record, keyring_file, actor, as_json)
 
 
 @monitor.command("serving")
@@ -238,33 +254,33 @@ def monitor_drift(path: str, slot: str, policy_file: str, baseline_since: str, b
 @until_option
 @click.option("--period-hours", default=24.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Length of one SLO period.")
-@dry_run_option
+@record_option
 @manifest_option
 @keyring_option
 @actor_option
 @json_option
 @handle_monitor_errors
 def monitor_serving(path: str, slot: str, policy_file: str, since: str | None, until: str | None, period_hours: float,
-                    dry_run: bool, manifest_out: str | None, keyring_file: str | None, actor: str | None,
+                    record: bool, manifest_out: str | None, keyring_file: str | None, actor: str | None,
                     as_json: bool) -> None:
     """The policy's rollback triggers on the live version: error rate, p99 latency against
-    the version it replaced, sustained SLO breach over a rolling window. A breach writes an
-    alert; with [rollback] action = "rollback" the slot is also rolled back (a model_promotion
-    entry), otherwise the alert proposes it to a human.
+    the version it replaced, sustained SLO breach over a rolling window. With --record a
+    breach writes an alert, and with [rollback] action = "rollback" the slot is also rolled
+    back (a model_promotion entry); otherwise the alert proposes it to a human.
 
     \b
     Example:
-      mrm monitor serving ./audit-ledger --slot credit_pd --policy policy.toml --manifest serving.json
+      mrm monitor serving ./audit-ledger --slot credit_pd --policy policy.toml --manifest serving.json --record
     """
     check_manifest_destination(manifest_out)
     window = _window(since, until) if since or until else None
     report = compute_serving(path, slot, load_policy(policy_file), window=window,
                              period=dt.timedelta(hours=period_hours))
-    doc = report.to_dict()
-    if not dry_run and report.alert is not None:
+    doc = {**report.to_dict(), "recorded": record}
+    if record and report.alert is not None:
         with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
             action = act_on_serving(ledger, report)
-        doc = action.to_dict()
+        doc = {**action.to_dict(), "recorded": True}
         if action.rollback is not None:
             rewrite_manifest(path, manifest_out)
     if as_json:
@@ -284,8 +300,8 @@ def monitor_serving(path: str, slot: str, policy_file: str, since: str | None, u
         click.echo(f"  rolled back: seq {r['seq']}, {r['champion_version']} -> {r['challenger_version']}")
     if s.get("note"):
         click.echo(f"  {s['note']}")
-    if dry_run:
-        click.echo("  (dry run, nothing written)")
+    if not record:
+        click.echo(f"  ({NOT_RECORDED})")
 
 
 @monitor.command("online")
@@ -297,26 +313,26 @@ def monitor_serving(path: str, slot: str, policy_file: str, since: str | None, u
 @click.option("--metric", "metrics", multiple=True, help="An online (welch) metric of the policy; repeatable.")
 @since_option
 @until_option
-@dry_run_option
+@record_option
 @keyring_option
 @actor_option
 @json_option
 @handle_monitor_errors
 def monitor_online(path: str, slot: str, policy_file: str, challenger_version: str | None,
                    champion_version: str | None, metrics: tuple[str, ...], since: str | None, until: str | None,
-                   dry_run: bool, keyring_file: str | None, actor: str | None, as_json: bool) -> None:
+                   record: bool, keyring_file: str | None, actor: str | None, as_json: bool) -> None:
     """Online champion/challenger evaluation from the ledger: Welch's t-test per online metric
     between the champion arm and the challenger (canary, A/B or shadow) arm, with the policy's
-    minimum sample size per arm. Recorded as an online_evaluation entry.
+    minimum sample size per arm. With --record, written as an online_evaluation entry.
 
     \b
     Example:
-      mrm monitor online ./audit-ledger --slot credit_pd --policy policy.toml --metric latency_ms
+      mrm monitor online ./audit-ledger --slot credit_pd --policy policy.toml --metric latency_ms --record
     """
     report = compute_online(path, slot, load_policy(policy_file), challenger_version=challenger_version,
                             champion_version=champion_version, metrics=metrics or None, window=_window(since, until))
-    doc = report.to_dict()
-    if not dry_run:
+    doc = {**report.to_dict(), "recorded": record}
+    if record:
         with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
             doc["seq"] = record_online(ledger, report)
     if as_json:
@@ -324,7 +340,7 @@ def monitor_online(path: str, slot: str, policy_file: str, challenger_version: s
         return
     click.echo(f"online {slot}: champion {report.champion_version} ({report.n_champion} requests) vs challenger "
                f"{report.challenger_version} ({report.n_challenger} requests)"
-               + (f", recorded at seq {doc['seq']}" if not dry_run else " (dry run, nothing written)"))
+               + (f", recorded at seq {doc['seq']}" if record else f" ({NOT_RECORDED})"))
     for r in doc["results"]:
         click.echo(f"  {r['metric']}: {r['outcome']}: {r['detail']}")
 

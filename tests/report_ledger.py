@@ -86,15 +86,10 @@ def _fairness_run(ledger: Ledger, name: str, version: str, ts: dt.datetime) -> N
     results = [disparate_impact(favourable, groups, **kw), statistical_parity_difference(favourable, groups, **kw),
                equal_opportunity_difference(actual, favourable, groups, **kw)]
     alerts = tuple(a for a in (r.alert(SLOT, version) for r in results) if a is not None)
-    report = MonitorReport("fairness", SLOT, version, Window(ts - 7 * D, ts), tuple(_fairness_dict(r) for r in results), alerts,
-                           {"attribute": "age_band", "privileged": "age_30_59", "unprivileged": "age_60_plus"})
+    report = MonitorReport("fairness", SLOT, version, Window(ts - 7 * D, ts), tuple(r.to_dict() for r in results), alerts,
+                           {"attribute": "age_band", "privileged": "age_30_59", "unprivileged": "age_60_plus",
+                            "basis": "served", "breach_rule": "point_estimate"})
     _record(ledger, name, report, ts)
-
-
-def _fairness_dict(r) -> dict:
-    return {"metric": r.metric, "status": r.status, "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "confident": r.confident, "min": r.bounds.min, "max": r.bounds.max,
-            "n_unprivileged": r.n_unprivileged, "n_privileged": r.n_privileged, "detail": r.detail}
 
 
 def _drift_run(ledger: Ledger, name: str, version: str, ts: dt.datetime, shift: float) -> None:

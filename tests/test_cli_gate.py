@@ -9,6 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from gates.observations import record_inference_error
 from ledger import Keyring, Ledger
 from mrm.cli import main
 
@@ -257,23 +258,36 @@ def test_monitor_and_outcome_commands(setup, tmp_path):
             tmp_path / "subjects.csv", "--attribute", "age_band", "--privileged", "A", "--unprivileged", "B",
             "--favorable", "approve")
     before = fingerprint(ledger)
-    dry = ok_json(*args, "--dry-run")
-    assert fingerprint(ledger) == before and "run_seq" not in dry
-    doc = ok_json(*args)
-    assert doc["status"] == "alert" and doc["version"] == "v011"
+    read_only = ok_json(*args)  # a reviewer's run: reads, prints, writes nothing
+    assert fingerprint(ledger) == before and "run_seq" not in read_only and read_only["recorded"] is False
+    assert read_only["inputs"]["basis"] == "served"
+    doc = ok_json(*args, "--record")
+    assert doc["status"] == "alert" and doc["version"] == "v011" and doc["recorded"] is True
+    assert ok_json(*args, "--basis", "proposed")["inputs"]["basis"] == "proposed"
     di = {r["metric"]: r for r in doc["results"]}["disparate_impact"]
     assert di["value"] == pytest.approx(0.8 / 0.4) and di["status"] == "breach"
     assert len(doc["alert_seqs"]) == 3 and doc["run_seq"] < doc["alert_seqs"][0]
+    after_record = fingerprint(ledger)
     missing = run(*args[:-2])
     assert missing.exit_code == 2 and "--favorable" in missing.output
     wrong = run(*[a if a != "age_band" else "gender" for a in args])
     assert wrong.exit_code == 2 and "no column 'gender'" in wrong.output
     drift = ok_json("monitor", "drift", ledger, "--slot", "credit_pd", "--policy", "policy-auto.toml",
                     "--baseline-since", (now - dt.timedelta(days=1)).isoformat(),
-                    "--baseline-until", (now + dt.timedelta(seconds=1)).isoformat(), "--dry-run")
+                    "--baseline-until", (now + dt.timedelta(seconds=1)).isoformat())
     assert drift["results"][0]["feature"] == "score:approve" and drift["status"] == "ok"
     serving = ok_json("monitor", "serving", ledger, "--slot", "credit_pd", "--policy", "policy-auto.toml")
-    assert (serving["requests"], serving["alert"]) == (200, None)
+    assert (serving["requests"], serving["alert"], serving["recorded"]) == (200, None, False)
+    assert fingerprint(ledger) == after_record  # neither drift nor serving wrote without --record
+    assert run("monitor", "drift", ledger, "--dry-run").exit_code == 2  # one flag: --record
+    with Ledger.open(ledger, keyring, actor="serving") as l:  # 10 failures in 210 requests: above the 2 % error rate
+        for i in range(10):
+            record_inference_error(l, request_id=f"e{i}", slot="credit_pd", version="v011", error="timeout")
+    failing = fingerprint(ledger)
+    serving = ok_json("monitor", "serving", ledger, "--slot", "credit_pd", "--policy", "policy-auto.toml")
+    assert serving["alert"] is not None and "alert_seq" not in serving and fingerprint(ledger) == failing
+    serving = ok_json("monitor", "serving", ledger, "--slot", "credit_pd", "--policy", "policy-auto.toml", "--record")
+    assert serving["alert_seq"] is not None and fingerprint(ledger) != failing
     online = run("monitor", "online", ledger, "--slot", "credit_pd", "--policy", "policy-auto.toml")
     assert online.exit_code == 2 and "no challenger taking traffic" in online.output
 

@@ -313,6 +313,36 @@ def test_fairness_breach_above_the_upper_bound_writes_the_run_and_its_alerts(led
     assert alerts[0]["details"]["measurements"]["n_unprivileged"] == 100
 
 
+def test_fairness_judges_what_was_served_unless_the_proposal_is_asked_for(ledger, tmp_path):
+    t0 = live(ledger, "v1")
+    groups = {f"a{i}": "A" for i in range(100)} | {f"b{i}": "B" for i in range(100)}
+    subjects = load_subjects(_subjects_csv(tmp_path, groups), "age_band")
+    # The model proposes approve to half of each group (DI 1.0); the guardrail changes 40 of B's
+    # approvals to decline and blocks 5 more, so B was served approve 5 times (DI 0.1).
+    infer(ledger, "v1", 100, start=t0, subject=lambda i: f"a{i}", decision=lambda i: "approve" if i < 50 else "decline",
+          prefix="a")
+    b = infer(ledger, "v1", 100, start=t0, subject=lambda i: f"b{i}", decision=lambda i: "approve" if i < 50 else "decline",
+              prefix="b")
+    for i, rid in enumerate(b[:45]):
+        ledger.log_guardrail(request_id=rid, gate="affordability", verdict="modify" if i < 40 else "block",
+                             criteria={"dti": 0.6}, reason="debt-to-income above the limit", original_output="approve",
+                             final_output="decline" if i < 40 else None)
+    ledger.flush()
+    kw = dict(attribute="age_band", privileged="A", unprivileged="B", favorable=["approve"])
+    served = compute_fairness(ledger.path, SLOT, policy(), subjects, **kw)
+    proposed = compute_fairness(ledger.path, SLOT, policy(), subjects, basis="proposed", **kw)
+    di = lambda report: {r["metric"]: r for r in report.results}["disparate_impact"]  # noqa: E731
+    assert di(served)["value"] == pytest.approx(0.1) and di(served)["status"] == "breach"
+    assert di(proposed)["value"] == pytest.approx(1.0) and di(proposed)["status"] == "fair"
+    assert (served.inputs["basis"], served.inputs["served_without_guardrail"], proposed.inputs["basis"]) == (
+        "served", 155, "proposed")
+    record_monitor_report(ledger, served)
+    [run] = ops(ledger, "monitor_run")
+    assert run["details"]["inputs"]["basis"] == "served" and run["details"]["inputs"]["breach_rule"] == "point_estimate"
+    with pytest.raises(MonitorInputError, match="unknown basis"):
+        compute_fairness(ledger.path, SLOT, policy(), subjects, basis="hoped_for", **kw)
+
+
 def test_a_tiny_group_is_insufficient_data_never_fair(ledger, tmp_path):
     t0 = live(ledger, "v1")
     groups = {f"a{i}": "A" for i in range(100)} | {f"c{i}": "C" for i in range(5)}

@@ -14,10 +14,17 @@ import numpy as np
 import pytest
 
 from gates.monitors import (
+    ALERTED,
     BREACH,
     FAIR,
     INSUFFICIENT,
     MODERATE,
+    NOT_JUDGED,
+    OUTSIDE_NOT_ALERTED,
+    POINT_ESTIMATE,
+    WHOLE_INTERVAL,
+    WITHIN,
+    FairnessResult,
     SIGNIFICANT,
     STABLE,
     bin_fractions,
@@ -69,6 +76,30 @@ def test_disparate_impact_fires_on_both_bounds():
     assert ok.alert("credit_pd", "v1") is None
     alert = high.alert("credit_pd", "v1")
     assert alert is not None and alert.to_operation_entry()["status"] == "breach"
+
+
+def test_the_breach_rule_decides_what_alerts_and_what_is_worst():
+    noisy = disparate_impact(*_population(30, 100, 50, 100), unprivileged="young", privileged="old")  # 0.6, CI into the band
+    sure = disparate_impact(*_population(300, 1000, 500, 1000), unprivileged="young", privileged="old")  # 0.6, CI below
+    high = disparate_impact(*_population(65, 100, 50, 100), unprivileged="young", privileged="old")  # 1.3, CI into the band
+    fair = disparate_impact(*_population(48, 100, 50, 100), unprivileged="young", privileged="old")
+    tiny = disparate_impact(*_population(5, 10, 50, 100), unprivileged="young", privileged="old")
+    assert noisy.alerts_under(POINT_ESTIMATE) and not noisy.alerts_under(WHOLE_INTERVAL)
+    assert noisy.alert("s", "v", WHOLE_INTERVAL) is None and sure.alert("s", "v", WHOLE_INTERVAL) is not None
+    assert [r.finding(WHOLE_INTERVAL) for r in (sure, noisy, fair, tiny)] == [ALERTED, OUTSIDE_NOT_ALERTED, WITHIN, NOT_JUDGED]
+    ranked = sorted([tiny, fair, high, noisy, sure], key=lambda r: r.severity(WHOLE_INTERVAL), reverse=True)
+    # 0.6 is farther below 0.8 than 1.3 is above 1.25, on the ratio's log scale
+    assert ranked == [sure, noisy, high, fair, tiny]
+    with pytest.raises(ValueError, match="unknown breach rule"):
+        noisy.alerts_under("gut_feeling")
+
+
+def test_a_recorded_result_reads_back_as_it_was():
+    r = equal_opportunity_difference([True] * 4, [True, False, True, True], ["a", "a", "b", "b"], unprivileged="a",
+                                     privileged="b")
+    assert FairnessResult.from_dict(r.to_dict()) == r
+    with pytest.raises(ValueError, match="not a recorded fairness result"):
+        FairnessResult.from_dict({"metric": "disparate_impact", "status": "fair", "value": "0.9"})
 
 
 @pytest.mark.parametrize("fn", [disparate_impact, statistical_parity_difference])

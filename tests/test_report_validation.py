@@ -94,7 +94,7 @@ def test_rollbacks_timeline_and_monitoring(history):
                    f"rollback (seq {h.known['rollback']})", "still production", "production → rolled_back"):
         assert has(h, phrase), phrase
     # Fairness: DI per run with its band; the v013 run breaches it.
-    assert has(h, "band [0.8, 1.25]") and has(h, "0.7000") and has(h, "BREACH") and has(h, "FAIRNESS BREACH")
+    assert has(h, "band [0.8, 1.25]") and has(h, "0.7000") and has(h, "BREACH, ALERTED") and has(h, "FAIRNESS ALERT")
     assert has(h, "0.9500") and has(h, "FAIR")
     # Drift: PSI with the policy's thresholds; one significant run and its alert.
     runs = [r for r in parquet(h, "monitoring.parquet") if r["event_type"] == "monitor_run"]
@@ -117,7 +117,8 @@ def test_charts_where_a_person_would_rather_look(history):
     assert captions[0].startswith("Primary metric of the champion and the challenger at each gate decision")
     assert "relative improvement +0.50%" in captions[0]
     assert captions[1].startswith("Cumulative number of promotion decisions")
-    assert captions[2].startswith("Disparate impact at each fairness run, with the fair band [0.8, 1.25]")
+    assert captions[2].startswith("Disparate impact of the worst segment at each fairness run")
+    assert "fair band [0.8, 1.25]" in captions[2] and "1 of 3 run(s) alerted" in captions[2]
     assert captions[3].startswith("PSI per feature at each drift run")
     assert all(f"Figure {i}." in history.text for i in range(1, 5))
 

@@ -11,8 +11,10 @@ investors) are not counted as unfairness.
 When a finding becomes an alert: 48 cells are compared every week, and in a cell of 30-50
 customers a ratio outside [0.8, 1.25] is common noise. A finding is alerted only when it is a
 breach *and* the whole confidence interval (``monitors.confidence`` of the policy) lies outside
-the fair range (``FairnessResult.confident``). Every cell's result, alerted or not, goes into
-the run's ``monitor_run`` entry, so what the monitor saw and ignored is evidence too.
+the fair range: the gates' breach rule ``whole_interval`` (``FairnessResult.alerts_under``),
+recorded with the run so the reports apply the same rule. Every cell's result, alerted or
+not, goes into the run's ``monitor_run`` entry, so what the monitor saw and ignored is
+evidence too.
 
 Two users: the weekly production monitor (:func:`compute_segment_fairness`, reading the served
 decisions from the ledger) and the MRM committee's sign-off review of a challenger
@@ -32,8 +34,8 @@ import pyarrow.dataset as ds
 
 from gates.alerts import Alert
 from gates.ledger_io import LedgerSource, as_snapshot, load_registry
-from gates.monitoring import MonitorReport
-from gates.monitors import BREACH, FairnessResult, disparate_impact, statistical_parity_difference
+from gates.monitoring import SERVED, MonitorReport
+from gates.monitors import WHOLE_INTERVAL, FairnessResult, disparate_impact, statistical_parity_difference
 from gates.observations import Window
 from gates.policy import MonitorRules
 from ledger.read import LedgerSnapshot
@@ -45,6 +47,9 @@ from .world import AGE_BANDS, PRODUCT_INDEX, REGIONS, Customers, favourable
 
 ATTRIBUTE = "age_band x region"
 FAVOURABLE = "an investment product was served (anything but the time deposit; blocked is unfavourable)"
+BREACH_RULE = WHOLE_INTERVAL  # 48 segments a week: see "When a finding becomes an alert" above
+EOD_NOT_COMPUTED = ("the recorded outcomes say which product a customer took, not who was due an investment product, "
+                    "so there is no truly positive group to compare")
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,16 @@ class SegmentFinding:
 
     @property
     def alerted(self) -> bool:
-        return self.result.status == BREACH and self.result.confident
+        return self.result.alerts_under(BREACH_RULE)
 
     def to_dict(self) -> dict[str, Any]:
-        r = self.result
-        return {"age_band": self.age_band, "region": self.region, "metric": r.metric, "status": r.status,
-                "value": r.value, "ci_low": r.ci_low, "ci_high": r.ci_high, "confident": r.confident,
-                "n_segment": r.n_unprivileged, "n_reference": r.n_privileged, "alerted": self.alerted}
+        """The gates' record of the result (unprivileged = the segment, privileged = the rest
+        of its age band), with the segment it is about and whether it alerted."""
+        return {**self.result.to_dict(), "segment": f"age {self.age_band} x {self.region}", "age_band": self.age_band,
+                "region": self.region, "alerted": self.alerted}
 
     def alert(self, slot: str, version: str) -> Alert:
-        base = self.result.alert(slot, version)
+        base = self.result.alert(slot, version, BREACH_RULE)
         assert base is not None, "only a breach becomes an alert"
         where = f"age {self.age_band} in {self.region} vs the same age band elsewhere"
         return replace(base, summary=f"{where}: {base.summary}",
@@ -172,8 +177,8 @@ def compute_segment_fairness(source: LedgerSource, slot: str, rules: MonitorRule
     alerts = tuple(f.alert(slot, version) for f in findings if f.alerted)
     inputs = {"attribute": ATTRIBUTE, "favourable": FAVOURABLE, "predictions": len(served),
               "unmatched_subjects": unmatched, "eligible": int(eligible.sum()), "segments": len(AGE_BANDS) * len(REGIONS),
-              "alert_rule": "breach with the whole confidence interval outside the fair range",
-              "confidence": rules.confidence}
+              "basis": SERVED, "breach_rule": BREACH_RULE, "confidence": rules.confidence,
+              "not_computed": {"equal_opportunity_difference": EOD_NOT_COMPUTED}}
     return MonitorReport("fairness", slot, version, window, tuple(f.to_dict() for f in findings), alerts, inputs)
 
 

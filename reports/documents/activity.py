@@ -123,7 +123,7 @@ def _slot_section(s: SlotActivity, activity: PeriodActivity) -> Section:
         _daily_chart(s, activity),
         decisions_over_time_chart(h.decisions, activity.start, activity.end, slot=s.slot),
         primary_metric_chart(h.decisions, slot=s.slot),
-        fairness_chart(h.runs_of("fairness"), slot=s.slot),
+        fairness_chart(h, slot=s.slot),
         drift_chart(h, slot=s.slot),
     ]
     blocks += [c for c in charts if c is not None]

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gates.monitors import ALERTED, NOT_JUDGED, OUTSIDE_NOT_ALERTED, WITHIN
+
 from ..model import Status, StatusBadge
 
-__all__ = ["drift_status", "fairness_status", "passed", "promotion_status", "requirement_status", "verdict_status"]
+__all__ = ["drift_status", "fairness_finding", "passed", "promotion_status", "requirement_status", "verdict_status"]
 
 
 def verdict_status(verdict: str) -> StatusBadge:
@@ -44,9 +46,12 @@ def passed(value: Any, yes: str = "PASS", no: str = "FAIL") -> StatusBadge:
     return StatusBadge(Status.NOT_RUN, "UNKNOWN")
 
 
-def fairness_status(status: Any) -> StatusBadge:
-    return {"fair": StatusBadge(Status.PASS, "FAIR"), "breach": StatusBadge(Status.FAIL, "BREACH"),
-            "insufficient_data": StatusBadge(Status.WARN, "TOO FEW")}.get(status, StatusBadge(Status.NOT_RUN, "NOT RECORDED"))
+def fairness_finding(finding: str | None) -> StatusBadge:
+    """A fairness result under its monitor's breach rule (gates.monitors.FINDINGS)."""
+    return {ALERTED: StatusBadge(Status.FAIL, "BREACH, ALERTED"),
+            OUTSIDE_NOT_ALERTED: StatusBadge(Status.WARN, "OUTSIDE, NOT ALERTED"),
+            WITHIN: StatusBadge(Status.PASS, "FAIR"),
+            NOT_JUDGED: StatusBadge(Status.WARN, "TOO FEW")}.get(finding or "", StatusBadge(Status.NOT_RUN, "NOT RECORDED"))
 
 
 def drift_status(status: Any) -> StatusBadge:

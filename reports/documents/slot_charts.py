@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 from ..charts import Series, Threshold, line_chart
 from ..model import Figure
+from .fairness import DI, FairnessRun, fairness_runs
 from .history import GateDecision, MonitorRun, SlotHistory
 
 __all__ = [
@@ -109,20 +110,31 @@ def di_band(runs: Sequence[MonitorRun]) -> tuple[float, float]:
     return DEFAULT_DI_BAND
 
 
-def fairness_chart(runs: Sequence[MonitorRun], *, slot: str | None = None) -> Figure | None:
-    """Disparate impact at each fairness run with both bounds of its band."""
+def fairness_chart(h: SlotHistory, *, slot: str | None = None) -> Figure | None:
+    """Disparate impact of each fairness run's worst segment (by the run's breach rule), the
+    runs that alerted marked, with both bounds of the band."""
+    runs = fairness_runs(h)
     if not runs:
         return None
-    low, high = di_band(runs)
-    x = [r.ts for r in runs]
-    di = [as_y((r.result("disparate_impact") or {}).get("value")) for r in runs]
+    low, high = di_band(h.runs_of("fairness"))
+    x = [f.run.ts for f in runs]
+    di = [as_y(_worst_di(f)) for f in runs]
     if not any(math.isfinite(v) for v in di):
         return None
-    svg = line_chart([Series("disparate impact", x, di)], title=_of(slot, "Disparate impact of served decisions"), y_label="DI",
+    series = [Series("disparate impact, worst segment", x, di)]
+    if any(f.alerted for f in runs):
+        series.append(Series("run that alerted", x, [v if f.alerted else math.nan for f, v in zip(runs, di)]))
+    svg = line_chart(series, title=_of(slot, "Disparate impact of each run's worst segment"), y_label="DI",
                      thresholds=[Threshold(low, "lower bound"), Threshold(high, "upper bound")], size=(6.5, 2.6))
-    return Figure(svg, _of(slot, f"Disparate impact at each fairness run, with the fair band [{low:g}, {high:g}] "
-                             "(unprivileged over privileged favourable rate)"),
-                  alt="Line chart of disparate impact over time with the lower and upper bounds")
+    return Figure(svg, _of(slot, f"Disparate impact of the worst segment at each fairness run (by the breach rule the "
+                             f"monitor recorded), with the fair band [{low:g}, {high:g}]; "
+                             f"{sum(f.alerted for f in runs)} of {len(runs)} run(s) alerted"),
+                  alt="Line chart of the worst segment's disparate impact over time with the lower and upper bounds")
+
+
+def _worst_di(f: FairnessRun) -> float | None:
+    di = f.worst.results.get(DI) if f.worst else None
+    return di.value if di else None
 
 
 def psi_lines(h: SlotHistory) -> tuple[float, float, str]:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from gates.forensics.errors import ForensicsError
 from gates.forensics.reconstruct import parse_instant
+from gates.monitors import BREACH_RULES, INSUFFICIENT, OUTSIDE_NOT_ALERTED, FairnessResult
 from ledger.note import Signer
 
 from ..model import (
@@ -37,7 +38,8 @@ from ..model import (
     Table,
     ValueKind,
 )
-from .badges import drift_status, fairness_status, passed, promotion_status
+from .badges import drift_status, fairness_finding, passed, promotion_status
+from .fairness import DI, EOD, SPD, FairnessRun, fairness_runs
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
 from .history import AlertEntry, GateDecision, SlotHistory, read_slot_history
 from .slot_charts import (
@@ -60,6 +62,7 @@ from .parts import (
     report_id_for,
 )
 from .written import WrittenReport, write_report
+from ..values import format_value
 
 __all__ = ["ValidationScope", "build_validation_report", "write_validation_report"]
 
@@ -201,13 +204,17 @@ def _summary_section(h: SlotHistory, period: Period) -> Section:
 
 
 def _fairness_badge(h: SlotHistory) -> StatusBadge:
-    runs = h.runs_of("fairness")
+    runs = fairness_runs(h)
     if not runs:
         return StatusBadge(Status.NOT_RUN, "NO FAIRNESS RUNS", "no fairness monitoring is recorded for this slot in the period")
-    breaches = [r for r in runs if any(x.get("status") == "breach" for x in r.results)]
-    if breaches:
-        return StatusBadge(Status.FAIL, "FAIRNESS BREACH", f"{len(breaches)} of {len(runs)} fairness run(s) found a metric outside its band")
-    return StatusBadge(Status.PASS, "FAIR", f"all {len(runs)} fairness run(s) within their bands")
+    alerted = [f for f in runs if f.alerted]
+    if alerted:
+        return StatusBadge(Status.FAIL, "FAIRNESS ALERT", f"{sum(f.alerts for f in alerted)} breach alert(s) recorded by the "
+                           f"fairness monitor in {len(alerted)} of {len(runs)} run(s)")
+    outside = sum(1 for f in runs if f.finding == OUTSIDE_NOT_ALERTED)
+    quiet = f"; in {outside} run(s) a point estimate was outside its band with an interval its breach rule does not alert on" \
+        if outside else ""
+    return StatusBadge(Status.PASS, "NO FAIRNESS ALERT", f"none of {len(runs)} fairness run(s) recorded a breach alert{quiet}")
 
 
 def _drift_badge(h: SlotHistory) -> StatusBadge:
@@ -423,32 +430,72 @@ def _monitoring_section(h: SlotHistory) -> Section:
 
 
 def _fairness_subsection(h: SlotHistory) -> Section | None:
-    runs = h.runs_of("fairness")
+    runs = fairness_runs(h)
     if not runs:
         return None
-    low, high = di_band(runs)
-    blocks: list[Block] = []
-    chart = fairness_chart(runs)
+    low, high = di_band(h.runs_of("fairness"))
+    blocks: list[Block] = [Paragraph(
+        "One row per fairness run: the segment that matters most by the breach rule the monitor recorded (a breach it "
+        "alerted on, else the farthest outside its band, else the farthest from it; a segment too small to judge last), "
+        "with both group sizes, the disparate impact and its confidence interval, the other metrics of the same segment, "
+        "and the breach alerts the run wrote. The basis says whether the run judged what customers were served or what "
+        "the model proposed. " + "; ".join(f"Breach rule {rule}: {text}" for rule, text in
+                                                             sorted(BREACH_RULES.items()) if any(f.rule == rule for f in runs))
+        + ".")]
+    chart = fairness_chart(h)
     if chart is not None:
         blocks.append(chart)
     rows = []
-    for r in runs:
-        d = r.result("disparate_impact") or {}
-        spd = r.result("statistical_parity_difference") or {}
-        eod = r.result("equal_opportunity_difference") or {}
-        rows.append((r.seq, r.ts, r.version, _num(d.get("value")), _num(d.get("ci_low")), _num(d.get("ci_high")),
-                     fairness_status(d.get("status")), _num(spd.get("value")), _num(eod.get("value")),
-                     f"{d.get('n_unprivileged', '?')} / {d.get('n_privileged', '?')}"))
+    for f in runs:
+        worst = f.worst
+        results = worst.results if worst else {}
+        di, spd = results.get(DI), results.get(SPD)
+        rows.append((f.run.seq, f.run.ts, f"{f.run.version} ({f.basis or 'basis not recorded'})", _segment_text(f),
+                     _num(di.value) if di else None, _interval(di), fairness_finding(f.finding),
+                     _num(spd.value) if spd else None, _metric_text(f, EOD), f.alerts))
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Version", ValueKind.IDENTIFIER, weight=1.2), Column("DI", ValueKind.NUMBER, precision=4, weight=0.8),
-         Column("CI low", ValueKind.NUMBER, precision=4, weight=0.8), Column("CI high", ValueKind.NUMBER, precision=4, weight=0.8),
-         Column("DI status", ValueKind.STATUS, weight=1.3), Column("SPD", ValueKind.NUMBER, precision=4, weight=0.8),
-         Column("EOD", ValueKind.NUMBER, precision=4, weight=0.8), Column("n unpriv. / priv.", ValueKind.TEXT, weight=1.1)),
-        tuple(rows), caption=f"Fairness runs: disparate impact (band [{low:g}, {high:g}]), statistical parity and equal "
-                             "opportunity differences (values rounded to 4 places; exact in the attachment)",
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
+         Column("Version (basis)", ValueKind.TEXT, weight=1.4),
+         Column("Worst segment: n unpriv. / priv.", ValueKind.TEXT, weight=2.0),
+         Column("DI", ValueKind.NUMBER, precision=4, weight=0.9), Column("DI interval", ValueKind.TEXT, weight=1.3),
+         Column("Finding", ValueKind.STATUS, weight=1.4), Column("SPD", ValueKind.NUMBER, precision=4, weight=1.0),
+         Column("EOD", ValueKind.TEXT, weight=1.1), Column("Alerts", ValueKind.NUMBER, weight=1.0)),
+        tuple(rows), caption=f"Fairness runs, worst segment per run: disparate impact (band [{low:g}, {high:g}]), statistical "
+                             "parity and equal opportunity differences (values rounded to 4 places; exact in the attachment)",
         source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)))
+    reasons = sorted({f.not_computed.get(EOD, "not computed by the monitor") for f in runs
+                      if f.worst and EOD not in f.worst.results})
+    if reasons:
+        blocks.append(Paragraph("Equal opportunity (EOD) is not computed by every run: " + "; ".join(reasons) + "."))
     return Section("Fairness", tuple(blocks))
+
+
+FOUR_PLACES = Column("value", ValueKind.NUMBER, precision=4)
+
+
+def _segment_text(f: FairnessRun) -> str | None:
+    """The worst segment and its two group sizes (those of its disparate impact)."""
+    if f.worst is None:
+        return None
+    label = f"{f.worst.label} (worst of {f.segments})" if f.segments > 1 else f.worst.label
+    di = f.worst.results.get(DI)
+    return f"{label}: {di.n_unprivileged:,} / {di.n_privileged:,}" if di else label
+
+
+def _interval(result: FairnessResult | None) -> str | None:
+    if result is None or result.ci_low is None or result.ci_high is None:
+        return None
+    return f"{format_value(result.ci_low, ValueKind.NUMBER, FOUR_PLACES)} to {format_value(result.ci_high, ValueKind.NUMBER, FOUR_PLACES)}"
+
+
+def _metric_text(f: FairnessRun, metric: str) -> str:
+    """A metric of the worst segment, or in a word why there is no value."""
+    result = f.worst.results.get(metric) if f.worst else None
+    if result is not None and result.value is not None:
+        return format_value(result.value, ValueKind.NUMBER, FOUR_PLACES)
+    if result is None:
+        return "not computed"
+    return "too few" if result.status == INSUFFICIENT else "undefined"
 
 
 def _drift_subsection(h: SlotHistory) -> Section | None:
@@ -523,8 +570,11 @@ def _method_blocks(h: SlotHistory) -> list[Block]:
             "as such; this document does not re-run the gate."),
         Paragraph(
             "Monitoring values are those the monitors recorded. Disparate impact is the favourable-outcome rate of the "
-            "unprivileged group over that of the privileged group; its band is read from each run's recorded bounds. PSI "
-            "thresholds are those of the recorded gate policy when the slot has one."),
+            "unprivileged group over that of the privileged group; its band is read from each run's recorded bounds. "
+            "A fairness run's worst segment, and whether a finding alerted, follow the breach rule the run recorded "
+            "(gates.monitors, the definition the monitor alerted with); the breach alerts counted are the monitor_alert "
+            "entries the run wrote. The basis says whether the run judged what customers were served or what the model "
+            "proposed. PSI thresholds are those of the recorded gate policy when the slot has one."),
         Paragraph("The queries below ran over the entries the checkpoint covers, through the same read-only SQL views an "
                   "examiner gets with `mrm sql LEDGER`; each result is attached as Parquet."),
     ]
