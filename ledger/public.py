@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .anchors import SignedCheckpoint, check_anchors, check_tree, entry_roots, open_ledger_checkpoint, read_anchors, save_state, tile_problem
-from .checkpoints import ListedFile, listed, listing_digest, tree_dir
-from .note import Verifier
+from .checkpoints import ORIGIN_PREFIX, ListedFile, listed, listing_digest, stored_notes, tree_dir
+from .note import Checkpoint, NoteError, Verifier, parse_note
 from .read import snapshot as read_snapshot
 from .storage import SEGMENT_FILE, Layout, read_head, read_manifest, read_meta
 from .verify import Problem, VerifyReport, _Collector, _Task, account_files, recorded_losses, run_tasks
@@ -48,11 +48,48 @@ def verify_public(
     started = time.perf_counter()
     layout = Layout(Path(path))
     meta = read_meta(layout)
-    report = VerifyReport(str(layout.root), meta.ledger_id, mode="public")
+    report = _verify_public(layout, meta.ledger_id, verifiers, extra_checkpoints, tsa_roots, workers, progress, state_path)
+    signed = _signed_ledger_id(layout)
+    if signed is not None and signed != meta.ledger_id:
+        # Every checkpoint signs the ledger id in its origin and every leaf encodes it: an
+        # edited LEDGER.json fails them all. If all verifies under the signed id, that is the one problem.
+        under_signed = _verify_public(layout, signed, verifiers, extra_checkpoints, tsa_roots, workers, progress, state_path)
+        if under_signed.checkpoint is not None and not any(p.kind == "CHECKPOINT" and "not for this ledger" in p.message
+                                                           for p in under_signed.problems):
+            report = under_signed
+            report.problems.insert(0, Problem("META", f"the ledger id changed: LEDGER.json says {meta.ledger_id}, the signed "
+                                              f"checkpoints are for {signed}, and the entries verify under {signed}", file="LEDGER.json"))
+    save_state(state_path, report)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _signed_ledger_id(layout: Layout) -> str | None:
+    """The ledger id the stored checkpoints' origin names, when they all name the same one."""
+    origins = set()
+    for _, note_path in stored_notes(layout):
+        try:
+            origins.add(Checkpoint.from_text(parse_note(note_path.read_bytes()).text).origin)
+        except NoteError:
+            continue  # a malformed checkpoint is reported as one by the verification itself
+    if len(origins) != 1:
+        return None
+    ledger_id = origins.pop().removeprefix(ORIGIN_PREFIX)
+    try:
+        return ledger_id if len(bytes.fromhex(ledger_id)) == 16 else None
+    except ValueError:
+        return None
+
+
+def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier], extra_checkpoints: Sequence[bytes],
+                   tsa_roots: Sequence[Any], workers: int | None, progress: Callable[[int, int], None] | None,
+                   state_path: str | os.PathLike[str] | None) -> VerifyReport:
+    started = time.perf_counter()
+    report = VerifyReport(str(layout.root), ledger_id, mode="public")
     out = _Collector()
 
     # 1. Checkpoints: signatures, origin, chain; and the anchors given from outside.
-    anchors = read_anchors(layout, verifiers, meta.ledger_id, out.add, report.notes,
+    anchors = read_anchors(layout, verifiers, ledger_id, out.add, report.notes,
                            state_path=state_path, extra_checkpoints=extra_checkpoints)
     chain = anchors.chain
     if not chain:
@@ -107,7 +144,7 @@ def verify_public(
     # 3. Leaves and roots, and the stored tree's leaves beside them.
     tree = (str(tree_dir(layout)), anchors.tree_size) if anchors.tree_size else None
     tasks = [
-        _Task(str(layout.root), meta.ledger_id_bytes, first, last, b"", files, None, public=True, cuts=anchors.cuts(), listed_by="the checkpoint", tree=tree)
+        _Task(str(layout.root), bytes.fromhex(ledger_id), first, last, b"", files, None, public=True, cuts=anchors.cuts(), listed_by="the checkpoint", tree=tree)
         for (first, last), files in sorted(segments.items())
     ]
     total = sum(t.last_seq - t.first_seq + 1 for t in tasks)
@@ -143,9 +180,7 @@ def verify_public(
         end = max(newest.size, entries.size)
         out.add(Problem("TRUNCATED", f"the ledger's head records {head.seq + 1} entries; the data and checkpoints end at {end}", end))
 
-    report = _finish(report, out, started)
-    save_state(state_path, report)
-    return report
+    return _finish(report, out, started)
 
 
 def _check_timestamps(layout: Layout, chain: list[SignedCheckpoint], roots: Sequence[Any], out: _Collector, report: VerifyReport) -> None:

@@ -309,11 +309,12 @@ def test_a_checkpoint_only_problem_names_no_bad_entry(signed, verify):
     assert report.first_bad_seq is None and "first bad sequence number" not in report.to_text(), report.to_text()
 
 
-def test_an_edited_ledger_id_is_one_problem(signed):
+@pytest.mark.parametrize("verify", [hmac, public], ids=["hmac", "public"])
+def test_an_edited_ledger_id_is_one_problem(signed, verify):
     meta = json.loads((signed / "LEDGER.json").read_text())
     meta["ledger_id"] = "f" * 32
     (signed / "LEDGER.json").write_text(json.dumps(meta))
-    report = hmac(signed)
+    report = verify(signed)
     assert len(report.problems) == 1 and "the ledger id changed" in report.problems[0].message, report.to_text()
 
 
