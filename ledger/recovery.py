@@ -321,12 +321,11 @@ def rewrite_log(layout: Layout, exam: Examination) -> None:
 def covered_size(layout: Layout) -> int:
     """The most entries the stored tree or a stored checkpoint claims (0 for none)."""
     from .checkpoints import stored_notes, tree_dir
-    from .tiles import TileStore, TileStoreError
+    from .tiles import TileStoreError, committed_size
 
     sizes = [size for size, _ in stored_notes(layout)]
     try:
-        with TileStore(tree_dir(layout), readonly=True) as tree:
-            sizes.append(tree.size)
+        sizes.append(committed_size(tree_dir(layout)))
     except (TileStoreError, OSError):
         pass  # no tree yet, or one the verifiers report
     return max(sizes, default=0)
