@@ -40,3 +40,16 @@ class KeyringError(LedgerError):
 
 class LedgerFormatError(LedgerError):
     """The path is not a ledger, or its metadata is unreadable."""
+
+
+class ProofFormatError(LedgerError):
+    """A proof document (or a checkpoint in one) is not well formed, so it cannot be
+    checked: bad JSON, a missing or unknown field, a value of the wrong type, range or
+    encoding, a duplicated or out-of-order entry, or a field that contradicts the one it
+    restates. `path` is the JSON path of the field (``entries[3].leaf_hash``). Exit code 2,
+    as for any bad input; a well-formed proof that does not verify is not an error but a
+    failed report (exit 1)."""
+
+    def __init__(self, message: str, path: str | None = None):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)

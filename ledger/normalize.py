@@ -74,7 +74,10 @@ def to_float(v: Any) -> float:
     if isinstance(v, (bool, np.bool_)):
         raise _Bad(f"expected a number, got {_kind(v)}")
     if isinstance(v, (int, float, np.integer, np.floating, Decimal)):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an int such as 10**400: float() raises instead of giving inf
+            raise _Bad("integer beyond the range of a 64-bit float (about +-1.8e308)") from None
     else:
         raise _Bad(f"expected a number, got {_kind(v)} {v!r}")
     if not math.isfinite(f):
