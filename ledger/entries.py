@@ -40,9 +40,10 @@ def _to_json(type_: pa.DataType, value: Any) -> Any:
 
 
 def entry_to_json(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored row (every column, mac included) as a JSON-ready object."""
+    """A stored (or normalised) row as a JSON-ready object: every column the canonical
+    encoding covers, so not the MAC, which only the HMAC key's holder could check."""
     spec = table_spec(table)
-    return {c.name: _to_json(c.type, row.get(c.name)) for c in spec.columns}
+    return {c.name: _to_json(c.type, row.get(c.name)) for c in spec.encoded_columns}
 
 
 def entry_from_json(table: str, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,13 +56,11 @@ def entry_from_json(table: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     row = RowNormalizer(spec)(fields)
     if row["details"] is not None and row["details"] != obj.get("details"):
         raise EntryError("details are not in RFC 8785 canonical form", table=table, field="details")
-    try:
-        row["seq"] = to_int(obj.get("seq"))
-        row["table_name"] = to_str(obj.get("table_name"))
-        row["key_id"] = to_str(obj.get("key_id"))
-        row["ts"] = to_micros(obj.get("ts"))
-    except _Bad as e:
-        raise EntryError(e.message, table=table) from None
+    for name, read in (("seq", to_int), ("table_name", to_str), ("key_id", to_str), ("ts", to_micros)):
+        try:
+            row[name] = read(obj.get(name))
+        except _Bad as e:
+            raise EntryError(e.message, table=table, field=name) from None
     if row["table_name"] != table:
         raise EntryError(f"entry says table {row['table_name']!r}", table=table, field="table_name")
     return row

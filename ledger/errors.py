@@ -24,6 +24,7 @@ class EntryError(LedgerError, ValueError):
 
     def __init__(self, message: str, *, table: str | None = None, field: str | None = None, row: int | None = None):
         self.table, self.field, self.row = table, field, row
+        self.reason = message  # without the table, row and field it names
         where = []
         if table:
             where.append(f"table {table}")

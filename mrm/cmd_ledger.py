@@ -456,6 +456,10 @@ def checkpoint(path: str, keyring_file: str | None, tsa_url: str | None, as_json
 def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency: tuple[int, int] | None, checkpoint_size: int | None, out: str | None) -> None:
     """Write a self-contained JSON proof that anyone can check offline with the public key.
 
+    Every entry is read from one snapshot of the ledger. No proof is made (exit code 1)
+    when the stored Merkle tree does not hash to the root the checkpoint signs, or an
+    entry as stored is not the leaf the tree holds: `mrm verify` says what is damaged.
+
     \b
     Example:
       mrm prove ./audit-ledger --request-id req-000123 --out dispute-123.proof.json
@@ -463,6 +467,7 @@ def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency:
       mrm prove ./audit-ledger --consistency 250000 500000
     """
     from ledger.proofs import ProofRequestError, find_request, prove_consistency, prove_entries
+    from ledger.read import snapshot
     from ledger.tiles import CorruptTileError
 
     chosen = sum(bool(x) for x in (seqs, request_id, consistency))
@@ -472,7 +477,8 @@ def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency:
         if consistency:
             doc = prove_consistency(path, *consistency)
         else:
-            doc = prove_entries(path, list(seqs) or find_request(path, request_id), checkpoint_size=checkpoint_size)
+            snap = snapshot(path)  # one view of the ledger for finding and proving every entry
+            doc = prove_entries(path, list(seqs) or find_request(snap, request_id), checkpoint_size=checkpoint_size, snap=snap)
     except ProofRequestError as e:
         raise UsageFailure(str(e)) from None
     except CorruptTileError as e:
@@ -494,31 +500,41 @@ def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency:
 def verify_proof_cmd(file: str, public_key: str, as_json: bool) -> None:
     """Check a proof written by `mrm prove`, offline, with only the public key.
 
-    Exit code 0 when the proof holds, 1 when it does not.
+    Every field of the proof is checked: the checkpoint's signatures (all from trusted
+    keys), each entry's JSON against its canonical bytes, each leaf hash, each Merkle
+    path against the signed root. On success it says what holds: the tree size and root
+    (and, for a consistency proof, both sizes and roots).
+
+    Exit code 0 when the proof holds, 1 when it does not, 2 when the file is not a
+    well-formed proof (the message names the JSON path of the field, e.g.
+    entries[0].leaf_hash).
 
     \b
     Example:
       mrm verify-proof dispute-123.proof.json --public-key ledger.pub
     """
+    from ledger.errors import ProofFormatError
     from ledger.keys import load_verifiers
-    from ledger.proofs import verify_proof
+    from ledger.proofs import parse_proof, verify_proof
 
+    verifiers = load_verifiers(public_key)
     try:
-        doc = json.loads(Path(file).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UsageFailure(f"{file}: not a JSON proof ({e})") from None
-    report = verify_proof(doc, load_verifiers(public_key))
+        report = verify_proof(parse_proof(Path(file).read_bytes()), verifiers)
+    except ProofFormatError as e:
+        raise UsageFailure(f"{file}: not a well-formed proof: {e}") from None
     if as_json:
         emit_json(report.to_dict())
     else:
-        c = report.checkpoint
-        if c:
-            click.echo(f"checkpoint size {c['size']} root {c['root']} signed {c['time']} by {', '.join(c['signed_by'])}")
+        old, new = report.old_checkpoint, report.checkpoint
+        if old:
+            click.echo(f"old checkpoint size {old['size']} root {old['root']} signed {old['time']} by {', '.join(old['signed_by'])}")
+        if new:
+            click.echo(f"{'new ' if old else ''}checkpoint size {new['size']} root {new['root']} signed {new['time']} by {', '.join(new['signed_by'])}")
         for e in report.entries:
             click.echo(f"{'OK  ' if e['ok'] else 'FAIL'} seq {e['seq']} ({e['table']})" + (f": {e['problem']}" if not e["ok"] else ""))
         for p in report.problems:
             click.echo(f"FAIL {p}")
-        click.echo("proof holds" if report.ok else "proof does NOT hold")
+        click.echo(report.summary())
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
 

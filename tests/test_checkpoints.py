@@ -11,6 +11,7 @@ import pytest
 from ledger import Keyring, Ledger, verify_ledger
 from ledger.checkpoints import checkpoint_path, stored_notes
 from ledger.keys import key_check
+from ledger.merkle import leaf_hash
 from ledger.note import Signer
 from ledger.proofs import find_request, prove_consistency, prove_entries, verify_proof
 from ledger.public import verify_public
@@ -227,10 +228,11 @@ def _mutations():
     def entry(d):
         d["entries"][0]["entry"]["decision"] = "els_note"
 
-    def canonical(d):
+    def canonical(d):  # with its leaf hash made to match: the bytes no longer are the entry shown
         raw = bytearray(base64.b64decode(d["entries"][0]["canonical"]))
         raw[-3] ^= 1
         d["entries"][0]["canonical"] = base64.b64encode(bytes(raw)).decode()
+        d["entries"][0]["leaf_hash"] = base64.b64encode(leaf_hash(bytes(raw))).decode()
 
     def index(d):
         d["entries"][0]["inclusion"]["index"] += 1
