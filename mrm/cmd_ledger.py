@@ -457,8 +457,8 @@ def prove(path: str, seqs: tuple[int, ...], request_id: str | None, consistency:
     """Write a self-contained JSON proof that anyone can check offline with the public key.
 
     Every entry is read from one snapshot of the ledger. No proof is made (exit code 1)
-    when the stored Merkle tree does not hash to the root the checkpoint signs, or an
-    entry as stored is not the leaf the tree holds: `mrm verify` says what is damaged.
+    when the stored Merkle tree does not hash to the root the checkpoint signs: `mrm
+    verify` says what is damaged.
 
     \b
     Example:

@@ -41,6 +41,7 @@ from gates.forensics.attestation import (
 from gates.forensics.source import Source, open_source
 from ledger.checkpoints import parse as parse_ledger_checkpoint
 from ledger.checkpoints import stored_notes
+from ledger.errors import IntegrityError
 from ledger.keys import Keyring
 from ledger.note import Checkpoint, NoteError, Verifier, parse_note
 from ledger.proofs import ProofRequestError, prove_entries, verify_proof
@@ -243,7 +244,7 @@ def prove_shown_entries(basis: EvidenceBasis, seqs: Sequence[int]) -> ProofCheck
         return ProofCheck(True, None, (), ())
     try:
         document = prove_entries(basis.path, wanted, checkpoint_size=basis.checkpoint.size)
-    except (ProofRequestError, OSError, ValueError) as e:
+    except (ProofRequestError, IntegrityError, OSError, ValueError) as e:  # IntegrityError: a tree that disagrees with its checkpoint
         return ProofCheck(False, None, tuple({"seq": s, "ok": False, "problem": "no proof could be made"} for s in wanted),
                           (f"inclusion proofs could not be made: {e}",))
     report = verify_proof(document, basis.plan.public_keys)

@@ -528,7 +528,7 @@ def _record_document(r: DecisionRecord, basis: EvidenceBasis) -> dict[str, Any]:
 
 _ENTRIES_SCHEMA = pa.schema([
     ("what", pa.string()), ("table_name", pa.string()), ("seq", pa.int64()), ("ts", pa.timestamp("us", tz="UTC")),
-    ("actor", pa.string()), ("key_id", pa.string()), ("mac", pa.string()), ("leaf_hash", pa.string()), ("proven", pa.bool_()),
+    ("actor", pa.string()), ("key_id", pa.string()), ("leaf_hash", pa.string()), ("proven", pa.bool_()),
 ])
 
 
@@ -545,7 +545,6 @@ def _entries_table(shown: Sequence[ShownEntry], proofs: ProofCheck) -> pa.Table:
             "ts": dt.datetime.fromisoformat(entry["ts"].replace("Z", "+00:00")) if entry.get("ts") else None,
             "actor": entry.get("actor"),
             "key_id": entry.get("key_id"),
-            "mac": entry.get("mac"),
             "leaf_hash": base64.b64decode(proof["leaf_hash"]).hex() if proof else None,
             "proven": bool(result.get("ok")),
         })
