@@ -402,9 +402,14 @@ def verify_proof(doc: Any, verifiers: Sequence[Verifier]) -> ProofReport:
     """Check a proof document offline. Raises ProofFormatError (naming the JSON path) for
     a document that is not a well-formed proof; a well-formed one that does not verify is
     a report that says why."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ProofFormatError(f"not an {FORMAT} document", "format" if isinstance(doc, dict) else None)
-    kind = doc.get("kind")
+    if not isinstance(doc, dict):
+        raise ProofFormatError(f"a proof is a JSON object, not {_json_kind(doc)}")
+    for name in ("format", "kind"):
+        if name not in doc:
+            raise _refuse([name], "missing field of a proof document")
+    if doc["format"] != FORMAT:
+        raise _refuse(["format"], f"not an {FORMAT} document")
+    kind = doc["kind"]
     if kind not in ("inclusion", "consistency"):
         raise _refuse(["kind"], f"unknown proof kind {kind!r}; the kinds are inclusion and consistency")
     if kind == "consistency":
