@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
@@ -45,12 +44,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from gates.canonical import sha256_hex, utc_text
+from gates.metrics import metric_value
+from ledger.errors import InputError
+from ledger.identifiers import check_identifier
 from ledger.jsontext import JSONTextError, loads_strict
+from ledger.numbers import bounded_int, finite_float
 
 FORMAT = "mrm-gate-evaluation/1"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """An evaluation that cannot be used; the message names the source and the field."""
 
 
@@ -144,9 +147,15 @@ class _Reader:
         return value
 
     def number(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(where, f"must be a finite number, got {value!r}")
-        return float(value)
+        return finite_float(value, f"{self.source}: {where}", error=EvaluationError)
+
+    def name(self, value: Any, where: str) -> str:
+        """A slot, version or task name: the one identifier rule (ledger.identifiers)."""
+        return check_identifier(value, f"{self.source}: {where}", error=EvaluationError)
+
+    def metric(self, name: str, value: Any, where: str) -> float:
+        """A metric's value: finite and inside the metric's range (gates.metrics.METRIC_RANGES)."""
+        return metric_value(name, value, f"{self.source}: {where}", error=EvaluationError)
 
     def numbers(self, value: Any, where: str) -> tuple[float, ...]:
         if not isinstance(value, list):
@@ -156,8 +165,13 @@ class _Reader:
     def number_map(self, value: Any, where: str) -> dict[str, float]:
         return {k: self.number(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
 
-    def nested_number_map(self, value: Any, where: str) -> dict[str, dict[str, float]]:
-        return {k: self.number_map(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
+    def metric_map(self, value: Any, where: str) -> dict[str, float]:
+        """{metric name: value}, each value checked against its metric's range."""
+        return {k: self.metric(k, v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
+
+    def task_metric_map(self, value: Any, where: str) -> dict[str, dict[str, float]]:
+        """{task: {metric name: value}}; task names follow the identifier rule."""
+        return {self.name(k, f"{where}.{k}"): self.metric_map(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
 
 
 def _task_samples(r: _Reader, value: Any, where: str) -> TaskSamples:
@@ -203,9 +217,7 @@ def _lineage(r: _Reader, value: Any) -> Lineage:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             r.fail(f"{where}.sha256", f"must be 64 hex digits, got {a['sha256']!r}")
         artifacts.append(Artifact(r.text(a["path"], f"{where}.path"), digest))
-    seed = v["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        r.fail("lineage.seed", f"must be an integer, got {seed!r}")
+    seed = bounded_int(v["seed"], f"{r.source}: lineage.seed", 0, error=EvaluationError)
     return Lineage(
         artifacts=tuple(artifacts),
         data_snapshot_digest=r.text(v["data_snapshot_digest"], "lineage.data_snapshot_digest"),
@@ -225,12 +237,13 @@ def evaluation_from_mapping(data: Any, source: str = "<evaluation>") -> Evaluati
     r.only(d, "", {"format", "slot", "version", "metrics", "holdout", "lineage"}, {"fidelity", "guardrails", "horizons"})
     if d["format"] != FORMAT:
         r.fail("format", f"must be {FORMAT!r}, got {d['format']!r}")
-    metrics = r.nested_number_map(d["metrics"], "metrics")
+    metrics = r.task_metric_map(d["metrics"], "metrics")
     if not metrics:
         r.fail("metrics", "must name at least one task")
     h = r.obj(d["holdout"], "holdout")
     r.only(h, "holdout", {"digest", "tasks"})
-    tasks = {t: _task_samples(r, v, f"holdout.tasks.{t}") for t, v in r.obj(h["tasks"], "holdout.tasks").items()}
+    tasks = {r.name(t, f"holdout.tasks.{t}"): _task_samples(r, v, f"holdout.tasks.{t}")
+             for t, v in r.obj(h["tasks"], "holdout.tasks").items()}
     declared = r.text(h["digest"], "holdout.digest").lower()
     actual = holdout_digest(tasks)
     if declared != actual:
@@ -241,14 +254,14 @@ def evaluation_from_mapping(data: Any, source: str = "<evaluation>") -> Evaluati
     if not isinstance(horizons, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in horizons):
         r.fail("horizons", f"must be a list of names or integers, got {horizons!r}")
     return Evaluation(
-        slot=r.text(d["slot"], "slot"),
-        version=r.text(d["version"], "version"),
+        slot=r.name(d["slot"], "slot"),
+        version=r.name(d["version"], "version"),
         metrics=metrics,
         holdout=tasks,
         holdout_digest=actual,
         lineage=_lineage(r, d["lineage"]),
-        fidelity=r.nested_number_map(d.get("fidelity", {}), "fidelity"),
-        guardrails=r.number_map(d.get("guardrails", {}), "guardrails"),
+        fidelity=r.task_metric_map(d.get("fidelity", {}), "fidelity"),
+        guardrails=r.metric_map(d.get("guardrails", {}), "guardrails"),
         horizons=tuple(str(x) for x in horizons),
     )
 

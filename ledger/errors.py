@@ -40,3 +40,14 @@ class KeyringError(LedgerError):
 
 class LedgerFormatError(LedgerError):
     """The path is not a ledger, or its metadata is unreadable."""
+
+
+class InputError(LedgerError, ValueError):
+    """A value read from a command line, a file or a call is not usable (not a number,
+    outside its range, not a valid name). The message says where: the file and the field
+    path, or the option. Exit code 2; nothing was written."""
+
+
+class IdentifierError(InputError):
+    """A name that reaches file names, URLs or registry keys (slot, model version, task,
+    policy or metric name) breaks the one identifier rule of :mod:`ledger.identifiers`."""

@@ -33,3 +33,7 @@ def loads_strict(text: str | bytes) -> Any:
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
     except json.JSONDecodeError as e:
         raise JSONTextError(f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except JSONTextError:
+        raise
+    except ValueError as e:  # an integer of more digits than Python converts (4,300)
+        raise JSONTextError(f"not valid JSON here: {e}".split("; use sys.")[0]) from None
