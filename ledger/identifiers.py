@@ -19,7 +19,8 @@ from typing import Any
 
 from .errors import IdentifierError
 
-IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+IDENTIFIER_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # also run by Arrow (RE2) on whole batches
+IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 IDENTIFIER_RULE = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit, without '..'"
 
 

@@ -47,6 +47,7 @@ from .cmd_gate import (
     existing_ledger,
     handle_gate_errors,
     manifest_option,
+    name_option,
     parse_utc,
     rewrite_manifest,
     slot_option,
@@ -56,7 +57,7 @@ policy_option = click.option("--policy", "policy_file", required=True, type=clic
                              help="Policy TOML: its [monitors], [online] and [rollback] sections apply.")
 since_option = click.option("--since", help="Window start, inclusive (ISO 8601 with a zone).")
 until_option = click.option("--until", help="Window end, exclusive (ISO 8601 with a zone).")
-version_option = click.option("--version", help="Model version (default: production at the end of the window).")
+version_option = name_option("--version", help="Model version (default: production at the end of the window).")
 record_option = click.option("--record", is_flag=True,
                              help="Write the run and its alerts into the ledger (needs the key). Without it the "
                                   "monitor only reads and prints.")
@@ -336,8 +337,8 @@ def monitor_serving(path: str, slot: str, policy_file: str, since: str | None, u
 @existing_ledger
 @slot_option
 @policy_option
-@click.option("--challenger", "challenger_version", help="Default: the challenger taking traffic in the slot.")
-@click.option("--champion", "champion_version", help="Default: the production version.")
+@name_option("--challenger", "challenger_version", help="Default: the challenger taking traffic in the slot.")
+@name_option("--champion", "champion_version", help="Default: the production version.")
 @click.option("--metric", "metrics", multiple=True, help="An online (welch) metric of the policy; repeatable.")
 @since_option
 @until_option
