@@ -9,8 +9,8 @@ rejected)::
 
     {
       "format": "mrm-gate-evaluation/1",
-      "slot": "credit_pd",                       # deployment slot
-      "version": "v012",                         # this model version
+      "slot": "credit_pd",                       # deployment slot   } names: README "Names"
+      "version": "v012",                         # this model version } (ledger.identifiers)
       "metrics":    {"<task>": {"<metric>": number, ...}, ...},
       "fidelity":   {"<task>": {"kl": number, ...}, ...},      # optional (distilled students)
       "guardrails": {"p99_latency_ms": number, "disparate_impact": number, ...},  # optional
@@ -28,6 +28,10 @@ rejected)::
       }
     }
 
+Every number must be finite, and a metric inside its range (``gates.metrics.METRIC_RANGES``:
+an AUC of -0.3 is refused, not judged); slot, version and task names follow the one identifier
+rule; artifact paths are relative to the artifacts root and stay inside it.
+
 Labels are 0/1 for classification tasks or real targets for regression; scores are the model's
 per-sample outputs in holdout order. The holdout digest covers sample ids and labels, not the
 scores, so champion and challenger evaluated on the same holdout carry the same digest.
@@ -40,7 +44,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from gates.canonical import sha256_hex, utc_text
@@ -201,6 +205,15 @@ def _timestamp(r: _Reader, value: Any, where: str) -> datetime:
     return ts.astimezone(timezone.utc)
 
 
+def _artifact_path(r: _Reader, value: Any, where: str) -> str:
+    """Relative to --artifacts-root and inside it: the gate hashes the file it names."""
+    text = r.text(value, where)
+    parts = PurePosixPath(text).parts
+    if PurePosixPath(text).is_absolute() or "\\" in text or ".." in parts:
+        r.fail(where, f"must be a relative path inside the artifacts root, without '..', got {text!r}")
+    return text
+
+
 def _lineage(r: _Reader, value: Any) -> Lineage:
     v = r.obj(value, "lineage")
     r.only(v, "lineage", {"artifacts", "data_snapshot_digest", "code_commit", "config_digest", "seed",
@@ -216,7 +229,7 @@ def _lineage(r: _Reader, value: Any) -> Lineage:
         digest = r.text(a["sha256"], f"{where}.sha256").lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             r.fail(f"{where}.sha256", f"must be 64 hex digits, got {a['sha256']!r}")
-        artifacts.append(Artifact(r.text(a["path"], f"{where}.path"), digest))
+        artifacts.append(Artifact(_artifact_path(r, a["path"], f"{where}.path"), digest))
     seed = bounded_int(v["seed"], f"{r.source}: lineage.seed", 0, error=EvaluationError)
     return Lineage(
         artifacts=tuple(artifacts),

@@ -2,7 +2,10 @@
 
 Everything here is pure except :func:`load_policy`, the one function that reads a file.
 Validation errors name the file, the key and what is wrong; unknown keys are errors (a typo
-such as ``min_relative_improvment`` must not silently fall back to a default).
+such as ``min_relative_improvment`` must not silently fall back to a default). Numbers are
+finite and in range (``ledger.numbers``; guardrail bounds and the SLO floor inside their
+metric's range, ``gates.metrics.METRIC_RANGES``; integers at most 2^53 - 1, resamples at most
+1,000,000); metric, guardrail and task names follow the identifier rule (``ledger.identifiers``).
 
 TOML layout (every key but ``gate.primary_metric`` and its ``[metrics.*]`` entry is optional)::
 

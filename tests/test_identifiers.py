@@ -124,3 +124,15 @@ def test_the_ledger_refuses_a_bad_model_slot_in_a_columnar_batch_naming_the_row(
         with pytest.raises(EntryError, match=r"table model_inference, row 3, field 'model_slot': 'reco/\.\./\.\./x'"):
             ledger.append("model_inference", pa.Table.from_pylist(rows), durable=True)
     assert fingerprint(ledger_path) == before
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "models/../../x", "models\\v1\\model.bin"])
+def test_an_artifact_path_must_stay_inside_the_artifacts_root(path):
+    from gates.evaluation import EvaluationError, evaluation_from_mapping
+
+    from .test_gates_decision import challenger_dict
+
+    d = challenger_dict()
+    d["lineage"]["artifacts"][0]["path"] = path
+    with pytest.raises(EvaluationError, match=r"chal.json: lineage.artifacts\[0\].path: must be a relative path inside"):
+        evaluation_from_mapping(d, "chal.json")
