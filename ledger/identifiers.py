@@ -1,6 +1,6 @@
 """The one rule for names that reach file names, URLs and registry keys.
 
-Slot names, model versions, task and metric names, policy names: each becomes part of a
+Slot names, model versions, task, metric and guardrail names: each becomes part of a
 path (an evaluation file, a report, a viewer URL such as ``/slot/<name>``) or of a key
 (``<slot>/<version>`` correlation ids). One rule, everywhere:
 
