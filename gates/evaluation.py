@@ -9,8 +9,8 @@ rejected)::
 
     {
       "format": "mrm-gate-evaluation/1",
-      "slot": "credit_pd",                       # deployment slot
-      "version": "v012",                         # this model version
+      "slot": "credit_pd",                       # deployment slot   } names: README "Names"
+      "version": "v012",                         # this model version } (ledger.identifiers)
       "metrics":    {"<task>": {"<metric>": number, ...}, ...},
       "fidelity":   {"<task>": {"kl": number, ...}, ...},      # optional (distilled students)
       "guardrails": {"p99_latency_ms": number, "disparate_impact": number, ...},  # optional
@@ -28,6 +28,10 @@ rejected)::
       }
     }
 
+Every number must be finite, and a metric inside its range (``gates.metrics.METRIC_RANGES``:
+an AUC of -0.3 is refused, not judged); slot, version and task names follow the one identifier
+rule; artifact paths are relative to the artifacts root and stay inside it.
+
 Labels are 0/1 for classification tasks or real targets for regression; scores are the model's
 per-sample outputs in holdout order. The holdout digest covers sample ids and labels, not the
 scores, so champion and challenger evaluated on the same holdout carry the same digest.
@@ -37,20 +41,23 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from gates.canonical import sha256_hex, utc_text
+from gates.metrics import metric_value
+from ledger.errors import InputError
+from ledger.identifiers import check_identifier
 from ledger.jsontext import JSONTextError, loads_strict
+from ledger.numbers import bounded_int, finite_float
 
 FORMAT = "mrm-gate-evaluation/1"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """An evaluation that cannot be used; the message names the source and the field."""
 
 
@@ -144,9 +151,15 @@ class _Reader:
         return value
 
     def number(self, value: Any, where: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self.fail(where, f"must be a finite number, got {value!r}")
-        return float(value)
+        return finite_float(value, f"{self.source}: {where}", error=EvaluationError)
+
+    def name(self, value: Any, where: str) -> str:
+        """A slot, version or task name: the one identifier rule (ledger.identifiers)."""
+        return check_identifier(value, f"{self.source}: {where}", error=EvaluationError)
+
+    def metric(self, name: str, value: Any, where: str) -> float:
+        """A metric's value: finite and inside the metric's range (gates.metrics.METRIC_RANGES)."""
+        return metric_value(name, value, f"{self.source}: {where}", error=EvaluationError)
 
     def numbers(self, value: Any, where: str) -> tuple[float, ...]:
         if not isinstance(value, list):
@@ -156,8 +169,13 @@ class _Reader:
     def number_map(self, value: Any, where: str) -> dict[str, float]:
         return {k: self.number(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
 
-    def nested_number_map(self, value: Any, where: str) -> dict[str, dict[str, float]]:
-        return {k: self.number_map(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
+    def metric_map(self, value: Any, where: str) -> dict[str, float]:
+        """{metric name: value}, each value checked against its metric's range."""
+        return {k: self.metric(k, v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
+
+    def task_metric_map(self, value: Any, where: str) -> dict[str, dict[str, float]]:
+        """{task: {metric name: value}}; task names follow the identifier rule."""
+        return {self.name(k, f"{where}.{k}"): self.metric_map(v, f"{where}.{k}") for k, v in self.obj(value, where).items()}
 
 
 def _task_samples(r: _Reader, value: Any, where: str) -> TaskSamples:
@@ -187,6 +205,15 @@ def _timestamp(r: _Reader, value: Any, where: str) -> datetime:
     return ts.astimezone(timezone.utc)
 
 
+def _artifact_path(r: _Reader, value: Any, where: str) -> str:
+    """Relative to --artifacts-root and inside it: the gate hashes the file it names."""
+    text = r.text(value, where)
+    parts = PurePosixPath(text).parts
+    if PurePosixPath(text).is_absolute() or "\\" in text or ".." in parts:
+        r.fail(where, f"must be a relative path inside the artifacts root, without '..', got {text!r}")
+    return text
+
+
 def _lineage(r: _Reader, value: Any) -> Lineage:
     v = r.obj(value, "lineage")
     r.only(v, "lineage", {"artifacts", "data_snapshot_digest", "code_commit", "config_digest", "seed",
@@ -202,10 +229,8 @@ def _lineage(r: _Reader, value: Any) -> Lineage:
         digest = r.text(a["sha256"], f"{where}.sha256").lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             r.fail(f"{where}.sha256", f"must be 64 hex digits, got {a['sha256']!r}")
-        artifacts.append(Artifact(r.text(a["path"], f"{where}.path"), digest))
-    seed = v["seed"]
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        r.fail("lineage.seed", f"must be an integer, got {seed!r}")
+        artifacts.append(Artifact(_artifact_path(r, a["path"], f"{where}.path"), digest))
+    seed = bounded_int(v["seed"], f"{r.source}: lineage.seed", 0, error=EvaluationError)
     return Lineage(
         artifacts=tuple(artifacts),
         data_snapshot_digest=r.text(v["data_snapshot_digest"], "lineage.data_snapshot_digest"),
@@ -225,12 +250,13 @@ def evaluation_from_mapping(data: Any, source: str = "<evaluation>") -> Evaluati
     r.only(d, "", {"format", "slot", "version", "metrics", "holdout", "lineage"}, {"fidelity", "guardrails", "horizons"})
     if d["format"] != FORMAT:
         r.fail("format", f"must be {FORMAT!r}, got {d['format']!r}")
-    metrics = r.nested_number_map(d["metrics"], "metrics")
+    metrics = r.task_metric_map(d["metrics"], "metrics")
     if not metrics:
         r.fail("metrics", "must name at least one task")
     h = r.obj(d["holdout"], "holdout")
     r.only(h, "holdout", {"digest", "tasks"})
-    tasks = {t: _task_samples(r, v, f"holdout.tasks.{t}") for t, v in r.obj(h["tasks"], "holdout.tasks").items()}
+    tasks = {r.name(t, f"holdout.tasks.{t}"): _task_samples(r, v, f"holdout.tasks.{t}")
+             for t, v in r.obj(h["tasks"], "holdout.tasks").items()}
     declared = r.text(h["digest"], "holdout.digest").lower()
     actual = holdout_digest(tasks)
     if declared != actual:
@@ -241,14 +267,14 @@ def evaluation_from_mapping(data: Any, source: str = "<evaluation>") -> Evaluati
     if not isinstance(horizons, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in horizons):
         r.fail("horizons", f"must be a list of names or integers, got {horizons!r}")
     return Evaluation(
-        slot=r.text(d["slot"], "slot"),
-        version=r.text(d["version"], "version"),
+        slot=r.name(d["slot"], "slot"),
+        version=r.name(d["version"], "version"),
         metrics=metrics,
         holdout=tasks,
         holdout_digest=actual,
         lineage=_lineage(r, d["lineage"]),
-        fidelity=r.nested_number_map(d.get("fidelity", {}), "fidelity"),
-        guardrails=r.number_map(d.get("guardrails", {}), "guardrails"),
+        fidelity=r.task_metric_map(d.get("fidelity", {}), "fidelity"),
+        guardrails=r.metric_map(d.get("guardrails", {}), "guardrails"),
         horizons=tuple(str(x) for x in horizons),
     )
 

@@ -12,6 +12,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from ledger.errors import InputError
+from ledger.numbers import finite_float
+
 
 MetricFn = Callable[[np.ndarray, np.ndarray, float], float]
 
@@ -23,7 +26,46 @@ LOWER = "lower"
 _LOG_LOSS_EPS = 1e-15
 
 
+@dataclass(frozen=True)
+class MetricRange:
+    """The values a metric can take at all; a value outside is an input error, not a
+    verdict (an AUC of -0.3 is a broken producer, not a bad model)."""
 
+    what: str  # how the message names it
+    low: float | None = None
+    high: float | None = None
+
+
+UNIT_INTERVAL = (0.0, 1.0)
+NON_NEGATIVE = (0.0, None)
+
+# By name, for evaluation files (metrics, fidelity, guardrails), policies (guardrail bounds,
+# the SLO floor) and recorded outcome values. A name not listed is only required finite,
+# unless its suffix says what it is (see :func:`metric_range`).
+METRIC_RANGES: Mapping[str, MetricRange] = {
+    "auc": MetricRange("AUC", *UNIT_INTERVAL),
+    "accuracy": MetricRange("accuracy", *UNIT_INTERVAL),
+    "brier": MetricRange("the Brier score", *UNIT_INTERVAL),
+    "calibration_error": MetricRange("a calibration error", *UNIT_INTERVAL),
+    "log_loss": MetricRange("log loss", *NON_NEGATIVE),
+    "mae": MetricRange("a mean absolute error", *NON_NEGATIVE),
+    "rmse": MetricRange("a root mean squared error", *NON_NEGATIVE),
+    "kl": MetricRange("a KL divergence", *NON_NEGATIVE),
+    "psi": MetricRange("a PSI", *NON_NEGATIVE),
+    "disparate_impact": MetricRange("a disparate impact ratio", *NON_NEGATIVE),
+    "latency_ms": MetricRange("a latency", *NON_NEGATIVE),
+    "p99_latency_ms": MetricRange("a latency", *NON_NEGATIVE),
+}
+_SUFFIX_RANGES = (("_rate", MetricRange("a rate", *UNIT_INTERVAL)), ("_ms", MetricRange("a duration", *NON_NEGATIVE)))
+
+
+def metric_range(name: str) -> MetricRange | None:
+    """The range of the metric called ``name``: listed, or by suffix (``*_rate`` in [0, 1],
+    ``*_ms`` at least 0); None when nothing is known beyond "a finite number"."""
+    known = METRIC_RANGES.get(name)
+    if known is not None:
+        return known
+    return next((r for suffix, r in _SUFFIX_RANGES if name.endswith(suffix)), None)
 
 
 def scipy_stats():
@@ -101,3 +143,11 @@ KNOWN_METRICS: Mapping[str, MetricSpec] = {
         MetricSpec("rmse", LOWER, rmse, False),
     )
 }
+
+
+def metric_value(name: str, value: object, where: str, *, error: type[Exception] = InputError) -> float:
+    """A value of the metric ``name`` read at ``where``: finite and inside its range."""
+    r = metric_range(name)
+    if r is None:
+        return finite_float(value, where, error=error)
+    return finite_float(value, where, r.low, r.high, what=r.what, error=error)

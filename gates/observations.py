@@ -32,7 +32,9 @@ import pyarrow.compute as pc
 
 from gates.canonical import utc_text
 from gates.ledger_io import LedgerSource, as_snapshot, parse_details
+from gates.metrics import metric_value
 from ledger import Ledger
+from ledger.errors import InputError
 from ledger.read import read_table
 
 OUTCOME, INFERENCE_ERROR = "outcome", "inference_error"
@@ -41,7 +43,7 @@ INFERENCE_COLUMNS = ["seq", "ts", "request_id", "subject_id", "model_version", "
                      "route"]
 
 
-class MonitorInputError(ValueError):
+class MonitorInputError(InputError):
     """Inputs a monitor cannot run on (an empty window, an unknown attribute, ...); nothing written."""
 
 
@@ -84,7 +86,8 @@ def outcome_entry(request_id: str, label: Any = None, *, observed_at: dt.datetim
     if label is not None:
         details["label"] = label
     if values:
-        details["values"] = {str(k): float(v) for k, v in values.items()}
+        details["values"] = {str(k): metric_value(str(k), v, f"request {request_id}: values.{k}", error=MonitorInputError)
+                             for k, v in values.items()}
     if source:
         details["source"] = source
     return {"event_type": OUTCOME, "component": "outcomes", "status": "recorded", "correlation_id": request_id,

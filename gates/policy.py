@@ -2,7 +2,10 @@
 
 Everything here is pure except :func:`load_policy`, the one function that reads a file.
 Validation errors name the file, the key and what is wrong; unknown keys are errors (a typo
-such as ``min_relative_improvment`` must not silently fall back to a default).
+such as ``min_relative_improvment`` must not silently fall back to a default). Numbers are
+finite and in range (``ledger.numbers``; guardrail bounds and the SLO floor inside their
+metric's range, ``gates.metrics.METRIC_RANGES``; integers at most 2^53 - 1, resamples at most
+1,000,000); metric, guardrail and task names follow the identifier rule (``ledger.identifiers``).
 
 TOML layout (every key but ``gate.primary_metric`` and its ``[metrics.*]`` entry is optional)::
 
@@ -30,18 +33,23 @@ TOML layout (every key but ``gate.primary_metric`` and its ``[metrics.*]`` entry
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from gates.canonical import sha256_hex
-from gates.metrics import HIGHER, KNOWN_METRICS, LOWER
+from gates.metrics import HIGHER, KNOWN_METRICS, LOWER, metric_value
 from gates.stats import DELONG, MCNEMAR, OFFLINE_TESTS, PAIRED_BOOTSTRAP, TESTS
+from ledger.errors import InputError
+from ledger.identifiers import check_identifier
+from ledger.numbers import bounded_int, finite_float
+
+# More resamples than this is a typo, not a policy: the gate would run for hours.
+MAX_BOOTSTRAP_RESAMPLES = 1_000_000
 
 
-class PolicyError(ValueError):
+class PolicyError(InputError):
     """A policy that cannot be used; the message names the source, the key and the problem."""
 
 
@@ -173,6 +181,9 @@ class _Section:
     def fail(self, key: str, problem: str) -> None:
         raise PolicyError(f"{self.source}: {key}: {problem}")
 
+    def where(self, name: str) -> str:
+        return f"{self.source}: {self.key(name)}"
+
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if self.path else name
 
@@ -185,24 +196,27 @@ class _Section:
         v = self.raw(name)
         if v is None:
             return default
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            self.fail(self.key(name), f"must be a finite number, got {v!r}")
-        v = float(v)
+        v = finite_float(v, self.where(name), error=PolicyError)
         if lo is not None and (v < lo or (lo_open and v == lo)):
             self.fail(self.key(name), f"must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
         if hi is not None and (v > hi or (hi_open and v == hi)):
             self.fail(self.key(name), f"must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
         return v
 
-    def integer(self, name: str, default: int | None, lo: int) -> int | None:
+    def integer(self, name: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
         v = self.raw(name)
         if v is None:
             return default
-        if isinstance(v, bool) or not isinstance(v, int):
-            self.fail(self.key(name), f"must be an integer, got {v!r}")
-        if v < lo:
-            self.fail(self.key(name), f"must be >= {lo}, got {v}")
-        return int(v)
+        return bounded_int(v, self.where(name), lo, *(() if hi is None else (hi,)), error=PolicyError)
+
+    def metric(self, metric_name: str, name: str) -> float | None:
+        """An optional bound on the metric ``metric_name``: finite and inside its range."""
+        v = self.raw(name)
+        return None if v is None else metric_value(metric_name, v, self.where(name), error=PolicyError)
+
+    def name_key(self, name: str) -> str:
+        """A key of this table that names a metric, task or guardrail: the identifier rule."""
+        return check_identifier(name, self.where(name), error=PolicyError)
 
     def boolean(self, name: str, default: bool) -> bool:
         v = self.raw(name)
@@ -229,6 +243,8 @@ class _Section:
         if not isinstance(v, list) or not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v):
             self.fail(self.key(name), f"must be a list of names, got {v!r}")
         out = tuple(str(x) for x in v)
+        for i, x in enumerate(out):
+            check_identifier(x, f"{self.where(name)}[{i}]", error=PolicyError)
         if len(set(out)) != len(out):
             self.fail(self.key(name), f"has duplicates: {v!r}")
         return out
@@ -237,11 +253,12 @@ class _Section:
         v = self.raw(name)
         if v is None:
             return default
-        ok = isinstance(v, list) and len(v) == 2 and all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
-        if not ok or not v[0] <= must_contain <= v[1]:
+        if not isinstance(v, list) or len(v) != 2:
             self.fail(self.key(name), f"must be [low, high] with low <= {must_contain:g} <= high, got {v!r}")
-        return Bounds(float(v[0]), float(v[1]))
+        low, high = (finite_float(x, f"{self.where(name)}[{i}]", error=PolicyError) for i, x in enumerate(v))
+        if not low <= must_contain <= high:
+            self.fail(self.key(name), f"must be [low, high] with low <= {must_contain:g} <= high, got {v!r}")
+        return Bounds(low, high)
 
     def table(self, name: str) -> "_Section":
         v = self.raw(name)
@@ -282,6 +299,7 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
     primary = gate.string("primary_metric", None)
     if primary is None:
         gate.fail("gate.primary_metric", "is required")
+    check_identifier(primary, gate.where("primary_metric"), error=PolicyError)
     min_rel = gate.number("min_relative_improvement", 0.005, 0.0, 1.0, hi_open=True)
     max_deg = gate.number("max_secondary_degradation", 0.02, 0.0, 1.0, hi_open=True)
     alpha = gate.number("alpha", 0.05, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -291,12 +309,12 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
     gate.finish()
 
     boot = top.table("bootstrap")
-    resamples = boot.integer("resamples", 2000, 1)
+    resamples = boot.integer("resamples", 2000, 1, MAX_BOOTSTRAP_RESAMPLES)
     seed = boot.integer("seed", 0, 0)
     boot.finish()
 
     metrics_sec = top.table("metrics")
-    rules = tuple(_metric_rule(n, metrics_sec.table(n)) for n in sorted(metrics_sec.data))
+    rules = tuple(_metric_rule(metrics_sec.name_key(n), metrics_sec.table(n)) for n in sorted(metrics_sec.data))
     metrics_sec.finish()
     names = {r.name for r in rules}
     if primary not in names:
@@ -311,7 +329,7 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
         measure = fsec.string("measure", "kl")
         default_max = fsec.number("default_max", None, 0.0)
         per = fsec.table("per_task_max")
-        per_task = tuple((t, per.number(t, None, 0.0)) for t in sorted(per.data))
+        per_task = tuple((per.name_key(t), per.number(t, None, 0.0)) for t in sorted(per.data))
         per.finish()
         fsec.finish()
         if default_max is None and not per_task:
@@ -323,8 +341,8 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
     gsec = top.table("guardrails")
     guardrails = []
     for gname in sorted(gsec.data):
-        g = gsec.table(gname)
-        lo, hi = g.number("min", None), g.number("max", None)
+        g = gsec.table(gsec.name_key(gname))
+        lo, hi = g.metric(gname, "min"), g.metric(gname, "max")
         g.finish()
         if lo is None and hi is None:
             g.fail(g.path, "needs min, max or both")
@@ -349,11 +367,12 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
     on.finish()
 
     rb = top.table("rollback")
+    slo_metric = rb.string("slo_metric", None)
     rollback = RollbackRules(
         max_error_rate=rb.number("max_error_rate", 0.02, 0.0, 1.0),  # type: ignore[arg-type]
         max_latency_p99_ratio=rb.number("max_latency_p99_ratio", 2.0, 1.0),  # type: ignore[arg-type]
-        slo_metric=rb.string("slo_metric", None),
-        slo_floor=rb.number("slo_floor", None),
+        slo_metric=slo_metric,
+        slo_floor=rb.metric(slo_metric, "slo_floor") if slo_metric else rb.number("slo_floor", None),
         slo_direction=rb.string("slo_direction", HIGHER, (HIGHER, LOWER)),  # type: ignore[arg-type]
         slo_window=rb.integer("slo_window", 5, 1),
         slo_consecutive=rb.integer("slo_consecutive", 3, 1),
@@ -370,7 +389,7 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
         disparate_impact=mo.bounds_pair("disparate_impact", Bounds(0.8, 1.25), 1.0),
         statistical_parity_difference=mo.bounds_pair("statistical_parity_difference", Bounds(-0.1, 0.1), 0.0),
         equal_opportunity_difference=mo.bounds_pair("equal_opportunity_difference", Bounds(-0.1, 0.1), 0.0),
-        psi_bins=mo.integer("psi_bins", 10, 2),
+        psi_bins=mo.integer("psi_bins", 10, 2, 10_000),
         psi_epsilon=mo.number("psi_epsilon", 1e-4, 0.0, 0.01, lo_open=True),  # type: ignore[arg-type]
         psi_investigate=mo.number("psi_investigate", 0.1, 0.0),  # type: ignore[arg-type]
         psi_act=mo.number("psi_act", 0.25, 0.0),  # type: ignore[arg-type]
@@ -403,8 +422,8 @@ def policy_from_mapping(data: Mapping[str, Any], source: str = "<policy>") -> Po
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise PolicyError(f"{source}: not valid TOML: {e}") from None
+    except ValueError as e:  # TOMLDecodeError, or an integer of more digits than Python converts
+        raise PolicyError(f"{source}: not valid TOML: {str(e).split('; use sys.')[0]}") from None
     return policy_from_mapping(data, source)
 
 

@@ -48,8 +48,17 @@ from gates.online import TrafficMode
 from gates.policy import Policy, policy_from_mapping
 from gates.registry import CANDIDATE, PENDING, RegistryError
 from ledger import Ledger
+from ledger.identifiers import check_identifier
 
 TRAFFIC_OFF = "off"
+
+
+def _check_names(**names: str | None) -> None:
+    """Slot and version names reach file names, URLs and registry keys: each follows the one
+    identifier rule (ledger.identifiers), or IdentifierError (exit 2) before anything is read."""
+    for field, value in names.items():
+        if value is not None:
+            check_identifier(value, field)
 
 
 class _Recorded:
@@ -158,6 +167,7 @@ def register_candidate(ledger: Ledger, *, slot: str | None = None, version: str 
         slot, version = evaluation.slot, evaluation.version
     if not slot or not version:
         raise GateInputError("registration needs a slot and a version (or an evaluation naming them)")
+    _check_names(slot=slot, version=version)
     registration = _registration(slot, version, evaluation, lineage)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
@@ -184,6 +194,7 @@ def run_gate(ledger: Ledger, challenger: Evaluation, policy: Policy, *, champion
     model_promotion entry is written, durable, before anything changes.
     """
     slot, version = challenger.slot, challenger.version
+    _check_names(slot=slot, version=version)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
         production = view.registry.production(slot)
@@ -255,6 +266,7 @@ def decline(ledger: Ledger, *, slot: str, version: str, operator: str, reason: s
 
 
 def _sign_off(ledger: Ledger, slot: str, version: str, operator: str, reason: str, *, approve: bool) -> Recorded:
+    _check_names(slot=slot, version=version)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
         state = view.registry.states(slot).get(version)
@@ -290,6 +302,7 @@ def _approval_valid_days(pending: Mapping[str, Any] | None) -> int | None:
 def force_promote(ledger: Ledger, *, slot: str, version: str, operator: str, reason: str) -> Recorded:
     """The explicit override: any registered version of ``slot`` (e.g. a known-good one in an
     emergency) becomes production, every gate check skipped. Operator and reason required."""
+    _check_names(slot=slot, version=version)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
         state = view.registry.states(slot).get(version)
@@ -309,6 +322,7 @@ def rollback(ledger: Ledger, *, slot: str, reason: str, operator: str | None = N
     (:meth:`gates.registry.Registry.rollback_target`). A manual rollback needs an operator; an
     automatic one (``trigger="auto"``) carries the monitor alert that fired it.
     """
+    _check_names(slot=slot, to_version=to_version)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
         current = view.registry.production(slot)
@@ -337,6 +351,7 @@ def set_traffic(ledger: Ledger, *, slot: str, challenger_version: str, mode: str
     The challenger must be a candidate or pending approval, and the slot must have a champion.
     Traffic to a challenger is not a promotion: only a model_promotion entry changes production.
     """
+    _check_names(slot=slot, challenger_version=challenger_version)
     if not operator or not operator.strip() or not reason or not reason.strip():
         raise GateInputError("a traffic change needs an operator id and a reason")
     share = 0.0

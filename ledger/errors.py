@@ -43,7 +43,13 @@ class LedgerFormatError(LedgerError):
     """The path is not a ledger, or its metadata is unreadable."""
 
 
-class ProofFormatError(LedgerError):
+class InputError(LedgerError, ValueError):
+    """A value read from a command line, a file or a call is not usable (not a number,
+    outside its range, not a valid name). The message says where: the file and the field
+    path, or the option. Exit code 2; nothing was written."""
+
+
+class ProofFormatError(InputError):
     """A proof document (or a checkpoint in one) is not well formed, so it cannot be
     checked: bad JSON, a missing or unknown field, a value of the wrong type, range or
     encoding, a duplicated or out-of-order entry, or a field that contradicts the one it
@@ -54,3 +60,8 @@ class ProofFormatError(LedgerError):
     def __init__(self, message: str, path: str | None = None):
         self.path = path
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class IdentifierError(InputError):
+    """A name that reaches file names, URLs or registry keys (slot, model version, task,
+    policy or metric name) breaks the one identifier rule of :mod:`ledger.identifiers`."""

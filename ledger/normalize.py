@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import rfc8785
 
 from .errors import EntryError
+from .identifiers import IDENTIFIER_PATTERN, identifier_problem
 from .jsontext import JSONTextError, loads_strict
 from .schema import TableSpec
 
@@ -316,12 +317,24 @@ def _negative(column: pa.Array) -> pa.Array:
     return pc.less(column, 0)
 
 
+def _not_identifier(column: pa.Array) -> pa.Array:
+    return pc.or_(pc.invert(pc.match_substring_regex(column, f"^{IDENTIFIER_PATTERN}$")), pc.match_substring(column, ".."))
+
+
+def _identifier_rule(column: str) -> Rule:
+    """Slot and version names reach file names, URLs and registry keys: the one rule of
+    ledger.identifiers, so the ledger itself refuses ``../../x`` (and stays as it was)."""
+    return Rule((column,), identifier_problem, column, _not_identifier)
+
+
 RULES: dict[str, list[Rule]] = {
-    "model_inference": [Rule(("input_digest",), _hex64, "input_digest", _not_hex64), Rule(("latency_ms",), _non_negative, "latency_ms", _negative)],
+    "model_inference": [Rule(("input_digest",), _hex64, "input_digest", _not_hex64), Rule(("latency_ms",), _non_negative, "latency_ms", _negative),
+                        _identifier_rule("model_slot"), _identifier_rule("model_version")],
     "data_access": [Rule(("row_count",), _non_negative, "row_count", _negative)],
     "dimension_change": [Rule(("new_dimension",), _non_negative, "new_dimension", _negative)],
     "guardrail": [Rule(("verdict", "reason"), _reason_unless_pass, "reason")],
-    "model_promotion": [Rule(("trigger", "operator"), _operator_if_manual, "operator")],
+    "model_promotion": [Rule(("trigger", "operator"), _operator_if_manual, "operator"), _identifier_rule("slot"),
+                        _identifier_rule("challenger_version"), _identifier_rule("champion_version")],
 }
 
 

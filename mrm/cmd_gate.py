@@ -38,6 +38,7 @@ from gates.promotion import (
 )
 from gates.replay_check import check_replay
 from ledger import Ledger
+from ledger.identifiers import identifier_problem
 
 from .cli import EXIT_INTEGRITY, EXIT_USAGE, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring, usage_errors
 
@@ -45,7 +46,23 @@ existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=
 actor_option = click.option("--actor", help="Who writes the entry (default: $MRM_ACTOR or user@host).")
 operator_option = click.option("--operator", required=True, help="Id of the accountable person (recorded).")
 reason_option = click.option("--reason", required=True, help="Why (recorded verbatim in the entry).")
-slot_option = click.option("--slot", required=True, help="Deployment slot, e.g. credit_pd.")
+NAME_RULE = 'a name: see README "Names"'
+
+
+def name_option(*decls: str, **attrs: Any) -> Callable:
+    """An option naming a slot or a model version: refused at parsing (exit 2) unless it
+    follows the one identifier rule (ledger.identifiers, README "Names")."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        problem = None if value is None else identifier_problem(value)
+        if problem:
+            raise click.BadParameter(problem)
+        return value
+
+    return click.option(*decls, callback=check, **attrs)
+
+
+slot_option = name_option("--slot", required=True, help=f"Deployment slot, e.g. credit_pd ({NAME_RULE}).")
 manifest_option = click.option(
     "--manifest", "manifest_out", type=click.Path(dir_okay=False),
     help="After the entry is durable, rewrite this serving manifest (JSON) from the ledger.")
@@ -272,7 +289,7 @@ def _sign_off_command(name: str, approve: bool) -> click.Command:
     """)
     @existing_ledger
     @slot_option
-    @click.option("--version", required=True, help="The pending_approval version.")
+    @name_option("--version", required=True, help=f"The pending_approval version ({NAME_RULE}).")
     @operator_option
     @reason_option
     @manifest_option
@@ -297,7 +314,7 @@ decline = _sign_off_command("decline", False)
 @click.command()
 @existing_ledger
 @click.option("--force", is_flag=True, help="Required: this is the operator override, not the gate.")
-@click.option("--version", required=True, help="Any registered version of the slot, e.g. a known-good one.")
+@name_option("--version", required=True, help=f"Any registered version of the slot, e.g. a known-good one ({NAME_RULE}).")
 @slot_option
 @operator_option
 @reason_option
@@ -330,7 +347,7 @@ def promote(path: str, force: bool, version: str, slot: str, operator: str, reas
 @click.command()
 @existing_ledger
 @slot_option
-@click.option("--to-version", help="Target (default: the most recent archived former production version).")
+@name_option("--to-version", help="Target (default: the most recent archived former production version).")
 @operator_option
 @reason_option
 @manifest_option
@@ -474,8 +491,8 @@ def registry_manifest(path: str, out: str | None, as_json: bool) -> None:
 @registry.command("register")
 @existing_ledger
 @click.argument("evaluation", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option("--slot", help="Slot (when no EVALUATION file names it).")
-@click.option("--version", help="Version (when no EVALUATION file names it).")
+@name_option("--slot", help=f"Slot (when no EVALUATION file names it; {NAME_RULE}).")
+@name_option("--version", help=f"Version (when no EVALUATION file names it; {NAME_RULE}).")
 @keyring_option
 @actor_option
 @json_option
@@ -505,7 +522,7 @@ def registry_register(path: str, evaluation: str | None, slot: str | None, versi
 @registry.command("traffic")
 @existing_ledger
 @slot_option
-@click.option("--challenger", "challenger_version", required=True, help="Candidate or pending version.")
+@name_option("--challenger", "challenger_version", required=True, help="Candidate or pending version.")
 @click.option("--mode", required=True, type=click.Choice([m.value for m in TrafficMode] + [TRAFFIC_OFF]),
               help="shadow (scores unseen), canary_5/10/20, ab_50, or off.")
 @click.option("--experiment", help="Salt of the routing hash (default: SLOT/VERSION).")

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from gates.metrics import metric_value
 from gates.monitoring import (
     BASES,
     SERVED,
@@ -36,6 +36,9 @@ from gates.monitoring import (
 from gates.observations import MonitorInputError, Window, record_outcomes
 from gates.policy import load_policy
 from ledger import Ledger
+from ledger.errors import InputError
+from ledger.jsontext import JSONTextError, loads_strict
+from ledger.numbers import parse_float_text
 
 from .cli import UsageFailure, emit_json, json_option, keyring_option, resolve_keyring, usage_errors
 from .cmd_gate import (
@@ -44,6 +47,7 @@ from .cmd_gate import (
     existing_ledger,
     handle_gate_errors,
     manifest_option,
+    name_option,
     parse_utc,
     rewrite_manifest,
     slot_option,
@@ -53,11 +57,33 @@ policy_option = click.option("--policy", "policy_file", required=True, type=clic
                              help="Policy TOML: its [monitors], [online] and [rollback] sections apply.")
 since_option = click.option("--since", help="Window start, inclusive (ISO 8601 with a zone).")
 until_option = click.option("--until", help="Window end, exclusive (ISO 8601 with a zone).")
-version_option = click.option("--version", help="Model version (default: production at the end of the window).")
+version_option = name_option("--version", help="Model version (default: production at the end of the window).")
 record_option = click.option("--record", is_flag=True,
                              help="Write the run and its alerts into the ledger (needs the key). Without it the "
                                   "monitor only reads and prints.")
 NOT_RECORDED = "not recorded: run with --record to write it"
+MAX_PERIOD_HOURS = 24 * 366 * 10  # an SLO period longer than ten years is a typo
+
+
+class FiniteFloat(click.ParamType):
+    """A float option checked where it is parsed: finite (click's FloatRange lets nan, inf
+    and 1e400 through) and inside [low, high], the low end open when ``low_open``."""
+
+    name = "float"
+
+    def __init__(self, low: float, high: float, *, low_open: bool = False):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            number = parse_float_text(value, "value", self.low, self.high)
+        except InputError as e:
+            self.fail(str(e).removeprefix("value: "), param, ctx)
+        if self.low_open and number == self.low:
+            self.fail(f"must be > {self.low:g}, got {value!r}", param, ctx)
+        return number
 
 
 def handle_monitor_errors(fn: Callable) -> Callable:
@@ -104,11 +130,14 @@ def _read_outcome_file(file: str) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UsageFailure(f"{p}:{n}: not valid JSON ({e.msg})") from None
+                obj = loads_strict(line)  # NaN, Infinity and duplicate keys refused
+            except JSONTextError as e:
+                raise UsageFailure(f"{p}:{n}: {e}") from None
             if not isinstance(obj, dict):
                 raise UsageFailure(f"{p}:{n}: each line must be a JSON object")
+            values = obj.get("values")
+            if isinstance(values, dict):
+                obj["values"] = {k: metric_value(k, v, f"{p}:{n}: values.{k}") for k, v in values.items()}
             rows.append(obj)
     elif p.suffix.lower() == ".csv":
         with p.open(newline="", encoding="utf-8") as f:
@@ -119,10 +148,9 @@ def _read_outcome_file(file: str) -> list[dict[str, Any]]:
                 values = {}
                 for k, v in r.items():
                     if k and k.startswith("value:") and v not in (None, ""):
-                        try:
-                            values[k[len("value:"):]] = float(v)
-                        except ValueError:
-                            raise UsageFailure(f"{p}:{n}: column {k}: {v!r} is not a number") from None
+                        metric = k[len("value:"):]
+                        number = parse_float_text(v, f"{p}:{n}: column {k}")
+                        values[metric] = metric_value(metric, number, f"{p}:{n}: column {k}")
                 rows.append({"request_id": r["request_id"], "label": r.get("label") or None,
                              "observed_at": r.get("observed_at") or None, "values": values})
     else:
@@ -252,8 +280,9 @@ def monitor_drift(path: str, slot: str, policy_file: str, baseline_since: str, b
 @policy_option
 @since_option
 @until_option
-@click.option("--period-hours", default=24.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Length of one SLO period.")
+@click.option("--period-hours", default=24.0, show_default=True,
+              type=FiniteFloat(0.0, MAX_PERIOD_HOURS, low_open=True),
+              help=f"Length of one SLO period, in hours (more than 0, at most {MAX_PERIOD_HOURS:,}).")
 @record_option
 @manifest_option
 @keyring_option
@@ -308,8 +337,8 @@ def monitor_serving(path: str, slot: str, policy_file: str, since: str | None, u
 @existing_ledger
 @slot_option
 @policy_option
-@click.option("--challenger", "challenger_version", help="Default: the challenger taking traffic in the slot.")
-@click.option("--champion", "champion_version", help="Default: the production version.")
+@name_option("--challenger", "challenger_version", help="Default: the challenger taking traffic in the slot.")
+@name_option("--champion", "champion_version", help="Default: the production version.")
 @click.option("--metric", "metrics", multiple=True, help="An online (welch) metric of the policy; repeatable.")
 @since_option
 @until_option

@@ -89,7 +89,8 @@ def _inside(path: Path, root: Path) -> bool:
 @click.argument("query", required=False)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result to this file (outside the ledger) instead of stdout.")
-@click.option("--export-dir", type=click.Path(exists=True, file_okay=False), help="A directory outside the ledger where COPY ... TO may write.")
+@click.option("--export-dir", type=click.Path(exists=True, file_okay=False),
+              help="A directory outside the ledger where COPY ... TO may write (and DuckDB spills); without it no COPY runs.")
 @click.option("--max-rows", type=click.IntRange(1), default=1000, show_default=True, help="Rows shown in table format.")
 @verify_option
 @keyring_option
@@ -109,8 +110,10 @@ def sql(
     guardrail_interventions(), entry(seq). `.tables` in the shell lists them.
 
     Only reads run: SELECT (DESCRIBE, SHOW, SUMMARIZE), EXPLAIN, and COPY ... TO a file under
-    --export-dir. The ledger's files cannot be changed from here. Without --verify the output
-    says the data was not verified in this run. QUERY "-" reads the SQL from stdin.
+    --export-dir; without --export-dir no COPY runs and no file is written, in the shell too
+    (with it, DuckDB also spills into a private subdirectory of it, removed on exit). The
+    ledger's files cannot be changed from here. Without --verify the output says the data was
+    not verified in this run. QUERY "-" reads the SQL from stdin.
 
     \b
     Examples:

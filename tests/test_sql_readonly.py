@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -135,8 +136,10 @@ def test_duckdb_itself_refuses_writes_into_the_ledger(setup, sql_index):
         private_tmp = s._tmp
     assert fingerprint(ledger) == before, sql
     assert settings["enable_external_access"] == "false" and settings["lock_configuration"] == "true"
-    # DuckDB adds its own spill directory (private, outside the ledger, removed on close)
-    assert settings["allowed_directories"] == f"[{private_tmp}/, {export.resolve()}/]" and settings["allowed_paths"] == "[]"
+    # DuckDB adds its own spill directory: a private part of the export dir, removed on close
+    allowed = sorted(d.strip() for d in settings["allowed_directories"].strip("[]").split(","))
+    assert allowed == sorted([f"{private_tmp}/", f"{export.resolve()}/"]) and settings["allowed_paths"] == "[]"
+    assert Path(private_tmp).parent == export.resolve()
     assert sorted(p.name for p in ledger.iterdir()) == sorted(before_names(before))
 
 
@@ -146,9 +149,77 @@ def before_names(fp: dict[str, str]) -> set[str]:
 
 def test_without_an_export_dir_no_file_can_be_written_at_all(known, tmp_path):  # noqa: F811
     with LedgerSQL.open(known[0]) as s:
-        with pytest.raises(QueryError, match="--export-dir"):
+        with pytest.raises(QueryRefused, match="--export-dir"):
             s.run(s.statements(f"COPY (SELECT 1) TO '{tmp_path}/x.csv'")[0])
     assert not (tmp_path / "x.csv").exists()
+
+
+def spill_attacks(spill: Path, export: Path | None = None) -> list[str]:
+    """Writes aimed at DuckDB's own spill directory, which DuckDB always allows."""
+    out = [f"COPY (SELECT 1 AS a) TO '{spill}/x.csv'",
+           f"COPY (SELECT 1 AS a, 2 AS b) TO '{spill}/p' (FORMAT csv, PARTITION_BY (a))"]
+    if export is not None:  # through an option, from inside the export directory
+        up = os.path.relpath(spill, export / "p")
+        out.append(f"COPY (SELECT 1 AS a, 2 AS b) TO '{export}/p' (FORMAT csv, PARTITION_BY (a), "
+                   f"FILE_EXTENSION 'csv/../../{up}/y')")
+    return out
+
+
+def test_duckdbs_spill_directory_is_no_way_around_the_export_dir(known, tmp_path):  # noqa: F811
+    """DuckDB adds its temp_directory to allowed_directories; without --export-dir no COPY
+    runs, so SQL cannot write there either (once it could, contrary to the documentation)."""
+    before = fingerprint(known[0])
+    with LedgerSQL.open(known[0]) as s:
+        spill = Path(s._tmp)
+        for sql in spill_attacks(spill):
+            with pytest.raises(QueryRefused, match="writes none without --export-dir"):
+                for statement in s.statements(sql):
+                    s.run(statement)
+        assert list(spill.iterdir()) == []
+    assert fingerprint(known[0]) == before
+
+
+def test_with_an_export_dir_duckdb_spills_inside_it_and_writes_nowhere_else(known, tmp_path):  # noqa: F811
+    export = tmp_path / "exports"
+    export.mkdir()
+    outside = Path(tempfile.mkdtemp(prefix="mrm-outside-", dir=tmp_path))
+    before = fingerprint(known[0])
+    with LedgerSQL.open(known[0], export_dir=export) as s:
+        allowed = s.con.execute("SELECT value FROM duckdb_settings() WHERE name = 'allowed_directories'").fetchall()[0][0]
+        assert all(Path(d.strip()).is_relative_to(export.resolve()) for d in allowed.strip("[]").split(","))
+        assert Path(s._tmp).parent == export.resolve()  # the spill directory is a private part of it
+        for sql in spill_attacks(outside, export):
+            with pytest.raises(QueryError):
+                for statement in s.statements(sql):
+                    s.run(statement)
+        s.run(s.statements(f"COPY (SELECT 1 AS a) TO '{export}/ok.csv'")[0])  # exports still work
+    assert list(outside.iterdir()) == []
+    assert sorted(p.name for p in export.iterdir()) == ["ok.csv"]  # the spill directory is gone
+    assert fingerprint(known[0]) == before
+
+
+@pytest.mark.parametrize("how", ["shell", "one-shot query"])
+def test_mrm_sql_refuses_copy_into_the_spill_directory_without_an_export_dir(known, tmp_path, monkeypatch, how):  # noqa: F811
+    from click.testing import CliRunner
+
+    from mrm.cli import main
+
+    spill = tmp_path / "duckdb-spill"
+
+    def fixed_mkdtemp(prefix=None, dir=None, suffix=None):
+        spill.mkdir()
+        return str(spill)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", fixed_mkdtemp)  # so the attack knows where DuckDB spills
+    before = fingerprint(known[0])
+    sql = f"COPY (SELECT 42 AS answer) TO '{spill}/x.csv'"
+    args = ["sql", str(known[0])] + ([sql] if how == "one-shot query" else [])
+    result = CliRunner().invoke(main, args, input=sql + ";\n" if how == "shell" else None,
+                                env={"MRM_KEYRING": "", "MRM_HMAC_KEY": "", "MRM_SQL_HISTORY": ""})
+    assert result.exit_code == 2, result.output
+    assert "writes none without --export-dir DIR" in result.output
+    assert not (spill / "x.csv").exists()
+    assert fingerprint(known[0]) == before
 
 
 def test_python_variables_are_not_reachable(known):  # noqa: F811

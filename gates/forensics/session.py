@@ -8,14 +8,19 @@ Why nothing run here can change the ledger, in three independent layers:
    ``read_csv`` and friends can reach no file at all, except under ``--export-dir`` (checked
    to lie outside the ledger and to hold no link into it). DuckDB's ``allowed_paths`` is not
    used for the ledger's files: it allows *writing* them too (``COPY ... TO`` an allowed path
-   with ``USE_TMP_FILE false`` overwrites it).
+   with ``USE_TMP_FILE false`` overwrites it). DuckDB always lets SQL write its own spill
+   directory as well (it adds ``temp_directory`` to ``allowed_directories``, and a path in a
+   COPY option or in the data of a ``PARTITION_BY`` column can lead there), so with
+   ``--export-dir`` the session spills into a private subdirectory of it (removed on close),
+   and without one no ``COPY`` runs at all (layer 3).
 2. The configuration is locked (``lock_configuration = true``) after the session is set up:
    ``SET``, ``RESET`` and ``PRAGMA`` cannot undo the above; extension installing and loading,
    autoloading, community extensions, persistent secrets and Python replacement scans are off,
    and DuckDB spills to a private temporary directory, never the working directory.
 3. Each statement is classified by DuckDB's own parser before it runs; only SELECT (including
-   DESCRIBE, SHOW, SUMMARIZE), EXPLAIN and COPY ... TO are accepted. ATTACH, CREATE, INSERT,
-   SET, PRAGMA, LOAD, INSTALL, EXPORT, CALL and every other kind are refused with a message.
+   DESCRIBE, SHOW, SUMMARIZE), EXPLAIN and, with an export directory, COPY ... TO are
+   accepted. ATTACH, CREATE, INSERT, SET, PRAGMA, LOAD, INSTALL, EXPORT, CALL and every other
+   kind are refused with a message.
 
 The database itself is in memory and private to the session; the only state is the views.
 """
@@ -66,7 +71,9 @@ class LedgerSQL:
     ):
         self.source = source
         self.export_dir = checked_export_dir(export_dir, source) if export_dir is not None else None
-        self._tmp = private_temp_dir(source.root, "mrm-sql-")
+        # SQL can write wherever DuckDB spills (layer 1): inside the export directory, or,
+        # without one, a private directory that no statement reaches (no COPY runs then).
+        self._tmp = private_temp_dir(source.root, ".mrm-spill-" if self.export_dir else "mrm-sql-", self.export_dir)
         self.con = duckdb.connect(":memory:", config={"threads": threads or max(1, min(os.cpu_count() or 1, 4))})
         try:
             self._load()
@@ -137,6 +144,9 @@ class LedgerSQL:
             kind = {ST.SELECT: "query", ST.EXPLAIN: "explain", ST.COPY: "copy"}[st.type]
             if kind == "copy" and _is_copy_from(st.query):
                 raise QueryRefused(f"COPY ... FROM is refused: {_REFUSED_HINT}. Refused: {_excerpt(st.query)}")
+            if kind == "copy" and self.export_dir is None:
+                raise QueryRefused("COPY ... TO writes a file, and mrm sql writes none without --export-dir DIR "
+                                   f"(a directory outside the ledger). Refused: {_excerpt(st.query)}")
             out.append(Statement(st.query.strip().rstrip(";").strip(), kind))
         return out
 

@@ -127,11 +127,11 @@ def _head_mac(records: tuple[SegmentRecord, ...], unsealed: dict[str, pa.Table],
     return None
 
 
-def private_temp_dir(ledger_root: Path, prefix: str) -> str:
-    """A fresh directory for DuckDB to spill to. DuckDB lets SQL write there too (it is
-    added to allowed_directories), so it must not be inside the ledger, whatever TMPDIR says;
-    that is checked before anything is created."""
-    base = Path(os.path.realpath(tempfile.gettempdir()))
+def private_temp_dir(ledger_root: Path, prefix: str, inside: Path | None = None) -> str:
+    """A fresh directory for DuckDB to spill to, under ``inside`` or else TMPDIR. DuckDB lets
+    SQL write there too (it is added to allowed_directories), so it must not be inside the
+    ledger, whatever TMPDIR says; that is checked before anything is created."""
+    base = Path(os.path.realpath(inside if inside is not None else tempfile.gettempdir()))
     if base == ledger_root or ledger_root in base.parents:
         raise ForensicsError(f"the temporary directory {base} (TMPDIR) is inside the ledger; point TMPDIR elsewhere")
     return str(Path(tempfile.mkdtemp(prefix=prefix, dir=base)))

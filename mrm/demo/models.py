@@ -329,10 +329,12 @@ def auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
 
 def bernoulli_kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Elementwise KL(Bernoulli(p) || Bernoulli(q)) in nats."""
+    """Elementwise KL(Bernoulli(p) || Bernoulli(q)) in nats. Never below 0: where p and q
+    (almost) agree, rounding can leave -1e-17, which an evaluation file must not carry (a
+    KL divergence below 0 is refused as input)."""
     p = np.clip(p, _EPS, 1 - _EPS)
     q = np.clip(q, _EPS, 1 - _EPS)
-    return p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q))
+    return np.maximum(p * np.log(p / q) + (1 - p) * np.log((1 - p) / (1 - q)), 0.0)
 
 
 @dataclass(frozen=True, eq=False)
