@@ -590,8 +590,11 @@ def _method_blocks(h: SlotHistory) -> list[Block]:
         Paragraph(
             "The override analysis takes, for each decision a person made, the latest gate verdict (promote, reject, "
             "pending approval, bootstrap) on the same version in the same slot before it, including verdicts before the "
-            "report period. What the gate would have said about a version it never evaluated is not known and is reported "
-            "as such; this document does not re-run the gate."),
+            "report period, and its age; a verdict older than the approval_valid_days of the policy it recorded, or one "
+            "after which another version held production, is reported as no longer current. What the gate would have "
+            "said about a version it never evaluated is not known and is reported as such; this document does not re-run "
+            "the gate. A review is an override_review entry whose reviews_seq names the decision; what followed is read "
+            "from the slot's policy_change entries and its next promotion decision."),
         Paragraph(
             "Monitoring values are those the monitors recorded. Disparate impact is the favourable-outcome rate of the "
             "unprivileged group over that of the privileged group; its band is read from each run's recorded bounds. "
