@@ -47,7 +47,7 @@ from gates.ledger_io import (
 )
 from gates.links import monitor_alert, review_entry, reviewed_override
 from gates.online import TrafficMode
-from gates.policy import Policy, policy_from_mapping
+from gates.policy import Policy, PolicyError, policy_from_mapping
 from gates.registry import CANDIDATE, PENDING, RegistryError
 from ledger import Ledger
 
@@ -324,7 +324,10 @@ def _skipped_checks(view: RegistryView, slot: str, production: str | None) -> tu
         rec = parse_details(e["details"]).get("replay") or {}
         if rec.get("kind") != "gate" or not isinstance(rec.get("policy"), Mapping):
             continue
-        policy = policy_from_mapping(rec["policy"], f"seq {e['seq']} recorded policy")
+        try:
+            policy = policy_from_mapping(rec["policy"], f"seq {e['seq']} recorded policy")
+        except PolicyError:
+            continue  # an unreadable record must not block an emergency override; replay reports it
         champion = recorded_evaluation(view, slot, production) if production else None
         tasks = champion.tasks if champion is not None else _recorded_tasks(rec)
         return ladder_checks(policy, tasks), e["seq"]
