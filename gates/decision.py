@@ -38,7 +38,7 @@ change is used (a relative change is undefined) and the check's detail says so.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -49,7 +49,10 @@ from gates.metrics import HIGHER, KNOWN_METRICS, correct
 from gates.policy import MetricRule, Policy, policy_digest, policy_from_mapping, policy_to_dict
 from gates.stats import DELONG, MCNEMAR, InsufficientSample, TestResult, delong_test, holm, mcnemar_exact, paired_bootstrap
 
-GATE_FORMAT = 1
+# The shape of a model_promotion entry's details. 2 added evaluated, skipped_checks,
+# skipped_checks_from_seq and responds_to_seq (gates/details.py lists every field); replay
+# writes an entry in the format it was recorded in, so format-1 entries still match.
+GATE_FORMAT = 2
 # Reported metrics must equal what the holdout predictions give, to this absolute tolerance.
 METRIC_TOLERANCE = 1e-6
 
@@ -136,6 +139,9 @@ class Decision:
     tests: tuple[TestResult, ...] = ()
     thresholds: Mapping[str, float] = field(default_factory=dict)
     replay_inputs: Mapping[str, Any] = field(default_factory=dict)
+    # details keys added by GATE_FORMAT 2 (evaluated, skipped_checks, responds_to_seq, ...)
+    linked: Mapping[str, Any] = field(default_factory=dict)
+    gate_format: int = GATE_FORMAT
 
     @property
     def failing_checks(self) -> tuple[CheckResult, ...]:
@@ -155,6 +161,9 @@ class Decision:
             replay_inputs["challenger"] = None
             replay_inputs["champion"] = None
         replay_inputs = _plain(replay_inputs)
+        if self.gate_format < 2:  # format 1 recorded neither the links nor their replay inputs
+            replay_inputs = {k: v for k, v in replay_inputs.items() if k not in FORMAT_2_REPLAY_KEYS}
+        linked = _plain(dict(self.linked)) if self.gate_format >= 2 else {}
         return {
             "slot": self.slot,
             "champion_version": self.champion_version,
@@ -167,13 +176,57 @@ class Decision:
             "significance": [vars(r).copy() for r in self.significance],
             "thresholds": dict(self.thresholds),
             "details": {
-                "gate_format": GATE_FORMAT,
+                "gate_format": self.gate_format,
                 "stage": self.stage,
                 "checks": [vars(c).copy() for c in self.checks],
                 "tests": [t.to_dict() for t in self.tests],
                 "replay": replay_inputs,
+                **linked,
             },
         }
+
+
+# Replay inputs that GATE_FORMAT 2 added (absent from a format-1 entry's details.replay).
+FORMAT_2_REPLAY_KEYS = ("responds_to_seq", "skipped_checks", "skipped_checks_from_seq")
+
+
+def evaluated(challenger: Evaluation, champion: Evaluation | None) -> dict[str, Any]:
+    """``details.evaluated``: what the gate compared, side by side, small enough to read in SQL
+    (the evaluations themselves, per-sample arrays included, are under ``details.replay``)."""
+    def side(e: Evaluation | None) -> dict[str, Any] | None:
+        if e is None:
+            return None
+        return {"version": e.version, "holdout_digest": e.holdout_digest,
+                "feature_schema_digest": e.lineage.feature_schema_digest,
+                "metrics": {t: dict(m) for t, m in sorted(e.metrics.items())}}
+    return {"challenger": side(challenger), "champion": side(champion),
+            "same_holdout": champion is not None and champion.holdout_digest == challenger.holdout_digest}
+
+
+# The ladder's steps after force-promote, named when no recorded policy says which checks they run.
+LADDER_STEPS = ("fidelity", "functional", "competition")
+
+
+def ladder_checks(policy: Policy | None, tasks: Sequence[str]) -> tuple[str, ...]:
+    """The names of the checks the ladder runs under ``policy`` against a champion with
+    ``tasks``, in the order it runs them (fidelity floor, functional, competition and
+    guardrails): what a force-promote skips. Without a policy, the ladder's steps."""
+    if policy is None:
+        return LADDER_STEPS
+    names = [f"fidelity:{t}" for t in tasks if policy.fidelity is not None and policy.fidelity.max_for(t) is not None]
+    rules = policy.functional
+    names.append("tasks_present")
+    if rules.required_horizons:
+        names.append("horizons_present")
+    names.append("artifact_digests")
+    if rules.thresholds_in_unit_interval:
+        names.append("thresholds_in_unit_interval")
+    if rules.training_data_not_older:
+        names.append("training_data_not_older")
+    names += ["feature_schema", "sample_size", "primary_improvement", "primary_significance"]
+    names += [f"degradation:{t}/{r.name}" for t in tasks for r in policy.offline_metrics]
+    names += [f"guardrail:{name}" for name, _ in policy.guardrails]
+    return tuple(names)
 
 
 def _plain(value: Any) -> Any:
@@ -277,6 +330,7 @@ def decide(inputs: GateInputs) -> Decision:
         trigger=inputs.trigger,
         operator=inputs.operator,
         replay_inputs=_replay_inputs(inputs),
+        linked={"evaluated": evaluated(chal, champ)},
     )
 
     if inputs.force_promote:
@@ -567,33 +621,43 @@ def decide_approval(slot: str, version: str, champion_version: str | None, *, ap
 
 
 def decide_force_promote(slot: str, version: str, champion_version: str | None, *, operator: str,
-                         reason: str) -> Decision:
+                         reason: str, skipped_checks: Sequence[str] = LADDER_STEPS,
+                         skipped_checks_from_seq: int | None = None,
+                         responds_to_seq: int | None = None) -> Decision:
     """An operator's explicit override: put ``version`` (any registered version, e.g. a known-good
     one in an emergency) into production, every gate check skipped.
 
     The same outcome as ``decide(GateInputs(..., force_promote=True))`` without needing the
     version's evaluation: an override does not look at evaluations, so it must not depend on
     having one at hand. The entry says who overrode and why; the committee reviews it later.
+
+    ``skipped_checks`` names the checks the ladder would have run (:func:`ladder_checks` of the
+    policy the gate entry at ``skipped_checks_from_seq`` recorded); ``responds_to_seq`` is the
+    monitor_alert entry the override answers, if any (checked by :mod:`gates.links`).
     """
     operator, reason = _require_operator(operator, reason, "force-promote")
     if version == champion_version:
         raise GateInputError(f"{version} is already production in slot {slot}")
+    skipped = [str(c) for c in skipped_checks]
+    links = {"skipped_checks": skipped, "skipped_checks_from_seq": skipped_checks_from_seq,
+             "responds_to_seq": responds_to_seq}
     replay = {"kind": "force_promote", "slot": slot, "version": version, "champion_version": champion_version,
-              "operator": operator, "reason": reason}
+              "operator": operator, "reason": reason, **links}
     check = CheckResult("force_promote", True, f"operator {operator}: {reason}")
     return Decision(FORCE_PROMOTE, slot, champion_version, version, MANUAL, operator,
                     f"force-promote by {operator}: {reason}; every other check skipped", stage="force_promote",
-                    checks=(check,), replay_inputs=replay)
+                    checks=(check,), replay_inputs=replay, linked=links)
 
 
 def decide_rollback(slot: str, current_version: str, target_version: str, previous_production: Sequence[str], *,
                     reason: str, operator: str | None = None, trigger: str = MANUAL,
-                    alert: Mapping[str, Any] | None = None) -> Decision:
+                    alert: Mapping[str, Any] | None = None, responds_to_seq: int | None = None) -> Decision:
     """Put a version that was production before back into production.
 
     ``previous_production`` lists the versions that held production in this slot before (from
     :mod:`gates.registry`); a rollback to any other version is refused. An automatic rollback
-    (``trigger = "auto"``, from a monitor) carries the alert record that fired it.
+    (``trigger = "auto"``, from a monitor) carries the alert record that fired it;
+    ``responds_to_seq`` is the monitor_alert entry the rollback answers, if any.
     """
     if trigger not in (AUTO, MANUAL):
         raise GateInputError(f"trigger must be auto or manual, got {trigger!r}")
@@ -610,12 +674,14 @@ def decide_rollback(slot: str, current_version: str, target_version: str, previo
                              f"(previous production versions: {', '.join(previous_production) or 'none'})")
     replay = {"kind": "rollback", "slot": slot, "current_version": current_version, "target_version": target_version,
               "previous_production": list(previous_production), "reason": reason, "operator": operator,
-              "trigger": trigger, "alert": _plain(alert) if alert is not None else None}
+              "trigger": trigger, "alert": _plain(alert) if alert is not None else None,
+              "responds_to_seq": responds_to_seq}
     check = CheckResult("target_was_production", True, f"{target_version} was production in slot {slot} before")
     who = f" by {operator}" if operator else " by the monitor"
     return Decision(ROLLBACK, slot, current_version, target_version, trigger, operator,
                     f"rollback of slot {slot} from {current_version} to {target_version}{who}: {reason}",
-                    stage="rollback", checks=(check,), replay_inputs=replay)
+                    stage="rollback", checks=(check,), replay_inputs=replay,
+                    linked={"responds_to_seq": responds_to_seq})
 
 
 # --- replay -------------------------------------------------------------------------------
@@ -675,6 +741,13 @@ def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -
     rec = details.get("replay") if "replay" in details else None
     if not isinstance(rec, Mapping):
         raise ReplayError("details carry no replay inputs")
+    gate_format = details.get("gate_format", 1)
+    if gate_format not in (1, GATE_FORMAT):
+        raise ReplayError(f"unknown gate_format {gate_format!r}")
+    return replace(_replay(rec, evaluations), gate_format=gate_format)
+
+
+def _replay(rec: Mapping[str, Any], evaluations: Sequence[Evaluation]) -> Decision:
     kind = rec.get("kind")
     if kind == "approval":
         window = {}
@@ -685,11 +758,14 @@ def replay(details: Mapping[str, Any], evaluations: Sequence[Evaluation] = ()) -
                                operator=rec["operator"], reason=rec["reason"], requested_by=rec.get("requested_by", ()),
                                **window)
     if kind == "force_promote":
+        skipped = {"skipped_checks": rec["skipped_checks"]} if "skipped_checks" in rec else {}
         return decide_force_promote(rec["slot"], rec["version"], rec["champion_version"], operator=rec["operator"],
-                                    reason=rec["reason"])
+                                    reason=rec["reason"], skipped_checks_from_seq=rec.get("skipped_checks_from_seq"),
+                                    responds_to_seq=rec.get("responds_to_seq"), **skipped)
     if kind == "rollback":
         return decide_rollback(rec["slot"], rec["current_version"], rec["target_version"], rec["previous_production"],
-                               reason=rec["reason"], operator=rec["operator"], trigger=rec["trigger"], alert=rec["alert"])
+                               reason=rec["reason"], operator=rec["operator"], trigger=rec["trigger"], alert=rec["alert"],
+                               responds_to_seq=rec.get("responds_to_seq"))
     if kind != "gate":
         raise ReplayError(f"unknown replay kind {kind!r}")
     policy = policy_from_mapping(rec["policy"], "recorded policy")

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from gates.alerts import ROLLBACK, Alert
 from gates.ledger_io import LedgerSource, TransitionRefused, as_snapshot, load_registry
+from gates.links import MONITOR_ALERT
 from gates.monitors import (
     POINT_ESTIMATE,
     DriftResult,
@@ -59,7 +60,7 @@ from gates.stats import WELCH
 from ledger import Ledger
 from ledger.read import LedgerSnapshot
 
-MONITOR_ALERT, MONITOR_RUN, ONLINE_EVALUATION = "monitor_alert", "monitor_run", "online_evaluation"
+MONITOR_RUN, ONLINE_EVALUATION = "monitor_run", "online_evaluation"
 SERVED_ROUTES = ("champion", "challenger")  # plus null: what a customer actually received
 # Which decision a fairness run judges: what the customer was served, or what the model proposed.
 SERVED, PROPOSED = "served", "proposed"
@@ -237,7 +238,8 @@ def act_on_serving(ledger: Ledger, report: ServingReport) -> ServingAction:
     alert = {"seq": alert_seq, "monitor": report.alert.monitor, "status": report.alert.status,
              "summary": report.alert.summary, "measurements": dict(report.alert.measurements)}
     try:
-        done = rollback(ledger, slot=report.slot, reason=report.alert.summary, trigger="auto", alert=alert)
+        done = rollback(ledger, slot=report.slot, reason=report.alert.summary, trigger="auto", alert=alert,
+                        responds_to_seq=alert_seq)
     except TransitionRefused as e:  # e.g. nothing to roll back to: the alert stands, a human must act
         return ServingAction(report, alert_seq, None, f"automatic rollback not possible: {e}")
     return ServingAction(report, alert_seq, done)

@@ -32,6 +32,7 @@ from gates.decision import (
     decide_approval,
     decide_force_promote,
     decide_rollback,
+    ladder_checks,
 )
 from gates.evaluation import Evaluation, evaluation_to_dict
 from gates.ledger_io import (
@@ -44,8 +45,9 @@ from gates.ledger_io import (
     recorded_evaluation,
     registry_lock,
 )
+from gates.links import monitor_alert, review_entry, reviewed_override
 from gates.online import TrafficMode
-from gates.policy import Policy, policy_from_mapping
+from gates.policy import Policy, PolicyError, policy_from_mapping
 from gates.registry import CANDIDATE, PENDING, RegistryError
 from ledger import Ledger
 from ledger.identifiers import check_identifier
@@ -146,6 +148,9 @@ def _registration(slot: str, version: str, evaluation: Evaluation | None,
                        lineage=evaluation_to_dict(evaluation)["lineage"])
     if lineage is not None:
         details["lineage"] = {**details.get("lineage", {}), **dict(lineage)}
+    # top level, typed: the feature schema this version was trained on (null when not given)
+    schema = details.get("lineage", {}).get("feature_schema_digest")
+    details["feature_schema_digest"] = schema if isinstance(schema, str) else None
     return {"event_type": MODEL_REGISTERED, "component": "registry", "status": CANDIDATE,
             "correlation_id": f"{slot}/{version}", "details": details}
 
@@ -299,9 +304,14 @@ def _approval_valid_days(pending: Mapping[str, Any] | None) -> int | None:
     return policy_from_mapping(policy, "the recorded policy").approval_valid_days if isinstance(policy, Mapping) else None
 
 
-def force_promote(ledger: Ledger, *, slot: str, version: str, operator: str, reason: str) -> Recorded:
+def force_promote(ledger: Ledger, *, slot: str, version: str, operator: str, reason: str,
+                  responds_to_seq: int | None = None) -> Recorded:
     """The explicit override: any registered version of ``slot`` (e.g. a known-good one in an
-    emergency) becomes production, every gate check skipped. Operator and reason required."""
+    emergency) becomes production, every gate check skipped. Operator and reason required.
+
+    The entry lists, as data, the checks the ladder would have run (``details.skipped_checks``,
+    from the policy of the slot's latest gate entry), and ``responds_to_seq`` links it to the
+    monitor_alert entry it answers (refused unless that entry is an alert of this slot)."""
     _check_names(slot=slot, version=version)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
@@ -309,22 +319,57 @@ def force_promote(ledger: Ledger, *, slot: str, version: str, operator: str, rea
         if state is None:
             raise TransitionRefused(f"{version} is not registered in slot {slot}; only a registered version can be "
                                     "force-promoted (register it first, with its lineage)")
-        decision = decide_force_promote(slot, version, view.registry.production(slot), operator=operator,
-                                        reason=reason)
+        if responds_to_seq is not None:
+            monitor_alert(ledger.path, responds_to_seq, slot=slot)
+        production = view.registry.production(slot)
+        skipped, from_seq = _skipped_checks(view, slot, production)
+        decision = decide_force_promote(slot, version, production, operator=operator, reason=reason,
+                                        skipped_checks=skipped, skipped_checks_from_seq=from_seq,
+                                        responds_to_seq=responds_to_seq)
         return _write_decision(ledger, view, decision)
 
 
+def _skipped_checks(view: RegistryView, slot: str, production: str | None) -> tuple[tuple[str, ...], int | None]:
+    """The checks the ladder would run in ``slot`` now: under the policy its latest gate entry
+    recorded, against the production version's tasks (as recorded); with the seq of that
+    entry. No recorded policy: the ladder's steps, and None."""
+    for e in reversed(view.promotions(slot)):
+        rec = parse_details(e["details"]).get("replay") or {}
+        if rec.get("kind") != "gate" or not isinstance(rec.get("policy"), Mapping):
+            continue
+        try:
+            policy = policy_from_mapping(rec["policy"], f"seq {e['seq']} recorded policy")
+        except PolicyError:
+            continue  # an unreadable record must not block an emergency override; replay reports it
+        champion = recorded_evaluation(view, slot, production) if production else None
+        tasks = champion.tasks if champion is not None else _recorded_tasks(rec)
+        return ladder_checks(policy, tasks), e["seq"]
+    return ladder_checks(None, ()), None
+
+
+def _recorded_tasks(rec: Mapping[str, Any]) -> tuple[str, ...]:
+    for role in ("champion", "challenger"):
+        data = rec.get(role)
+        if isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping):
+            return tuple(sorted(data["metrics"]))
+    return ()
+
+
 def rollback(ledger: Ledger, *, slot: str, reason: str, operator: str | None = None, to_version: str | None = None,
-             trigger: str = "manual", alert: Mapping[str, Any] | None = None) -> Recorded:
+             trigger: str = "manual", alert: Mapping[str, Any] | None = None,
+             responds_to_seq: int | None = None) -> Recorded:
     """Put a version that was production before back into production.
 
     Without ``to_version`` the target is the most recent archived former production version
     (:meth:`gates.registry.Registry.rollback_target`). A manual rollback needs an operator; an
     automatic one (``trigger="auto"``) carries the monitor alert that fired it.
+    ``responds_to_seq`` links the rollback to the monitor_alert entry of this slot it answers.
     """
     _check_names(slot=slot, to_version=to_version)
     with registry_lock(ledger.path):
         view = _open_view(ledger)
+        if responds_to_seq is not None:
+            monitor_alert(ledger.path, responds_to_seq, slot=slot)
         current = view.registry.production(slot)
         if current is None:
             raise TransitionRefused(f"slot {slot} has no production version to roll back from")
@@ -335,8 +380,27 @@ def rollback(ledger: Ledger, *, slot: str, reason: str, operator: str | None = N
                                     f"(former production versions: {', '.join(previous) or 'none'}); "
                                     "name one explicitly")
         decision = decide_rollback(slot, current, target, previous, reason=reason, operator=operator,
-                                   trigger=trigger, alert=alert)
+                                   trigger=trigger, alert=alert, responds_to_seq=responds_to_seq)
         return _write_decision(ledger, view, decision)
+
+
+# --- committee review -----------------------------------------------------------------------
+
+REVIEW_OUTCOMES = ("upheld", "overturned")
+
+
+def review_override(ledger: Ledger, *, reviews_seq: int, outcome: str, reviewer: str, note: str) -> int:
+    """Record a committee's review of a person's decision (an override_review operation entry
+    whose ``details.reviews_seq`` names the manual model_promotion entry reviewed); returns
+    its seq. The review changes nothing in the registry: what the committee decides to do
+    about it is its own entry (a rollback, a policy change)."""
+    if outcome not in REVIEW_OUTCOMES:
+        raise GateInputError(f"outcome: {outcome!r} is not one of {', '.join(REVIEW_OUTCOMES)}")
+    if not reviewer or not reviewer.strip() or not note or not note.strip():
+        raise GateInputError("a review needs a reviewer id and a note")
+    ledger.flush()
+    override = reviewed_override(ledger.path, reviews_seq)
+    return ledger.log_operation(**review_entry(override, outcome=outcome, reviewer=reviewer, note=note), durable=True)
 
 
 # --- live traffic -----------------------------------------------------------------------------

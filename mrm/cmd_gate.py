@@ -30,8 +30,10 @@ from gates.promotion import (
     Recorded,
     approve as approve_version,
     decline as decline_version,
+    REVIEW_OUTCOMES,
     force_promote,
     register_candidate,
+    review_override,
     rollback as rollback_slot,
     run_gate,
     set_traffic,
@@ -63,6 +65,10 @@ def name_option(*decls: str, **attrs: Any) -> Callable:
 
 
 slot_option = name_option("--slot", required=True, help=f"Deployment slot, e.g. credit_pd ({NAME_RULE}).")
+responds_to_option = click.option(
+    "--responds-to", "responds_to_seq", type=click.IntRange(0), metavar="SEQ",
+    help="The monitor_alert entry (its seq) this answers; recorded as details.responds_to_seq, refused unless "
+         "SEQ is an alert of the slot.")
 manifest_option = click.option(
     "--manifest", "manifest_out", type=click.Path(dir_okay=False),
     help="After the entry is durable, rewrite this serving manifest (JSON) from the ledger.")
@@ -318,29 +324,33 @@ decline = _sign_off_command("decline", False)
 @slot_option
 @operator_option
 @reason_option
+@responds_to_option
 @manifest_option
 @keyring_option
 @actor_option
 @json_option
 @handle_gate_errors
-def promote(path: str, force: bool, version: str, slot: str, operator: str, reason: str, manifest_out: str | None,
-            keyring_file: str | None, actor: str | None, as_json: bool) -> None:
+def promote(path: str, force: bool, version: str, slot: str, operator: str, reason: str, responds_to_seq: int | None,
+            manifest_out: str | None, keyring_file: str | None, actor: str | None, as_json: bool) -> None:
     """Force-promote VERSION into production, skipping every gate check (emergency override).
 
     There is no quiet path to production: the gate (`mrm gate evaluate`) or a sign-off
     (`mrm approve`) promote; this command is the explicit override, and its entry names the
-    operator and the reason for the committee to review.
+    operator and the reason for the committee to review (`mrm review-override`), the checks
+    the ladder would have run (details.skipped_checks) and, with --responds-to, the alert it
+    answers.
 
     \b
     Example:
-      mrm promote ./audit-ledger --force --version v009 --slot credit_pd \\
+      mrm promote ./audit-ledger --force --version v009 --slot credit_pd --responds-to 4711 \\
           --operator eng-42 --reason "DI breach on age x region, back to known-good v009"
     """
     if not force:
         raise UsageFailure("promote is the operator override and needs --force; a normal promotion goes through "
                            "`mrm gate evaluate` (and `mrm approve` when auto_promote is off)")
     recorded = _write_entry(path, keyring_file, actor, manifest_out,
-                            lambda ledger: force_promote(ledger, slot=slot, version=version, operator=operator, reason=reason))
+                            lambda ledger: force_promote(ledger, slot=slot, version=version, operator=operator, reason=reason,
+                                                         responds_to_seq=responds_to_seq))
     _report(recorded, as_json, manifest_out)
 
 
@@ -350,23 +360,55 @@ def promote(path: str, force: bool, version: str, slot: str, operator: str, reas
 @name_option("--to-version", help="Target (default: the most recent archived former production version).")
 @operator_option
 @reason_option
+@responds_to_option
 @manifest_option
 @keyring_option
 @actor_option
 @json_option
 @handle_gate_errors
-def rollback(path: str, slot: str, to_version: str | None, operator: str, reason: str, manifest_out: str | None,
-             keyring_file: str | None, actor: str | None, as_json: bool) -> None:
+def rollback(path: str, slot: str, to_version: str | None, operator: str, reason: str, responds_to_seq: int | None,
+             manifest_out: str | None, keyring_file: str | None, actor: str | None, as_json: bool) -> None:
     """Put a former production version back into production; the current one becomes rolled_back.
 
     \b
     Example:
       mrm rollback ./audit-ledger --slot credit_pd --operator eng-7 --reason "p99 latency 2.4x baseline"
-      mrm rollback ./audit-ledger --slot credit_pd --to-version v009 --operator eng-7 --reason "..."
+      mrm rollback ./audit-ledger --slot credit_pd --to-version v009 --responds-to 4711 --operator eng-7 --reason "..."
     """
     recorded = _write_entry(path, keyring_file, actor, manifest_out, lambda ledger: rollback_slot(
-        ledger, slot=slot, reason=reason, operator=operator, to_version=to_version))
+        ledger, slot=slot, reason=reason, operator=operator, to_version=to_version, responds_to_seq=responds_to_seq))
     _report(recorded, as_json, manifest_out)
+
+
+@click.command("review-override")
+@existing_ledger
+@click.argument("override_seq", metavar="SEQ", type=click.IntRange(0))
+@click.option("--outcome", required=True, type=click.Choice(REVIEW_OUTCOMES), help="The committee's finding.")
+@click.option("--reviewer", required=True, help="Id of the reviewer or committee chair (recorded).")
+@click.option("--note", required=True, help="The review's finding and minutes reference (recorded verbatim).")
+@keyring_option
+@actor_option
+@json_option
+@handle_gate_errors
+def review_override_command(path: str, override_seq: int, outcome: str, reviewer: str, note: str,
+                            keyring_file: str | None, actor: str | None, as_json: bool) -> None:
+    """Record the committee's review of the person's decision at SEQ (a force-promote, sign-off
+    or manual rollback): an override_review entry whose details.reviews_seq is SEQ. Refused
+    (exit 2, nothing written) unless SEQ is a manual model_promotion entry. What the committee
+    does about it (a rollback, a policy change) is an entry of its own.
+
+    \b
+    Example:
+      mrm review-override ./audit-ledger 4712 --outcome upheld --reviewer mrm-chair \\
+          --note "MRM committee 2026-04-24, minute 3: breach confirmed on served decisions"
+    """
+    with _open(path, keyring_file, actor) as ledger:
+        seq = review_override(ledger, reviews_seq=override_seq, outcome=outcome, reviewer=reviewer, note=note)
+    doc = {"seq": seq, "reviews_seq": override_seq, "outcome": outcome, "reviewer": reviewer}
+    if as_json:
+        emit_json(doc)
+    else:
+        click.echo(f"seq {seq}: review of seq {override_seq}: {outcome} by {reviewer}")
 
 
 # --- registry ---------------------------------------------------------------------------------
@@ -556,4 +598,4 @@ def registry_traffic(path: str, slot: str, challenger_version: str, mode: str, e
         click.echo(f"seq {seq}: {challenger_version} in slot {slot}: traffic {mode}")
 
 
-COMMANDS = [gate, approve, decline, promote, rollback, registry]
+COMMANDS = [gate, approve, decline, promote, rollback, review_override_command, registry]

@@ -104,7 +104,8 @@ def sql(
     """Query the ledger with SQL, read-only: QUERY runs once, or an interactive shell opens.
 
     The seven tables are views (seq, key_id and mac included), with `decisions` (one row per
-    request), `registry_history`, `production_periods`, `entries`, `ledger_files`, and macros:
+    request), `registry_history`, `production_periods`, `model_versions`, `evaluations`,
+    `override_reviews`, `alert_responses`, `entries`, `ledger_files`, and macros:
     champion_at(slot, ts), decision_of(request_id), subject_decisions(subject),
     subject_timeline(subject, since := ..., until := ...), manual_overrides(), rejections(),
     guardrail_interventions(), entry(seq). `.tables` in the shell lists them.

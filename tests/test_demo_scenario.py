@@ -245,6 +245,7 @@ def test_emergency_force_promote_after_a_fairness_breach(demo):
     m = breach["details"]["measurements"]
     assert m["value"] < m["min"] == 0.8 and m["confident"] and m["ci_high"] < 0.8
     assert f"alert seq {breach['seq']}" in f["reason"]
+    assert f["details"]["responds_to_seq"] == breach["seq"]  # the typed link, not only the text
     assert dt.timedelta(0) < f["ts"] - breach["ts"] <= dt.timedelta(hours=1)
     assert breach["ts"].astimezone(KST).weekday() == 1 and breach["ts"].astimezone(KST).hour == 14  # Tuesday 2 p.m.
     run = next(r for r in operations(demo, "monitor_run") if r["correlation_id"] == breach["correlation_id"])
@@ -255,7 +256,7 @@ def test_emergency_force_promote_after_a_fairness_breach(demo):
                                        if t.to_state == "production" and t.seq < f["seq"]]
     assert all(a["details"]["version"] != f["challenger_version"] for a in operations(demo, "monitor_alert"))
     review = operations(demo, "override_review")
-    assert review and review[0]["details"]["promotion_seq"] == f["seq"] and review[0]["seq"] > f["seq"]
+    assert review and review[0]["details"]["reviews_seq"] == f["seq"] and review[0]["seq"] > f["seq"]
     # the monitor ran every Tuesday, and alerted on no other version
     assert len(operations(demo, "monitor_run")) == 52
     assert {a["details"]["version"] for a in operations(demo, "monitor_alert")} == {f["champion_version"]}

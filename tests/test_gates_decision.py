@@ -257,7 +257,7 @@ def winning_entry(decision: str, reason: str) -> dict[str, Any]:
         ],
         "thresholds": THRESHOLDS,
         "details": {
-            "gate_format": 1,
+            "gate_format": 2,
             "stage": "competition",
             "checks": FIDELITY_OK + FUNCTIONAL_OK + [
                 {"name": "sample_size", "passed": True, "detail": "every task has at least 100 holdout samples"},
@@ -280,10 +280,16 @@ WIN = ("mean_auc +22.63% (>= +0.50%), significant on 2 of 2 tasks after Holm at 
        "no metric degrades more than 2.00%, all 2 guardrail(s) within bounds")
 
 
+# details keys of GATE_FORMAT 2 that tests of their own compare (test_sql_links.py and below)
+LINK_KEYS = ("evaluated", "skipped_checks", "skipped_checks_from_seq", "responds_to_seq")
+
+
 def entry_without_replay_and_tests(d: Decision) -> dict[str, Any]:
     e = d.to_promotion_entry()
     replay_inputs = e["details"].pop("replay")
     tests = e["details"].pop("tests")
+    for key in LINK_KEYS:
+        e["details"].pop(key, None)
     assert replay_inputs["kind"] in ("gate", "approval", "rollback")
     assert all(set(t) >= {"metric", "test", "statistic", "p_value", "n"} for t in tests)
     return e
@@ -315,7 +321,7 @@ def test_force_promote_entry_is_exact_and_skips_every_check():
         "decision": "force_promote", "trigger": "manual", "operator": "eng-42",
         "reason": "force-promote by eng-42: DI breach emergency rollback; every other check skipped",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "force_promote", "checks": [
+        "details": {"gate_format": 2, "stage": "force_promote", "checks": [
             {"name": "force_promote", "passed": True, "detail": "operator eng-42: DI breach emergency rollback"}]},
     })
 
@@ -333,7 +339,7 @@ def test_bootstrap_entry_is_exact():
         "decision": "bootstrap", "trigger": "auto", "operator": None,
         "reason": "no champion in slot credit_pd: v012 bootstraps the slot",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "bootstrap", "checks": [
+        "details": {"gate_format": 2, "stage": "bootstrap", "checks": [
             {"name": "champion_exists", "passed": True, "detail": "slot credit_pd has no production version"}]},
     })
 
@@ -367,7 +373,7 @@ def test_fidelity_failure_rejects_before_competition_naming_every_failing_task()
         "reason": "rejected by the fidelity floor, before competition: 2 failing checks: "
                   "fidelity:task_churn (kl 0.31 > max 0.15); fidelity:task_next_best (kl 0.25 > max 0.2)",
         "comparison": [], "significance": [], "thresholds": THRESHOLDS,
-        "details": {"gate_format": 1, "stage": "fidelity", "checks": [
+        "details": {"gate_format": 2, "stage": "fidelity", "checks": [
             {"name": "fidelity:task_churn", "passed": False, "detail": "kl 0.31 > max 0.15"},
             {"name": "fidelity:task_next_best", "passed": False, "detail": "kl 0.25 > max 0.2"}]},
     })
@@ -397,7 +403,7 @@ def test_functional_failures_reject_naming_every_failing_check():
         "decision": "reject", "trigger": "auto", "operator": None,
         "reason": f"rejected by functional checks: 5 failing checks: {listed}",
         "comparison": [], "significance": [], "thresholds": THRESHOLDS,
-        "details": {"gate_format": 1, "stage": "functional", "checks": checks},
+        "details": {"gate_format": 2, "stage": "functional", "checks": checks},
     })
 
 
@@ -563,7 +569,7 @@ def test_approval_and_decline_entries():
         "slot": "credit_pd", "champion_version": "v011", "challenger_version": "v012", "decision": "approve",
         "trigger": "manual", "operator": "mrm-chair", "reason": "v012 approved by mrm-chair: committee 2026-04-24",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "approval",
+        "details": {"gate_format": 2, "stage": "approval",
                     "checks": [{"name": "human_sign_off", "passed": True, "detail": "approved by mrm-chair"}]},
     })
     d = decide_approval("credit_pd", "v012", "v011", approve=False, operator="mrm-chair", reason="needs backtest")
@@ -580,7 +586,7 @@ def test_rollback_entry_and_its_preconditions():
         "trigger": "manual", "operator": "eng-7",
         "reason": "rollback of slot credit_pd from v012 to v010 by eng-7: p99 latency breach",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "rollback", "checks": [
+        "details": {"gate_format": 2, "stage": "rollback", "checks": [
             {"name": "target_was_production", "passed": True, "detail": "v010 was production in slot credit_pd before"}]},
     })
     with pytest.raises(GateInputError, match="cannot roll back slot credit_pd to v013: it was never production"):

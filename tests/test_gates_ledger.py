@@ -46,6 +46,7 @@ from .test_gates_decision import (
     FIDELITY_OK,
     FUNCTIONAL_OK,
     LABELS,
+    LINK_KEYS,
     THRESHOLDS,
     WIN,
     assert_entry,
@@ -86,7 +87,7 @@ def stored(ledger: Ledger, seq: int) -> dict[str, Any]:
     assert (e["table_name"], e["actor"], e["key_id"]) == ("model_promotion", "gate-test", "test-k1")
     out = {k: e[k] for k in ("slot", "champion_version", "challenger_version", "decision", "trigger", "operator",
                              "reason", "comparison", "significance", "thresholds")}
-    out["details"] = {k: v for k, v in e["details"].items() if k not in ("replay", "tests")}
+    out["details"] = {k: v for k, v in e["details"].items() if k not in ("replay", "tests", *LINK_KEYS)}
     return out
 
 
@@ -112,12 +113,12 @@ def test_bootstrap_registers_then_writes_exactly_one_entry(ledger):
         "seq": 1, "component": "registry", "status": "candidate", "correlation_id": "credit_pd/v011"}
     assert json.loads(registration["details"]) == json.loads(rfc8785.dumps({
         "slot": SLOT, "version": "v011", "evaluation_digest": champ.digest, "holdout_digest": champ.holdout_digest,
-        "lineage": evaluation_to_dict(champ)["lineage"]}))
+        "lineage": evaluation_to_dict(champ)["lineage"], "feature_schema_digest": "schema-1"}))
     assert_entry(stored(ledger, 2), {
         "slot": SLOT, "champion_version": None, "challenger_version": "v011", "decision": "bootstrap",
         "trigger": "auto", "operator": None, "reason": "no champion in slot credit_pd: v011 bootstraps the slot",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "bootstrap", "checks": [
+        "details": {"gate_format": 2, "stage": "bootstrap", "checks": [
             {"name": "champion_exists", "passed": True, "detail": "slot credit_pd has no production version"}]},
     })
     assert len(promotions(ledger)) == 1
@@ -150,7 +151,7 @@ def test_fidelity_reject_entry_names_every_failing_task(ledger):
         "reason": "rejected by the fidelity floor, before competition: 2 failing checks: "
                   "fidelity:task_churn (kl 0.31 > max 0.15); fidelity:task_next_best (kl 0.25 > max 0.2)",
         "comparison": [], "significance": [], "thresholds": THRESHOLDS,
-        "details": {"gate_format": 1, "stage": "fidelity", "checks": [
+        "details": {"gate_format": 2, "stage": "fidelity", "checks": [
             {"name": "fidelity:task_churn", "passed": False, "detail": "kl 0.31 > max 0.15"},
             {"name": "fidelity:task_next_best", "passed": False, "detail": "kl 0.25 > max 0.2"}]},
     })
@@ -168,7 +169,7 @@ def test_functional_reject_entry(ledger):
         "trigger": "auto", "operator": None,
         "reason": "rejected by functional checks: 2 failing checks: " + "; ".join(f"{k} ({v})" for k, v in fail.items()),
         "comparison": [], "significance": [], "thresholds": THRESHOLDS,
-        "details": {"gate_format": 1, "stage": "functional", "checks": FIDELITY_OK + [
+        "details": {"gate_format": 2, "stage": "functional", "checks": FIDELITY_OK + [
             {"name": c["name"], "passed": c["name"] not in fail, "detail": fail.get(c["name"], c["detail"])}
             for c in FUNCTIONAL_OK]},
     })
@@ -195,7 +196,7 @@ def test_approve_decline_force_promote_and_rollback_entries(ledger):
         "slot": SLOT, "champion_version": "v011", "challenger_version": "v012", "decision": "approve",
         "trigger": "manual", "operator": "mrm-chair", "reason": "v012 approved by mrm-chair: committee 2026-04-24",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "approval",
+        "details": {"gate_format": 2, "stage": "approval",
                     "checks": [{"name": "human_sign_off", "passed": True, "detail": "approved by mrm-chair"}]},
     })
     rb = rollback(ledger, slot=SLOT, operator="eng-7", reason="p99 latency breach")
@@ -204,7 +205,7 @@ def test_approve_decline_force_promote_and_rollback_entries(ledger):
         "trigger": "manual", "operator": "eng-7",
         "reason": "rollback of slot credit_pd from v012 to v011 by eng-7: p99 latency breach",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "rollback", "checks": [
+        "details": {"gate_format": 2, "stage": "rollback", "checks": [
             {"name": "target_was_production", "passed": True, "detail": "v011 was production in slot credit_pd before"}]},
     })
     register_candidate(ledger, slot=SLOT, version="v013")
@@ -214,9 +215,16 @@ def test_approve_decline_force_promote_and_rollback_entries(ledger):
         "trigger": "manual", "operator": "eng-42",
         "reason": "force-promote by eng-42: DI breach emergency; every other check skipped",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "force_promote", "checks": [
+        "details": {"gate_format": 2, "stage": "force_promote", "checks": [
             {"name": "force_promote", "passed": True, "detail": "operator eng-42: DI breach emergency"}]},
     })
+    # What was skipped, as data: every check a full gate run in this slot ran, in the ladder's
+    # order, under the policy the latest gate entry (seq of the pending_approval) recorded.
+    full_run = [c["name"] for c in winning_entry("promote", "")["details"]["checks"]]
+    details = promotion_entry(ledger.path, f.seq)["details"]
+    assert details["skipped_checks"] == full_run
+    assert details["skipped_checks_from_seq"] == promotions(ledger)[1]["seq"]
+    assert details["responds_to_seq"] is None
     gate(ledger, evaluation("v014", CHALLENGER_SCORES, CHALLENGER_THRESHOLD, trained_end="2026-04-20T03:00:00Z"),
          auto=False, champion=evaluation_from_mapping(
              evaluation("v013", CHAMPION_SCORES, CHAMPION_THRESHOLD, trained_end="2026-04-13T03:00:00Z")))
@@ -238,7 +246,7 @@ def test_with_auto_promote_off_even_the_first_version_waits_for_a_sign_off(ledge
         "reason": "no champion in slot credit_pd: v011 would bootstrap the slot; auto_promote is off, "
                   "so it waits for a human sign-off",
         "comparison": [], "significance": [], "thresholds": {},
-        "details": {"gate_format": 1, "stage": "bootstrap", "checks": [
+        "details": {"gate_format": 2, "stage": "bootstrap", "checks": [
             {"name": "champion_exists", "passed": True, "detail": "slot credit_pd has no production version"}]},
     })
     assert load_registry(ledger.path).registry.production(SLOT) is None

@@ -83,7 +83,7 @@ def test_overrides_with_rationale_and_what_the_gate_had_said(history):
     assert has(h, "AGAINST GATE")
     assert has(h, f"the gate passed every check at seq {h.known['pending']} and left it for a human sign-off; a person approved it")
     assert has(h, f"v012 approved by {world.APPROVER}: {world.APPROVAL_REASON}")
-    assert has(h, "1 version(s) put into production by a person against, or without, a gate verdict")
+    assert has(h, "1 decision(s) by a person against, or without, a current gate verdict")
 
 
 def test_rollbacks_timeline_and_monitoring(history):
@@ -140,7 +140,7 @@ def test_attachments_match_the_signed_manifest(history):
     listed = {e.name: e.sha256 for e in result.manifest.attachments}
     assert set(listed) == {"verification.json", "checkpoint.note", "inclusion-proofs.json", "promotions.parquet",
                            "production-periods.parquet", "registry-history.parquet", "registry-problems.parquet",
-                           "monitoring.parquet"}
+                           "monitoring.parquet", "follow-ups.parquet"}
     for name, digest in listed.items():
         assert hashlib.sha256(embedded_bytes(h.pdf, name)).hexdigest() == digest
     verification = json.loads(embedded_bytes(h.pdf, "verification.json"))

@@ -223,6 +223,86 @@ OBJECTS: tuple[SqlObject, ...] = (
         _DECISIONS.strip(),
     ),
     SqlObject(
+        "model_versions",
+        "view",
+        "model_versions",
+        "every registered model version (model_registered entries): slot, version, feature_schema_digest (the "
+        "feature schema it was trained on), evaluation_digest, registered_at, registered_seq, registered_by "
+        "(the entry's actor), state (its registry state now)",
+        "CREATE VIEW model_versions AS\n"
+        "SELECT r.details ->> '$.slot' AS slot, r.details ->> '$.version' AS version,\n"
+        # entries before the top-level field carry the digest in their lineage only
+        "       coalesce(r.details ->> '$.feature_schema_digest', r.details ->> '$.lineage.feature_schema_digest') "
+        "AS feature_schema_digest,\n"
+        "       r.details ->> '$.evaluation_digest' AS evaluation_digest, r.ts AS registered_at, r.seq AS registered_seq,\n"
+        "       r.actor AS registered_by, h.state\n"
+        "FROM operation r\n"
+        "LEFT JOIN (SELECT slot, version, arg_max(to_state, seq) AS state FROM registry_history GROUP BY slot, version) h\n"
+        "       ON h.slot = r.details ->> '$.slot' AND h.version = r.details ->> '$.version'\n"
+        "WHERE r.event_type = 'model_registered'",
+    ),
+    SqlObject(
+        "evaluations",
+        "view",
+        "evaluations",
+        "every verdict of the promotion ladder (promote, reject, pending_approval, bootstrap), the challenger's "
+        "metrics next to the champion's on the same holdout: seq, ts, slot, decision, stage, challenger_version, "
+        "champion_version, challenger_metrics, champion_metrics (JSON: {task: {metric: value}}), holdout_digest, "
+        "same_holdout, challenger_schema_digest, champion_schema_digest, reason, failing_checks (names), "
+        "comparison, significance",
+        "CREATE VIEW evaluations AS\n"
+        "SELECT seq, ts, slot, decision, details ->> '$.stage' AS stage, challenger_version, champion_version,\n"
+        # gate_format 1 entries have no details.evaluated: read the inline evaluations instead
+        "       coalesce(details -> '$.evaluated.challenger.metrics', details -> '$.replay.challenger.metrics') "
+        "AS challenger_metrics,\n"
+        "       coalesce(details -> '$.evaluated.champion.metrics', details -> '$.replay.champion.metrics') "
+        "AS champion_metrics,\n"
+        "       coalesce(details ->> '$.evaluated.challenger.holdout_digest', details ->> '$.replay.challenger.holdout.digest') "
+        "AS holdout_digest,\n"
+        "       CAST(details ->> '$.evaluated.same_holdout' AS BOOLEAN) AS same_holdout,\n"
+        "       coalesce(details ->> '$.evaluated.challenger.feature_schema_digest', "
+        "details ->> '$.replay.challenger.lineage.feature_schema_digest') AS challenger_schema_digest,\n"
+        "       coalesce(details ->> '$.evaluated.champion.feature_schema_digest', "
+        "details ->> '$.replay.champion.lineage.feature_schema_digest') AS champion_schema_digest,\n"
+        "       reason,\n"
+        f"       [c.name FOR c IN coalesce(try(from_json(details -> '$.checks', '{_CHECKS}')), []) IF c.passed IS NOT TRUE] "
+        "AS failing_checks,\n"
+        "       comparison, significance\n"
+        "FROM model_promotion WHERE details ->> '$.replay.kind' = 'gate'",
+    ),
+    SqlObject(
+        "override_reviews",
+        "view",
+        "override_reviews",
+        "every committee review of a person's decision (override_review entries, linked by details.reviews_seq): "
+        "review_seq, reviewed_at, override_seq, override_at, slot, decision, version, operator, reviewer, outcome, note",
+        "CREATE VIEW override_reviews AS\n"
+        "SELECT r.seq AS review_seq, r.ts AS reviewed_at, CAST(r.details ->> '$.reviews_seq' AS BIGINT) AS override_seq,\n"
+        "       m.ts AS override_at, m.slot, m.decision, m.challenger_version AS version, m.operator,\n"
+        "       r.details ->> '$.reviewer' AS reviewer, r.details ->> '$.outcome' AS outcome, r.details ->> '$.note' AS note\n"
+        "FROM operation r LEFT JOIN model_promotion m ON m.seq = CAST(r.details ->> '$.reviews_seq' AS BIGINT)\n"
+        "WHERE r.event_type = 'override_review'",
+    ),
+    SqlObject(
+        "alert_responses",
+        "view",
+        "alert_responses",
+        "every monitor alert with the decision that responded to it (linked by details.responds_to_seq; an "
+        "automatic rollback's recorded alert): alert_seq, alert_at, slot, monitor, alert_status, action, "
+        "response_seq, responded_at, response (force_promote, rollback), version, operator, trigger, "
+        "delay_seconds; the response columns are NULL when nothing responded",
+        "CREATE VIEW alert_responses AS\n"
+        "SELECT a.seq AS alert_seq, a.ts AS alert_at, a.details ->> '$.slot' AS slot, a.component AS monitor,\n"
+        "       a.status AS alert_status, a.details ->> '$.action' AS action,\n"
+        "       p.seq AS response_seq, p.ts AS responded_at, p.decision AS response, p.challenger_version AS version,\n"
+        "       p.operator, p.trigger, epoch(p.ts) - epoch(a.ts) AS delay_seconds\n"
+        "FROM operation a\n"
+        "LEFT JOIN model_promotion p\n"
+        "       ON coalesce(CAST(p.details ->> '$.responds_to_seq' AS BIGINT), "
+        "CAST(p.details ->> '$.replay.alert.seq' AS BIGINT)) = a.seq\n"
+        "WHERE a.event_type = 'monitor_alert'",
+    ),
+    SqlObject(
         "ledger_files",
         "view",
         "ledger_files",
@@ -274,9 +354,14 @@ OBJECTS: tuple[SqlObject, ...] = (
         "macro",
         "manual_overrides(since := NULL, until := NULL)",
         "every promotion decision a person made or forced (trigger = 'manual': force_promote, approve, decline, "
-        "manual rollback...), with operator and reason",
+        "manual rollback...), with operator and reason; skipped_checks (a force-promote's: the checks the ladder "
+        "would have run), responds_to_seq (the alert it answers), review_seqs (the override_review entries of it)",
         f"CREATE MACRO manual_overrides(since := NULL, until := NULL) AS TABLE "
-        f"SELECT ts, seq, slot, decision, challenger_version, champion_version, operator, actor, reason, key_id, mac "
+        f"SELECT ts, seq, slot, decision, challenger_version, champion_version, operator, actor, reason, key_id, mac, "
+        f"CAST(details -> '$.skipped_checks' AS VARCHAR[]) AS skipped_checks, "
+        f"CAST(details ->> '$.responds_to_seq' AS BIGINT) AS responds_to_seq, "
+        f"coalesce((SELECT list_sort(list(r.seq)) FROM operation r WHERE r.event_type = 'override_review' "
+        f"AND CAST(r.details ->> '$.reviews_seq' AS BIGINT) = model_promotion.seq), []) AS review_seqs "
         f"FROM model_promotion WHERE trigger = 'manual' AND {_window()} ORDER BY seq",
     ),
     SqlObject(

@@ -56,7 +56,7 @@ from gates.manifest import serving_manifest, write_manifest
 from gates.monitoring import record_monitor_report
 from gates.observations import record_outcomes
 from gates.policy import Policy, load_policy, policy_digest
-from gates.promotion import Recorded, approve, decline, force_promote, run_gate
+from gates.promotion import Recorded, approve, decline, force_promote, review_override, run_gate
 from ledger import Keyring, Ledger
 from ledger.keys import load_verifiers
 from ledger.proofs import find_request, prove_entries, verify_proof, write_proof
@@ -582,7 +582,8 @@ class _Year:
                   f"restoring known-good {known_good}, production since {kst_text(int(served_from[0].timestamp() * 1e6))} "
                   f"until {breached_version} replaced it")
         with acting_as(self.ledger, DUTY_ENGINEER):
-            recorded = force_promote(self.ledger, slot=SLOT, version=known_good, operator=DUTY_ENGINEER, reason=reason)
+            recorded = force_promote(self.ledger, slot=SLOT, version=known_good, operator=DUTY_ENGINEER, reason=reason,
+                                     responds_to_seq=alert_seq)
         self.facts.setdefault("force_promote", (recorded, alert_seq))
         self.unreviewed_overrides.append((recorded, alert_seq))
         self._note(day // 7, "force-promote (manual)", recorded.seq,
@@ -603,13 +604,10 @@ class _Year:
     def _review_override(self, week: int, date: dt.date, recorded: Recorded, alert_seq: int) -> None:
         d = recorded.decision
         with acting_as(self.ledger, COMMITTEE_CHAIR):
-            seq = self.ledger.log_operation(
-                event_type="override_review", component="mrm-committee", status="upheld",
-                correlation_id=f"{SLOT}/{d.challenger_version}",
-                details={"slot": SLOT, "promotion_seq": recorded.seq, "alert_seq": alert_seq, "operator": d.operator,
-                         "reviewed_by": COMMITTEE_CHAIR, "minutes": f"MRM committee {date.isoformat()}",
-                         "finding": (f"the force-promote of {d.challenger_version} was appropriate: the fairness "
-                                     f"monitor's breach was confirmed on the served decisions")}, durable=True)
+            seq = review_override(self.ledger, reviews_seq=recorded.seq, outcome="upheld", reviewer=COMMITTEE_CHAIR,
+                                  note=(f"MRM committee {date.isoformat()}: the force-promote of {d.challenger_version} "
+                                        f"answering alert seq {alert_seq} was appropriate: the fairness monitor's "
+                                        "breach was confirmed on the served decisions"))
             self._note(week, "override reviewed", seq, f"committee upholds the force-promote at seq {recorded.seq}")
             if self.policy.auto_promote:
                 signoff = replace(self.policy, auto_promote=False)

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
 from gates.forensics.session import LedgerSQL
 from gates.forensics.source import Source
+from gates.policy import PolicyError, policy_from_mapping
 
 __all__ = [
     "AlertEntry",
+    "FollowUp",
     "GateDecision",
     "MonitorRun",
     "OverrideFinding",
@@ -30,7 +32,9 @@ __all__ = [
 ]
 
 GATE_OUTCOMES = ("promote", "reject", "pending_approval", "bootstrap")
+MAKES_PRODUCTION = ("bootstrap", "promote", "approve", "force_promote", "rollback")
 MONITOR_EVENTS = ("monitor_run", "monitor_alert", "online_evaluation")
+FOLLOW_UP_EVENTS = ("override_review", "policy_change")
 
 @dataclass(frozen=True)
 class Query:
@@ -96,6 +100,15 @@ def _queries(slot: str, since: dt.datetime | None, until: dt.datetime | None) ->
          "LEFT JOIN operation o ON o.seq = p.seq\n"
          f"WHERE coalesce(m.slot, json_extract_string(o.details, '$.slot')) = ?{p_ts}\n"
          "ORDER BY p.seq", [slot, *p_params]),
+        # what followed a person's decision, before or after the period: the committee's review
+        # (details.reviews_seq) and policy changes of the slot
+        ("follow_ups",
+         "SELECT seq, ts, actor, key_id, event_type, component, status, correlation_id,\n"
+         "       CAST(details AS VARCHAR) AS details, mac\n"
+         "FROM operation\n"
+         "WHERE event_type IN ('override_review', 'policy_change')\n"
+         "  AND json_extract_string(details, '$.slot') = ?\n"
+         "ORDER BY seq", [slot]),
         ("monitoring",
          "SELECT seq, ts, actor, key_id, event_type, component, status, correlation_id,\n"
          "       CAST(details AS VARCHAR) AS details, mac\n"
@@ -228,13 +241,57 @@ class AlertEntry:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """An override_review or policy_change entry of the slot."""
+
+    seq: int
+    ts: dt.datetime
+    event_type: str
+    status: str
+    details: Mapping[str, Any]
+
+    @property
+    def reviews_seq(self) -> int | None:
+        seq = self.details.get("reviews_seq")
+        return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+    def describe(self) -> str:
+        d = self.details
+        if self.event_type == "override_review":
+            return f"seq {self.seq}: {d.get('outcome', self.status)} by {d.get('reviewer')} ({_iso(self.ts)}): {d.get('note')}"
+        changes = ", ".join(f"{c.get('key')} {_json_text(c.get('from'))} \u2192 {_json_text(c.get('to'))}"
+                            for c in _dicts(d.get("changes")))
+        return f"seq {self.seq}: policy change ({_iso(self.ts)}){': ' + changes if changes else ''}"
+
+
+@dataclass(frozen=True)
 class OverrideFinding:
-    """A decision a person made, and what the gate had said about the same version."""
+    """A decision a person made, what the gate had said about the same version then, the
+    committee's review of it, and what followed."""
 
     decision: GateDecision
     gate_said: str
     gate_seq: int | None
     against_the_gate: bool  # a person put live a version the gate had rejected, or never evaluated
+    gate_age_days: int | None = None  # days from the gate's verdict to the decision
+    stale: bool = False  # the verdict no longer spoke for the version: too old, or production changed since
+    reviews: tuple[FollowUp, ...] = ()
+    followed_by: tuple[str, ...] = ()  # the next decision in the slot, and policy changes before it
+
+    @property
+    def finding(self) -> str:
+        if self.against_the_gate:
+            return "AGAINST GATE"
+        return "STALE VERDICT" if self.stale else "CONSISTENT"
+
+    @property
+    def questioned(self) -> bool:
+        return self.against_the_gate or self.stale
+
+    @property
+    def skipped_checks(self) -> tuple[str, ...]:
+        checks = self.decision.details.get("skipped_checks")
+        return tuple(str(c) for c in checks) if isinstance(checks, list) else ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +307,7 @@ class SlotHistory:
     runs: tuple[MonitorRun, ...]
     alerts: tuple[AlertEntry, ...]
     queries: tuple[Query, ...] = field(repr=False)
+    follow_ups: tuple[FollowUp, ...] = ()  # reviews and policy changes of the slot, whenever they happened
 
     def query(self, name: str) -> Query:
         return next(q for q in self.queries if q.name == name)
@@ -278,8 +336,12 @@ class SlotHistory:
         return max(stamps) if stamps else None
 
     def shown_seqs(self) -> list[int]:
-        """Every entry the document shows: the slot's decisions and monitoring entries in the window."""
-        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts})
+        """Every entry the document shows: the slot's decisions and monitoring entries in the
+        window, and the reviews and policy changes the override analysis cites."""
+        cited = {u.seq for f in self.override_findings() for u in f.reviews}
+        cited |= {u.seq for u in self.follow_ups if u.event_type == "policy_change"
+                  and any(u.describe() in f.followed_by for f in self.override_findings())}
+        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts} | cited)
 
     def override_findings(self) -> tuple[OverrideFinding, ...]:
         return tuple(_override_finding(d, self) for d in self.overrides)
@@ -329,6 +391,8 @@ def read_slot_history(source: Source, slot: str, since: dt.datetime | None, unti
         tuple(by_name["registry_history"].table.to_pylist()),
         tuple(by_name["registry_problems"].table.to_pylist()),
         tuple(runs), tuple(alerts), queries,
+        tuple(FollowUp(r["seq"], r["ts"], r["event_type"], r["status"], _json(r["details"]))
+              for r in by_name["follow_ups"].table.to_pylist()),
     )
 
 
@@ -347,7 +411,14 @@ def _gate_decision(row: Mapping[str, Any]) -> GateDecision:
 
 def _override_finding(d: GateDecision, history: SlotHistory) -> OverrideFinding:
     """What the gate had said about the version a person decided on (the latest gate verdict
-    on it before the decision), or why no gate verdict applies."""
+    on it before the decision, and how old it was), or why no gate verdict applies; with the
+    committee's review of the decision and what followed it."""
+    found = _gate_said(d, history)
+    reviews = tuple(u for u in history.follow_ups if u.event_type == "override_review" and u.reviews_seq == d.seq)
+    return replace(found, reviews=reviews, followed_by=_followed_by(d, history))
+
+
+def _gate_said(d: GateDecision, history: SlotHistory) -> OverrideFinding:
     before = [p for p in history.all_decisions if p.seq < d.seq and p.challenger_version == d.challenger_version]
     verdicts = [p for p in before if p.is_gate_verdict]
     last = verdicts[-1] if verdicts else None
@@ -360,7 +431,8 @@ def _override_finding(d: GateDecision, history: SlotHistory) -> OverrideFinding:
         if last is not None and last.decision == "pending_approval":
             verb = "approved" if d.decision == "approve" else "declined"
             return OverrideFinding(d, f"the gate passed every check at seq {last.seq} and left it for a human sign-off; "
-                                   f"a person {verb} it", last.seq, False)
+                                   f"a person {verb} it {_days(d.ts - last.ts)} later", last.seq, False,
+                                   (d.ts - last.ts).days)
         return OverrideFinding(d, "no pending gate verdict is recorded for this version before the sign-off", None, True)
     if last is None:
         was_live = [p for p in history.periods if p["version"] == d.challenger_version and p["live_from"] < d.ts]
@@ -369,10 +441,58 @@ def _override_finding(d: GateDecision, history: SlotHistory) -> OverrideFinding:
             return OverrideFinding(d, "not known: the gate never evaluated this version in this ledger, and a force-promote "
                                    "skips every check" + note, None, True)
         return OverrideFinding(d, f"a {d.decision} run by a person; no earlier gate verdict on this version" + note, None, False)
+    age = d.ts - last.ts
     stage = f", {last.stage} stage" if last.stage else ""
-    said = f"the gate decided {last.decision} at seq {last.seq}{stage}: {last.reason}"
+    said = f"the gate decided {last.decision} at seq {last.seq}{stage}, {_days(age)} before: {last.reason}"
+    # A verdict speaks for the comparison it made: not once the policy's window has passed, nor
+    # once another version has held production since (the champion it beat is gone).
+    stale = []
+    valid_days = _approval_valid_days(last)
+    if valid_days is not None and age > dt.timedelta(days=valid_days):
+        stale.append(f"older than the policy's approval_valid_days ({valid_days})")
+    since = [p for p in history.all_decisions if last.seq < p.seq < d.seq and p.decision in MAKES_PRODUCTION
+             and p.challenger_version != d.challenger_version]
+    if since:
+        stale.append(f"production changed since (seq {since[0].seq}: {since[0].decision} of {since[0].challenger_version}"
+                     + (f", and {len(since) - 1} more" if len(since) > 1 else "") + ")")
+    if stale:
+        said += "; no longer current: " + "; ".join(stale)
     against = d.decision == "force_promote" and last.decision == "reject"
-    return OverrideFinding(d, said, last.seq, against)
+    return OverrideFinding(d, said, last.seq, against, age.days, bool(stale))
+
+
+def _approval_valid_days(verdict: GateDecision) -> int | None:
+    policy = verdict.replay.get("policy")
+    if not isinstance(policy, Mapping):
+        return None
+    try:
+        return policy_from_mapping(policy, f"seq {verdict.seq} recorded policy").approval_valid_days
+    except PolicyError:
+        return None
+
+
+def _followed_by(d: GateDecision, history: SlotHistory) -> tuple[str, ...]:
+    """The policy changes of the slot after ``d`` and before the next decision a person made
+    (a committee acts on a review days later, the gate may run in between), then the next
+    decision in the slot."""
+    later = [p for p in history.all_decisions if p.seq > d.seq]
+    nxt = later[0] if later else None
+    next_manual = next((p for p in later if p.manual), None)
+    changes = [u for u in history.follow_ups if u.event_type == "policy_change" and u.seq > d.seq
+               and (next_manual is None or u.seq < next_manual.seq)]
+    out = [u.describe() for u in changes]
+    if nxt is not None:
+        out.append(f"seq {nxt.seq}: {nxt.decision} of {nxt.challenger_version} ({_iso(nxt.ts)}, {_days(nxt.ts - d.ts)} later)")
+    elif history.until is not None:
+        out.append("no later decision in the period")
+    else:
+        out.append("no later decision in the slot")
+    return tuple(out)
+
+
+def _days(delta: dt.timedelta) -> str:
+    days = delta.days
+    return f"{days} day" if days == 1 else f"{days} days"
 
 
 def _dicts(value: Any) -> tuple[Mapping[str, Any], ...]:
@@ -387,6 +507,11 @@ def _json(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _json_text(value: Any) -> str:
+    """A recorded value as JSON writes it (true, not Python's True)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _str(value: Any) -> str | None:

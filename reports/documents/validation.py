@@ -73,6 +73,7 @@ ATTACHMENTS = {
     "registry_history": ("registry-history.parquet", "Query result: every registry state transition in the period"),
     "registry_problems": ("registry-problems.parquet", "Query result: entries the registry refused (stale or out of order)"),
     "monitoring": ("monitoring.parquet", "Query result: monitor_run, monitor_alert and online_evaluation entries of the slot"),
+    "follow_ups": ("follow-ups.parquet", "Query result: the slot's override_review and policy_change entries"),
 }
 
 
@@ -169,7 +170,7 @@ def _document(basis: EvidenceBasis, h: SlotHistory, shown: list[ShownEntry], pro
 def _summary_section(h: SlotHistory, period: Period) -> Section:
     counts = Counter(d.decision for d in h.decisions)
     findings = h.override_findings()
-    against = [f for f in findings if f.against_the_gate]
+    against = [f for f in findings if f.questioned]
     start_version = h.production_at(period.start)
     end_version = h.production_at(period.end - dt.timedelta(microseconds=1)) if period.end > period.start else start_version
     until = _when(period.end) if h.until else f"the checkpoint ({_when(period.end)})"
@@ -180,11 +181,11 @@ def _summary_section(h: SlotHistory, period: Period) -> Section:
             f"{len(h.runs)} run(s) and {len(h.alerts)} alert(s).")
     blocks: list[Block] = [Paragraph(text)]
     if against:
-        blocks.append(StatusBadge(Status.WARN, "OVERRIDE", f"{len(against)} version(s) put into production by a person "
-                                  "against, or without, a gate verdict (see Overrides)"))
+        blocks.append(StatusBadge(Status.WARN, "OVERRIDE", f"{len(against)} decision(s) by a person against, or "
+                                  "without, a current gate verdict (see Overrides)"))
     elif h.overrides:
         blocks.append(StatusBadge(Status.INFO, "HUMAN DECISIONS", f"{len(h.overrides)} sign-off(s) or rollback(s) by a person, "
-                                  "none against a gate verdict"))
+                                  "none against, or without, a current gate verdict"))
     blocks.append(_fairness_badge(h))
     blocks.append(_drift_badge(h))
     if h.problems:
@@ -364,31 +365,54 @@ def _override_section(h: SlotHistory) -> Section:
     findings = h.override_findings()
     blocks: list[Block] = [Paragraph(
         "Override analysis (SR 11-7): every promotion decision a person made (trigger manual: force-promote, approval, "
-        "decline, manual rollback), who made it and why, set against what the gate had said about the same version. The "
-        "gate's verdict is the latest gate decision on that version before the person's decision; a force-promote of a "
-        "version the gate never evaluated, or had rejected, is flagged.")]
+        "decline, manual rollback), who made it and why, set against what the gate had said about the same version at "
+        "the time, with the committee's review of it and what followed. The gate's verdict is the latest gate decision "
+        "on that version before the person's decision, with its age; it is no longer current once it is older than the "
+        "policy's approval_valid_days, or once another version has held production since. A force-promote of a version "
+        "the gate never evaluated, or had rejected, is flagged; so is one resting on a verdict that is no longer current.")]
     if not findings:
         blocks.append(StatusBadge(Status.PASS, "NONE", "no decision in the period was made by a person"))
         return Section("Overrides and human decisions", tuple(blocks))
-    against = [f for f in findings if f.against_the_gate]
     blocks.append(KeyValues((
         KeyValue("Decisions by a person", len(findings)),
         KeyValue("Force-promotes", sum(1 for f in findings if f.decision.decision == "force_promote")),
         KeyValue("Approvals / declines", sum(1 for f in findings if f.decision.decision in ("approve", "decline"))),
         KeyValue("Manual rollbacks", sum(1 for f in findings if f.decision.decision == "rollback")),
-        KeyValue("Against, or without, a gate verdict", len(against)),
+        KeyValue("Against, or without, a gate verdict", sum(1 for f in findings if f.against_the_gate)),
+        KeyValue("On a gate verdict no longer current", sum(1 for f in findings if f.stale and not f.against_the_gate)),
+        KeyValue("Reviewed by the committee", sum(1 for f in findings if f.reviews)),
     ), caption="Override counts"))
+    badge = {"AGAINST GATE": Status.WARN, "STALE VERDICT": Status.WARN, "CONSISTENT": Status.INFO}
     rows = tuple((f.decision.seq, f.decision.ts, promotion_status(f.decision.decision), f.decision.challenger_version,
-                  f.decision.operator, f.decision.reason, f.gate_said,
-                  StatusBadge(Status.WARN, "AGAINST GATE") if f.against_the_gate else StatusBadge(Status.INFO, "CONSISTENT"))
+                  f.decision.operator, f.decision.reason, f.gate_said, StatusBadge(badge[f.finding], f.finding))
                  for f in findings)
     blocks.append(Table(
         (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
          Column("Decision", ValueKind.STATUS, weight=1.5), Column("Version", ValueKind.IDENTIFIER, weight=1.3),
          Column("Who", ValueKind.IDENTIFIER, weight=1.5), Column("Why (as recorded)", ValueKind.TEXT, weight=2.6),
          Column("What the gate had said", ValueKind.TEXT, weight=2.8), Column("Finding", ValueKind.STATUS, weight=1.5)),
-        rows, caption="Decisions made by a person, with the gate's verdict on the same version",
+        rows, caption="Decisions made by a person, with the gate's verdict on the same version at the time",
         source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows)))
+    after = tuple((f.decision.seq, f.decision.decision,
+                   "; ".join(r.describe() for r in f.reviews) or "not reviewed (no override_review entry names it)",
+                   "; ".join(f.followed_by))
+                  for f in findings)
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Decision", ValueKind.IDENTIFIER, weight=1.2),
+         Column("Committee review (reviews_seq)", ValueKind.TEXT, weight=3.6), Column("What followed", ValueKind.TEXT, weight=3.6)),
+        after, caption="Each decision by a person: the committee's review of it, and what followed",
+        source_attachment=ATTACHMENTS["follow_ups"][0], total_rows=len(after)))
+    forced = [f for f in findings if f.decision.decision == "force_promote"]
+    if forced:
+        skipped = tuple((f.decision.seq, f.decision.challenger_version, len(f.skipped_checks),
+                         ", ".join(f.skipped_checks) or "not recorded (an entry before gate_format 2)")
+                        for f in forced)
+        blocks.append(Table(
+            (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Version", ValueKind.IDENTIFIER, weight=1.2),
+             Column("Checks", ValueKind.NUMBER, weight=0.7), Column("Checks the ladder would have run (details.skipped_checks)",
+                                                                 ValueKind.TEXT, weight=6.0)),
+            skipped, caption="What each force-promote skipped", source_attachment=ATTACHMENTS["promotions"][0],
+            total_rows=len(skipped)))
     return Section("Overrides and human decisions", tuple(blocks))
 
 
@@ -566,8 +590,11 @@ def _method_blocks(h: SlotHistory) -> list[Block]:
         Paragraph(
             "The override analysis takes, for each decision a person made, the latest gate verdict (promote, reject, "
             "pending approval, bootstrap) on the same version in the same slot before it, including verdicts before the "
-            "report period. What the gate would have said about a version it never evaluated is not known and is reported "
-            "as such; this document does not re-run the gate."),
+            "report period, and its age; a verdict older than the approval_valid_days of the policy it recorded, or one "
+            "after which another version held production, is reported as no longer current. What the gate would have "
+            "said about a version it never evaluated is not known and is reported as such; this document does not re-run "
+            "the gate. A review is an override_review entry whose reviews_seq names the decision; what followed is read "
+            "from the slot's policy_change entries and its next promotion decision."),
         Paragraph(
             "Monitoring values are those the monitors recorded. Disparate impact is the favourable-outcome rate of the "
             "unprivileged group over that of the privileged group; its band is read from each run's recorded bounds. "
