@@ -10,6 +10,7 @@ stored (sorted) order, `details` its exact RFC 8785 text.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, Mapping
 
 import pyarrow as pa
@@ -46,6 +47,11 @@ def entry_to_json(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
     return {c.name: _to_json(c.type, row.get(c.name)) for c in spec.encoded_columns}
 
 
+@functools.lru_cache(maxsize=None)
+def _row_normalizer(table: str) -> RowNormalizer:
+    return RowNormalizer(table_spec(table))
+
+
 def entry_from_json(table: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     """The normalised row an entry's JSON stands for (without its MAC); refuses anything
     that is not exactly an entry of `table`."""
@@ -53,7 +59,7 @@ def entry_from_json(table: str, obj: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(obj, Mapping):
         raise EntryError("an entry is a JSON object", table=table)
     fields = {k: v for k, v in obj.items() if k not in ASSIGNED_FIELDS}
-    row = RowNormalizer(spec)(fields)
+    row = _row_normalizer(table)(fields)
     if row["details"] is not None and row["details"] != obj.get("details"):
         raise EntryError("details are not in RFC 8785 canonical form", table=table, field="details")
     for name, read in (("seq", to_int), ("table_name", to_str), ("key_id", to_str), ("ts", to_micros)):

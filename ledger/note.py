@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -132,8 +133,11 @@ def _b64decode(value: str, what: str, error: type[NoteError]) -> bytes:
     return raw
 
 
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")
+
+
 def _has_control(text: str) -> bool:
-    return any(ord(c) < 0x20 and c != "\n" for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def _valid_name(name: str) -> bool:

@@ -46,7 +46,7 @@ from .entries import entry_from_json, entry_to_json
 from .errors import EntryError, IntegrityError, LedgerError, ProofFormatError
 from .jsontext import JSONTextError, json_path, loads_strict
 from .merkle import ConsistencyProof, InclusionProof, ProofError, leaf_hash
-from .note import Checkpoint, MalformedNoteError, NoteError, Verifier, _b64decode, parse_note
+from .note import Checkpoint, MalformedNoteError, NoteError, Signature, Verifier, _b64decode, parse_note
 from .public import SignedCheckpoint, open_ledger_checkpoint
 from .read import LedgerSnapshot, snapshot
 from .schema import TABLE_NAMES, TABLES
@@ -334,9 +334,10 @@ def _shown_entry(item: Any, i: int) -> _ShownEntry:
         where = json_path([*parts, "entry"]) + (f".{e.field}" if e.field else "")
         raise ProofFormatError(e.reason, where) from None
     canonical_json = entry_to_json(table, row)
-    for name, value in shown.items():
-        if json.dumps(value, sort_keys=True) != json.dumps(canonical_json[name], sort_keys=True):
-            raise _refuse([*parts, "entry", name], f"not in canonical form: the entry stands for {json.dumps(canonical_json[name])}")
+    if json.dumps(shown, sort_keys=True) != json.dumps(canonical_json, sort_keys=True):  # type-exact: 1 is not 1.0
+        for name, value in shown.items():
+            if json.dumps(value, sort_keys=True) != json.dumps(canonical_json[name], sort_keys=True):
+                raise _refuse([*parts, "entry", name], f"not in canonical form: the entry stands for {json.dumps(canonical_json[name])}")
     canonical = _base64(item["canonical"], [*parts, "canonical"])
     if _base64(item["leaf_hash"], [*parts, "leaf_hash"], 32) != leaf_hash(canonical):
         raise _refuse([*parts, "leaf_hash"], f"is not the leaf hash of entries[{i}].canonical ({_b64(leaf_hash(canonical))})")
@@ -367,19 +368,28 @@ def _consistency(value: Any) -> ConsistencyProof:
                             _hashes(o["hashes"], ["consistency", "hashes"]))
 
 
-def _note_signatures(value: Any, key: str) -> str:
-    """The note's text, refusing a signature line given twice (it would not be checked twice)."""
-    note = _text(value, [key])
+@dataclass(frozen=True)
+class _Note:
+    key: str  # the field that holds it
+    note: bytes
+    signatures: tuple[Signature, ...]  # () when the note is malformed: opening it says why
+
+
+def _note(value: Any, key: str) -> _Note:
+    """A checkpoint note, refusing a signature line given twice (it would not be checked twice)."""
+    text = _text(value, [key])
     try:
-        lines = parse_note(note.encode("utf-8")).signatures
-    except NoteError:
-        return note  # malformed: opening it says why, and the proof does not hold
+        note = text.encode("utf-8")
     except UnicodeEncodeError:
         raise _refuse([key], "is not valid UTF-8 text (a lone surrogate)") from None
-    for number, sig in enumerate(lines):
-        if sig in lines[:number]:
+    try:
+        signatures = parse_note(note).signatures
+    except NoteError:
+        return _Note(key, note, ())
+    for number, sig in enumerate(signatures):
+        if sig in signatures[:number]:
             raise _refuse([key], f"signature line {number + 1} repeats an earlier one")
-    return note
+    return _Note(key, note, signatures)
 
 
 def parse_proof(text: str | bytes) -> dict[str, Any]:
@@ -415,32 +425,31 @@ def verify_proof(doc: Any, verifiers: Sequence[Verifier]) -> ProofReport:
     if kind == "consistency":
         _object(doc, [], _CONSISTENCY_DOC, "a consistency proof document")
         ledger_id = _ledger_id(doc)
-        old_note, new_note = _note_signatures(doc["old_checkpoint"], "old_checkpoint"), _note_signatures(doc["new_checkpoint"], "new_checkpoint")
+        old_note, new_note = _note(doc["old_checkpoint"], "old_checkpoint"), _note(doc["new_checkpoint"], "new_checkpoint")
         return _verify_consistency(ledger_id, old_note, new_note, _consistency(doc["consistency"]), verifiers)
     _object(doc, [], _INCLUSION_DOC, "an inclusion proof document")
     ledger_id = _ledger_id(doc)
-    note = _note_signatures(doc["checkpoint"], "checkpoint")
+    note = _note(doc["checkpoint"], "checkpoint")
     return _verify_inclusion(ledger_id, note, _shown_entries(doc["entries"]), verifiers)
 
 
-def _signed(report: ProofReport, key: str, note: str, verifiers: Sequence[Verifier]) -> SignedCheckpoint | None:
+def _signed(report: ProofReport, note: _Note, verifiers: Sequence[Verifier]) -> SignedCheckpoint | None:
     try:
-        signed = open_ledger_checkpoint(note.encode("utf-8"), verifiers, report.ledger_id)
+        signed = open_ledger_checkpoint(note.note, verifiers, report.ledger_id)
     except NoteError as e:
-        report.problems.append(f"{key}: {type(e).__name__}: {e}")
+        report.problems.append(f"{note.key}: {type(e).__name__}: {e}")
         return None
-    untrusted = [f"{s.name}+{s.key_id:08x}" for s in parse_note(note.encode("utf-8")).signatures
-                 if f"{s.name}+{s.key_id:08x}" not in signed.signed_by]
+    untrusted = [f"{s.name}+{s.key_id:08x}" for s in note.signatures if f"{s.name}+{s.key_id:08x}" not in signed.signed_by]
     if untrusted:
-        raise _refuse([key], f"also signed by {', '.join(untrusted)}, not a trusted key, so that signature cannot be checked; "
-                              f"pass its public key too, or remove its line")
+        raise _refuse([note.key], f"also signed by {', '.join(untrusted)}, not a trusted key, so that signature cannot be "
+                                  f"checked; pass its public key too, or remove its line")
     return signed
 
 
-def _verify_consistency(ledger_id: str, old_note: str, new_note: str, proof: ConsistencyProof,
+def _verify_consistency(ledger_id: str, old_note: _Note, new_note: _Note, proof: ConsistencyProof,
                         verifiers: Sequence[Verifier]) -> ProofReport:
     report = ProofReport(False, "consistency", ledger_id)
-    old, new = _signed(report, "old_checkpoint", old_note, verifiers), _signed(report, "new_checkpoint", new_note, verifiers)
+    old, new = _signed(report, old_note, verifiers), _signed(report, new_note, verifiers)
     if old is None or new is None:
         return report
     report.old_checkpoint, report.checkpoint = old.summary(), new.summary()
@@ -455,9 +464,9 @@ def _verify_consistency(ledger_id: str, old_note: str, new_note: str, proof: Con
     return report
 
 
-def _verify_inclusion(ledger_id: str, note: str, entries: Sequence[_ShownEntry], verifiers: Sequence[Verifier]) -> ProofReport:
+def _verify_inclusion(ledger_id: str, note: _Note, entries: Sequence[_ShownEntry], verifiers: Sequence[Verifier]) -> ProofReport:
     report = ProofReport(False, "inclusion", ledger_id)
-    checkpoint = _signed(report, "checkpoint", note, verifiers)
+    checkpoint = _signed(report, note, verifiers)
     if checkpoint is None:
         return report
     report.checkpoint = checkpoint.summary()

@@ -20,11 +20,12 @@ A sample of the mutants also goes through the command line: exit code 1 or 2, no
 
 import base64
 import binascii
-import copy
+import itertools
 import json
 import math
 import random
 import struct
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -47,9 +48,13 @@ from mrm.synthetic import stream
 from .conftest import KEY
 
 SIGNER = Signer.parse("PRIVATE+KEY+mrm-test+64b144e8+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f")
-STRANGER = Signer.parse(Signer.generate("mrm-test").to_skey())  # same name, another key
+# Fixed keys, ledger id and clock: the same documents, so the same mutants, on every run.
+STRANGER = Signer.parse("PRIVATE+KEY+mrm-test+3c520faa+AQcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH")  # same name, another key
+WITNESS = Signer.parse("PRIVATE+KEY+witness+59d7b130+AQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJ")
+LEDGER_ID = uuid.UUID(int=0x13_2026_1207)
+START = 1_780_000_000_000_000  # microseconds: the fixed clock's first tick
 SEED = 20261207
-TEXT_MUTANTS = 1500  # byte-level edits of each document's JSON text
+TEXT_MUTANTS = 1000  # byte-level edits of each document's JSON text
 CLI_SAMPLE = 40  # mutants per document also run through `mrm verify-proof`
 
 
@@ -57,11 +62,14 @@ CLI_SAMPLE = 40  # mutants per document also run through `mrm verify-proof`
 def world(tmp_path_factory):
     keyring = Keyring.from_key("test-k1", KEY).with_signer(SIGNER)
     path = tmp_path_factory.mktemp("fuzz") / "ledger"
-    with Ledger.create(path, keyring, actor="test") as ledger:
-        for seed in (5, 6):
-            for table, row in stream(6, seed=seed):
-                ledger.log(table, row)
-            ledger.seal()
+    clock = itertools.count(START, 1000)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(uuid, "uuid4", lambda: LEDGER_ID)
+        with Ledger.create(path, keyring, actor="test", clock=lambda: next(clock)) as ledger:
+            for seed in (5, 6):
+                for table, row in stream(6, seed=seed):
+                    ledger.log(table, row)
+                ledger.seal()
     old, new = (s for s, _ in stored_notes(Layout(path))[-2:])
     pub = path.parent / "ledger.pub"
     pub.write_text(SIGNER.verifier().to_vkey() + "\n")
@@ -199,12 +207,12 @@ def structural_mutants(original):
         value = get(original, path)
         where = "".join(f"[{k!r}]" for k in path) or "(document)"
         if path:
-            doc = copy.deepcopy(original)
+            doc = json.loads(json.dumps(original))
             parent = get(doc, path[:-1])
             del parent[path[-1]]
             yield f"{where} deleted", doc
         for name, new in value_mutants(value):
-            doc = copy.deepcopy(original)
+            doc = json.loads(json.dumps(original))
             if path:
                 get(doc, path[:-1])[path[-1]] = new
             else:
@@ -223,7 +231,7 @@ def reencoded_entry_mutants(original):
             for name, new in value_mutants(value):
                 if isinstance(new, str) and new.startswith("@@"):
                     continue
-                doc = copy.deepcopy(original)
+                doc = json.loads(json.dumps(original))
                 entry = doc["entries"][i]
                 entry["entry"][field] = new
                 try:
@@ -233,7 +241,7 @@ def reencoded_entry_mutants(original):
                 entry["canonical"] = base64.b64encode(canonical).decode()
                 entry["leaf_hash"] = base64.b64encode(leaf_hash(canonical)).decode()
                 yield f"entries[{i}].entry.{field} {name}, re-encoded", doc
-        doc = copy.deepcopy(original)
+        doc = json.loads(json.dumps(original))
         raw = bytearray(base64.b64decode(item["canonical"]))
         raw[-1] ^= 0x01
         doc["entries"][i]["canonical"] = base64.b64encode(bytes(raw)).decode()
@@ -251,7 +259,7 @@ def note_mutants(note: str):
             yield f"note line {i} {name}", "\n".join(edited)
     text = note[: note.rindex("\n\n") + 1]
     body = Checkpoint.from_text(text)
-    for signer, who in ((STRANGER, "same-named stranger"), (Signer.generate("witness"), "witness")):
+    for signer, who in ((STRANGER, "same-named stranger"), (WITNESS, "witness")):
         signature = Signature(signer.name, signer.key_id, signer.sign(text.encode())).line()
         yield f"note also signed by a {who}", note + signature
         yield f"note signed only by a {who}", text + "\n" + signature
