@@ -91,7 +91,7 @@ def test_gate_evaluate_refuses_a_huge_integer_metric_and_writes_nothing(setup, t
     ledger, files = setup
     bootstrap(ledger, files["v011"])
     before = fingerprint(ledger)
-    for value, problem in ((HUGE, "metrics.task_churn.auc: an integer of about 401 digits is too large"),
+    for value, problem in ((HUGE, "metrics.task_churn.auc: integer of 401 digits is beyond +-2^64"),  # strict JSON
                            (-0.3, "metrics.task_churn.auc: AUC must be in [0, 1], got -0.3")):
         d = json.loads(files["v012"].read_text())
         d["metrics"]["task_churn"]["auc"] = value
@@ -103,13 +103,13 @@ def test_gate_evaluate_refuses_a_huge_integer_metric_and_writes_nothing(setup, t
         assert fingerprint(ledger) == before
 
 
-def test_an_integer_beyond_what_python_converts_is_invalid_json(setup, tmp_path):  # noqa: F811
+def test_an_integer_beyond_what_python_converts_is_refused_with_its_path(setup, tmp_path):  # noqa: F811
     ledger, files = setup
     before = fingerprint(ledger)
     bad = tmp_path / "eval-digits.json"
     bad.write_text(files["v012"].read_text().replace('"seed": 7', '"seed": 1' + "0" * 5000))
     result = run("gate", "evaluate", ledger, bad, "--policy", "policy-manual.toml")
-    assert result.exit_code == 2 and f"{bad}: not valid JSON" in result.output
+    assert result.exit_code == 2 and f"{bad}: lineage.seed: integer of 5001 digits is beyond +-2^64" in result.output
     assert fingerprint(ledger) == before
 
 
@@ -175,11 +175,11 @@ def test_period_hours_is_checked_where_it_is_parsed(setup, value, problem):  # n
     ("labels.csv", "request_id,label,observed_at,value:accuracy\nr1,approve,,1.5\n",
      "labels.csv:2: column value:accuracy: accuracy must be in [0, 1], got 1.5"),
     ("labels.jsonl", '{"request_id": "r1", "label": "approve"}\n{"request_id": "r2", "values": {"x": NaN}}\n',
-     "labels.jsonl:2: NaN is not allowed in JSON"),
+     "labels.jsonl:2: values.x: NaN is not allowed in JSON"),
     ("labels.jsonl", '{"request_id": "r1", "values": {"latency_ms": -3}}\n',
      "labels.jsonl:1: values.latency_ms: a latency must be >= 0, got -3"),
     ("labels.jsonl", '{"request_id": "r1", "values": {"revenue": ' + str(HUGE) + '}}\n',
-     "labels.jsonl:1: values.revenue: an integer of about 401 digits is too large"),
+     "labels.jsonl:1: values.revenue: integer of 401 digits is beyond +-2^64"),
 ])
 def test_outcome_values_are_checked_in_the_file_that_carries_them(setup, tmp_path, name, text, message):  # noqa: F811
     ledger, _ = setup
