@@ -91,7 +91,7 @@ def test_gate_evaluate_refuses_a_huge_integer_metric_and_writes_nothing(setup, t
     ledger, files = setup
     bootstrap(ledger, files["v011"])
     before = fingerprint(ledger)
-    for value, problem in ((HUGE, "metrics.task_churn.auc: integer of 401 digits is beyond +-2^64"),
+    for value, problem in ((HUGE, "metrics.task_churn.auc: integer of 401 digits is beyond +-2^64"),  # strict JSON
                            (-0.3, "metrics.task_churn.auc: AUC must be in [0, 1], got -0.3")):
         d = json.loads(files["v012"].read_text())
         d["metrics"]["task_churn"]["auc"] = value
