@@ -118,17 +118,26 @@ def column_layout(columns: Sequence[Column], cells: Sequence[Sequence[tuple[str,
     by_column = list(zip(*cells)) if cells else [() for _ in columns]
     needs = [_need(c, col) for c, col in zip(columns, by_column)]
     may_break = [False] * len(columns)
-    if sum(needs) > line_pt:
-        # Prose gives way first, wrapping anywhere; what must stay whole keeps its width.
-        for i, c in enumerate(columns):
-            if c.kind is ValueKind.TEXT:
-                needs[i] = min(needs[i], TEXT_FLOOR_PT)
-                may_break[i] = True
+    # Too wide for whole tokens: prose gives way, the widest first, wrapping anywhere; what
+    # must stay whole (identifiers, digests, numbers, timestamps, statuses, one-word values)
+    # keeps its width.
+    for i in sorted((i for i, c in enumerate(columns) if _is_prose(c, by_column[i])), key=lambda i: -needs[i]):
+        over = sum(needs) - line_pt
+        if over <= 0:
+            break
+        needs[i] = max(TEXT_FLOOR_PT, needs[i] - over)
+        may_break[i] = True
     if sum(needs) > line_pt:  # still too wide: the weights decide, and every column may wrap
         total = sum(c.weight for c in columns)
         return ColumnLayout(tuple(f"{100 * c.weight / total:.3f}%" for c in columns), (True,) * len(columns))
     widths = _fill(needs, [c.weight for c in columns], line_pt)
     return ColumnLayout(tuple(f"{100 * w / line_pt:.3f}%" for w in widths), tuple(may_break))
+
+
+def _is_prose(column: Column, cells: Sequence[tuple[str, bool]]) -> bool:
+    """A column of sentences (reasons, summaries), which may wrap inside a word when it must;
+    a column of one- or two-word values (a p-value, "still production") never does."""
+    return column.kind is ValueKind.TEXT and any(len(text.split()) > 3 for text, _ in cells)
 
 
 def _fill(needs: list[float], weights: list[float], line_pt: float) -> list[float]:

@@ -293,7 +293,7 @@ def _exceptions_section(h: SlotHistory) -> Section:
     for d in h.exceptions:
         rows.append((d.seq, d.ts, promotion_status(d.decision), d.challenger_version, d.decided_by, d.reason))
     for a in h.alerts:
-        rows.append((a.seq, a.ts, _alert_status(a), a.version or "not recorded", f"monitor {a.monitor}",
+        rows.append((a.seq, a.ts, _alert_status(a), a.version or "not recorded", f"{a.monitor.split('.')[0]} monitor",
                      _alert_text(a, h.response_to(a))))
     rows.sort(key=lambda r: r[0])
     blocks.append(Table(
@@ -349,17 +349,18 @@ def _decision_detail(d: GateDecision) -> Section:
         for sig in d.significance:
             t = tests.get(str(sig.get("metric")), {})
             rows.append((sig.get("metric"), sig.get("test"), _num(t.get("n")), _num(t.get("champion")), _num(t.get("challenger")),
-                         _num(sig.get("statistic")), _p(sig.get("p_value")), _p(sig.get("p_adjusted")), _num(sig.get("alpha")),
+                         _num(sig.get("statistic")), _p4(sig.get("p_value")), _p4(sig.get("p_adjusted")),
                          passed(sig.get("significant"), "YES", "NO")))
+        alphas = sorted({format_value(a, ValueKind.NUMBER) for a in (sig.get("alpha") for sig in d.significance) if _finite(a)})
         blocks.append(Table(
             (Column("Metric", ValueKind.IDENTIFIER, weight=2.4), Column("Test", ValueKind.IDENTIFIER, weight=0.9),
              Column("n", ValueKind.NUMBER, weight=0.7), Column("Champion", ValueKind.NUMBER, precision=4, weight=0.9),
              Column("Challenger", ValueKind.NUMBER, precision=4, weight=0.9),
-             Column("Statistic", ValueKind.NUMBER, precision=4, weight=0.9), Column("p", ValueKind.TEXT, weight=0.9),
-             Column("p (Holm)", ValueKind.TEXT, weight=0.9), Column("Alpha", ValueKind.NUMBER, weight=0.6),
-             Column("Significant", ValueKind.STATUS, weight=1.1)),
-            tuple(rows), caption=f"Significance tests, seq {d.seq} (estimates and statistic to 4 places, p-values to 4 "
-                                 "significant digits; exact in the attachment)", total_rows=len(rows)))
+             Column("Statistic", ValueKind.NUMBER, precision=4, weight=0.9), Column("p", ValueKind.NUMBER, weight=0.9),
+             Column("p (Holm)", ValueKind.NUMBER, weight=0.9), Column("Significant", ValueKind.STATUS, weight=1.1)),
+            tuple(rows), caption=f"Significance tests, seq {d.seq}, at alpha {' / '.join(alphas) or 'not recorded'} "
+                                 "(estimates and statistic to 4 places, p-values to 4 significant digits; exact in the "
+                                 "attachment)", total_rows=len(rows)))
     if d.checks:
         failed = [c for c in d.checks if c.get("passed") is not True]
         if failed:
@@ -385,24 +386,29 @@ def _gate_section(h: SlotHistory, period: Period) -> Section:
         "checks, then competition: the primary metric must improve by at least the minimum relative improvement, no "
         "secondary metric may degrade beyond its limit, and the improvement must be significant after Holm's correction.")]
     blocks += _policy_tables(h)
-    routine = h.routine_rejects
-    rows = []
-    for d in routine:
-        primary = d.primary
-        failing = [str(c.get("name")) for c in d.checks if c.get("passed") is not True]
-        rows.append((d.seq, d.ts, d.challenger_version, d.champion_version or "none",
-                     _percent(primary.get("delta_rel")) if primary else "not recorded", _p(d.min_p_adjusted),
-                     ", ".join(failing) or "none recorded", short_digest(d.policy_digest) if d.policy_digest else "not recorded"))
-    blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
-         Column("Challenger", ValueKind.IDENTIFIER, weight=1.2), Column("Champion", ValueKind.IDENTIFIER, weight=1.2),
-         Column("Δ primary", ValueKind.TEXT, weight=0.8), Column("min p (Holm)", ValueKind.TEXT, weight=0.8),
-         Column("Failing checks", ValueKind.TEXT, weight=2.6), Column("Policy", ValueKind.IDENTIFIER, weight=1.3)),
-        tuple(rows), caption="Routine rejects: automatic rejects in competition, decided by the gate under the policy named "
-                             "(relative change of the primary metric in percent, smallest Holm-adjusted p-value to 4 "
-                             "significant digits; every check, comparison and test in the attachment)",
-        source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows),
-        empty_text="No routine reject in the period."))
+    # One table per policy, so the decider is named once, in the caption.
+    by_policy: dict[str | None, list[GateDecision]] = {}
+    for d in h.routine_rejects:
+        by_policy.setdefault(d.policy_digest, []).append(d)
+    for rejects in by_policy.values() or ([],):
+        rows = []
+        for d in rejects:
+            primary = d.primary
+            failing = [str(c.get("name")) for c in d.checks if c.get("passed") is not True]
+            rows.append((d.seq, d.ts, d.challenger_version, d.champion_version or "none",
+                         _percent(primary.get("delta_rel")) if primary else "not recorded", _p(d.min_p_adjusted),
+                         ", ".join(failing) or "none recorded"))
+        decider = f" decided by {rejects[0].decided_by}" if rejects else ""
+        blocks.append(Table(
+            (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
+             Column("Challenger", ValueKind.IDENTIFIER, weight=1.2), Column("Champion", ValueKind.IDENTIFIER, weight=1.2),
+             Column("Δ primary", ValueKind.TEXT, weight=0.8), Column("min p (Holm)", ValueKind.TEXT, weight=0.8),
+             Column("Failing checks", ValueKind.TEXT, weight=2.6)),
+            tuple(rows), caption=f"Routine rejects{decider}: automatic rejects in competition (relative change of the "
+                                 "primary metric in percent, smallest Holm-adjusted p-value to 4 significant digits; every "
+                                 "check, comparison and test in the attachment)",
+            source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows),
+            empty_text="No routine reject in the period."))
     for chart in (primary_metric_chart(h.decisions),
                   decisions_over_time_chart(h.decisions, period.start, h.until or h.last_ts() or period.end)):
         if chart is not None:
@@ -515,21 +521,28 @@ def _fairness_subsection(h: SlotHistory) -> Section | None:
     chart = fairness_chart(h)
     if chart is not None:
         blocks.append(chart)
+    # The EOD column only when some run computed it (the paragraph below says why not).
+    with_eod = any(f.worst is not None and f.worst.results.get(EOD) is not None for f in runs)
     rows = []
     for f in runs:
         worst = f.worst
         results = worst.results if worst else {}
         di, spd = results.get(DI), results.get(SPD)
-        rows.append((f.run.seq, f.run.ts, f"{f.run.version} ({f.basis or 'basis not recorded'})", _segment_text(f),
-                     _num(di.value) if di else None, _interval(di), fairness_finding(f.finding),
-                     _num(spd.value) if spd else None, _metric_text(f, EOD), f.alerts))
+        row = [f.run.seq, f.run.ts, f"{f.run.version} ({f.basis or 'basis not recorded'})", _segment_text(f) or "no segment",
+               _metric_text(f, DI), _interval(di) or "not computed", fairness_finding(f.finding), _metric_text(f, SPD)]
+        if with_eod:
+            row.append(_metric_text(f, EOD))
+        rows.append((*row, f.alerts))
+    columns = [Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
+               Column("Version (basis)", ValueKind.TEXT, weight=1.4),
+               Column("Worst segment: n unpriv. / priv.", ValueKind.TEXT, weight=2.0),
+               Column("DI", ValueKind.TEXT, weight=0.9), Column("DI interval", ValueKind.TEXT, weight=1.3),
+               Column("Finding", ValueKind.STATUS, weight=1.4), Column("SPD", ValueKind.TEXT, weight=1.0)]
+    if with_eod:
+        columns.append(Column("EOD", ValueKind.TEXT, weight=1.1))
+    columns.append(Column("Alerts", ValueKind.NUMBER, weight=1.0))
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
-         Column("Version (basis)", ValueKind.TEXT, weight=1.4),
-         Column("Worst segment: n unpriv. / priv.", ValueKind.TEXT, weight=2.0),
-         Column("DI", ValueKind.NUMBER, precision=4, weight=0.9), Column("DI interval", ValueKind.TEXT, weight=1.3),
-         Column("Finding", ValueKind.STATUS, weight=1.4), Column("SPD", ValueKind.NUMBER, precision=4, weight=1.0),
-         Column("EOD", ValueKind.TEXT, weight=1.1), Column("Alerts", ValueKind.NUMBER, weight=1.0)),
+        tuple(columns),
         tuple(rows), caption=f"Fairness runs, worst segment per run: disparate impact (band [{low:g}, {high:g}]), statistical "
                              "parity and equal opportunity differences (values rounded to 4 places; exact in the attachment)",
         source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)))
@@ -613,13 +626,18 @@ def _online_subsection(h: SlotHistory) -> Section | None:
 def _alerts_subsection(h: SlotHistory) -> Section | None:
     if not h.alerts:
         return None
-    rows = tuple((a.seq, a.ts, a.monitor, _alert_status(a), a.action, a.version, a.summary) for a in h.alerts)
+    rows = []
+    for a in h.alerts:
+        response = h.response_to(a)
+        rows.append((a.seq, a.ts, a.monitor, _alert_status(a), a.action or "none recorded", a.version or "not recorded",
+                     f"seq {response.seq}" if response else "none"))
     return Section("Alerts", (Table(
         (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Monitor", ValueKind.IDENTIFIER, weight=1.7), Column("Status", ValueKind.STATUS, weight=1.6),
-         Column("Action", ValueKind.IDENTIFIER, weight=1.2), Column("Version", ValueKind.IDENTIFIER, weight=1.1),
-         Column("Summary", ValueKind.TEXT, weight=3.2)),
-        rows, caption="Monitor alerts in the period", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
+         Column("Monitor", ValueKind.IDENTIFIER, weight=2.6), Column("Status", ValueKind.STATUS, weight=1.3),
+         Column("Action", ValueKind.IDENTIFIER, weight=1.1), Column("Version", ValueKind.IDENTIFIER, weight=1.1),
+         Column("Answered by", ValueKind.TEXT, weight=1.0)),
+        tuple(rows), caption="Monitor alerts in the period (each with its summary and the decision that answered it under "
+                             "Exceptions)", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
 
 
 # --------------------------------------------------------------------------- method
@@ -700,6 +718,11 @@ def _percent(value: Any) -> str:
 def _p(value: Any) -> str:
     """A p-value to 4 significant digits (a p-value means no more)."""
     return f"{value:.4g}" if _finite(value) else "not recorded"
+
+
+def _p4(value: Any) -> float | None:
+    """A p-value rounded to 4 significant digits, for a NUMBER column."""
+    return float(f"{value:.4g}") if _finite(value) else None
 
 
 def _text(value: Any) -> str | None:
