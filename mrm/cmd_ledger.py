@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -352,12 +353,32 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
+    # Say which checkpoints were given, so a success names what it was checked against.
+    given = [_checkpoint_given(c) for c in checkpoints]
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "checkpoints_given": given})
     else:
         click.echo(report.to_text())
+        for g in given:
+            if g["size"] is None:
+                click.echo(f"given    {g['file']}: not a checkpoint ({g['error']})")
+            else:
+                verdict = "this ledger agrees with it and does not end before it" if report.ok else "see the problems above"
+                click.echo(f"given    {g['file']}: checkpoint size {g['size']:,} root {g['root']}: {verdict}")
     if not report.ok:
         sys.exit(EXIT_INTEGRITY)
+
+
+def _checkpoint_given(path: str) -> dict:
+    """The size and root a --checkpoint file states (its signatures are checked by the
+    verification itself, which reports a refused one as a problem)."""
+    from ledger.note import Checkpoint, NoteError, parse_note
+
+    try:
+        body = Checkpoint.from_text(parse_note(Path(path).read_bytes()).text)
+    except NoteError as e:
+        return {"file": path, "size": None, "root": None, "error": str(e)}
+    return {"file": path, "size": body.size, "root": base64.b64encode(body.root).decode("ascii"), "error": None}
 
 
 @click.command()

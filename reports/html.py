@@ -41,6 +41,7 @@ from .model import (
     Table,
     ValueKind,
 )
+from .widths import column_layout, short_digest
 from .values import NULL_TEXT, format_timestamp, format_value, status_of, visible_text
 
 __all__ = ["render_html", "template_environment", "figure_path", "SignerInfo"]
@@ -97,6 +98,7 @@ class BlockView:
     anchor: str = ""
     rows: tuple[tuple[CellView, ...], ...] = ()
     widths: tuple[str, ...] = ()
+    breaks: tuple[bool, ...] = ()  # per column: prose that may wrap anywhere (the table is too wide otherwise)
     url: str = ""
 
 
@@ -116,6 +118,26 @@ def _cell(value, kind: ValueKind, column: Column | None = None) -> CellView:
         return CellView(NULL_TEXT, css + " null")
     badge = status_of(value) if kind is ValueKind.STATUS else None
     return CellView(format_value(value, kind, column), css, badge)
+
+
+def _table_cell(value, column: Column, shorten_digest: bool) -> CellView:
+    view = _cell(value, column.kind, column)
+    if shorten_digest and column.kind is ValueKind.DIGEST and value is not None:
+        return CellView(short_digest(view.text), view.css, view.badge)
+    return view
+
+
+def _measured(view: CellView) -> tuple[str, bool]:
+    """What a cell draws, for its column's width: a badge's detail is measured as badge text,
+    a little wider than it is drawn."""
+    if view.badge is not None and view.badge.detail:
+        return f"{view.text} {visible_text(view.badge.detail)}", True
+    return view.text, view.badge is not None
+
+
+def _breakable(view: CellView) -> CellView:
+    """A cell of prose in a table too wide for whole words: it may wrap anywhere."""
+    return CellView(view.text, view.css + " may-break", view.badge)
 
 
 def _key_value(item: KeyValue) -> CellView:
@@ -138,10 +160,13 @@ def _block_view(block: Block, counter: _Numbering) -> BlockView:
         return BlockView("badge", block)
     if isinstance(block, Table):
         counter.tables += 1
-        total = sum(c.weight for c in block.columns)
-        widths = tuple(f"{100 * c.weight / total:.3f}%" for c in block.columns)
-        rows = tuple(tuple(_cell(v, c.kind, c) for v, c in zip(row, block.columns)) for row in block.rows)
-        return BlockView("table", block, number=counter.tables, anchor=f"tbl-{counter.tables}", rows=rows, widths=widths)
+        # A digest in a table is shortened when an attachment holds the full value.
+        shorten = block.source_attachment is not None
+        rows = tuple(tuple(_table_cell(v, c, shorten) for v, c in zip(row, block.columns)) for row in block.rows)
+        layout = column_layout(block.columns, [[_measured(c) for c in row] for row in rows])
+        rows = tuple(tuple(_breakable(c) if may else c for c, may in zip(row, layout.may_break)) for row in rows)
+        return BlockView("table", block, number=counter.tables, anchor=f"tbl-{counter.tables}", rows=rows,
+                         widths=layout.widths, breaks=layout.may_break)
     if isinstance(block, CodeBlock):
         return BlockView("code", block)
     if isinstance(block, Figure):

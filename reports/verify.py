@@ -204,7 +204,10 @@ class ReportVerification:
             size = f"{c.actual_size:,} bytes" if c.actual_size is not None else ""
             lines.append(f"  {label:<10} {c.name:<{width}}  {size:>14}  {c.detail}".rstrip())
         if self.ok:
-            lines.append("VERIFIED, UNSIGNED" if self.signature is SignatureStatus.UNSIGNED else "VERIFIED")
+            # Say what was checked, so a success can be compared with the cover and the checkpoint.
+            checked = (f": {len(self.attachments)} attachments, {self.pages.actual_count if self.pages else 0} pages, "
+                       f"checkpoint size {m.checkpoint_size:,} root {m.checkpoint_root}")
+            lines.append(("VERIFIED, UNSIGNED" if self.signature is SignatureStatus.UNSIGNED else "VERIFIED") + checked)
         else:
             lines.append(f"FAILED: {len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}")
         lines.extend(f"  - {p}" for p in self.problems)
@@ -410,5 +413,6 @@ def _check_checkpoint(manifest: ReportManifest, files: tuple[EmbeddedFile, ...],
         return CheckpointCheck("mismatch", f"{entry.name} is {actual[0]} size {actual[1]} root {actual[2]}, "
                                           f"but the manifest names {named[0]} size {named[1]} root {named[2]}")
     signers = ", ".join(f"{s.name}+{s.key_id:08x}" for s in note.verified)
-    return CheckpointCheck("ok", f"{checkpoint.origin} size {checkpoint.size:,}, signed by {signers}")
+    root = base64.b64encode(checkpoint.root).decode("ascii")
+    return CheckpointCheck("ok", f"{checkpoint.origin} size {checkpoint.size:,} root {root}, signed by {signers}")
 

@@ -65,15 +65,19 @@ def test_every_gate_decision_with_its_metrics_tests_and_p_values(history):
     # The gate's DeLong p-values are pROC's, and the document prints them exactly as recorded.
     assert p["task_churn/auc"]["p_value"] == pytest.approx(P_CHURN, rel=1e-9)
     assert p["task_next_best/auc"]["p_adjusted"] == pytest.approx(2 * P_NEXT, rel=1e-9)
+    # p-values to 4 significant digits on the page; exact in the attachment (checked above).
     for s in pending["significance"]:
         for key in ("p_value", "p_adjusted"):
-            assert has(h, format_value(s[key], ValueKind.NUMBER)), (s["metric"], key)
+            assert has(h, f"{s[key]:.4g}"), (s["metric"], key)
+            assert not has(h, format_value(s[key], ValueKind.NUMBER)), (s["metric"], key)
     for c in pending["comparison"]:
         assert has(h, c["metric"])
     for phrase in ("PENDING APPROVAL", "mean_auc", "delong", "fidelity:task_churn", "kl 0.31 > max 0.15",
                    "rejected by the fidelity floor", "primary_improvement", "+22.63%", "-18.46%",
-                   "min_relative_improvement", "Seq 20: reject of v014"):
+                   "min_relative_improvement"):
         assert has(h, phrase), phrase
+    # The competition reject of v014 is routine: one row, no section of its own.
+    assert not has(h, "Seq 20: reject of v014") and has(h, "Routine rejects")
 
 
 def test_overrides_with_rationale_and_what_the_gate_had_said(history):
@@ -154,8 +158,9 @@ def test_the_embedded_proofs_cover_every_entry_shown(history):
     report = verify_proof(proofs, h.keyring.verifiers())
     assert report.ok, report.problems
     assert {e["seq"] for e in report.entries} == set(h.known.values()) - {h.known[k] for k in ("access", "inference", "attribution", "guardrail")}
+    # Each leaf hash is printed shortened, one line; the attached proof holds it whole.
     for entry in proofs["entries"]:
-        assert has(h, base64.b64decode(entry["leaf_hash"]).hex())
+        assert has(h, base64.b64decode(entry["leaf_hash"]).hex()[:12] + "\u2026")
 
 
 def test_an_altered_attachment_is_reported(history):
@@ -209,3 +214,108 @@ def test_cli_with_public_key_verification(history, tmp_path):
     bad = CliRunner().invoke(main, ["report", "validation", str(h.ledger), "--slot", world.SLOT, "--keyring", str(keyring_file),
                                     "--from", "2025-03-24T00:00:00Z", "--to", "2025-03-18T00:00:00Z"])
     assert bad.exit_code == 2 and "is not after" in bad.output
+
+
+# --------------------------------------------------------------------------- short enough to read
+
+
+def _routine_ledger(path, keyring, rejects: int):
+    """A slot bootstrapped once, then ``rejects`` weekly challengers that each lose in competition."""
+    from gates.decision import GateInputs, decide
+    from ledger import Ledger
+
+    from .test_gates_decision import CHAMPION_SCORES, champion_dict, evaluation, policy
+
+    world.KNOWN.clear()
+    champion = world._evaluation(champion_dict(slot=world.SLOT))
+    with Ledger.create(path, keyring, actor="gate-service") as ledger:
+        world._log_decision(ledger, "bootstrap", decide(GateInputs(champion, None, policy(auto=True))), world.T0)
+        for week in range(1, rejects + 1):
+            loser = world._evaluation(evaluation(f"reco-2025w{week:02d}", CHAMPION_SCORES, 0.25,
+                                                 trained_end="2026-05-04T03:00:00Z", slot=world.SLOT))
+            observed = {a.path: a.sha256 for a in loser.lineage.artifacts}
+            world._log_decision(ledger, f"week{week}", decide(GateInputs(loser, champion, policy(auto=False),
+                                                                         observed_artifacts=observed)),
+                                world.T0 + week * 7 * world.D)
+    return dict(world.KNOWN)
+
+
+def _render_routine(tmp_path, rejects: int):
+    keyring = world.signing_keyring()
+    known = _routine_ledger(tmp_path / f"ledger-{rejects}", keyring, rejects)
+    report = build_validation_report(tmp_path / f"ledger-{rejects}", ValidationScope(world.SLOT),
+                                     TrustPlan.hmac_chain(keyring), INFO)
+    pdf = render_pdf(report, keyring.signer, created=CREATED).pdf
+    return known, pdf, page_texts(pdf)
+
+
+def test_routine_rejects_are_one_row_each_and_no_token_is_split(tmp_path):
+    _, _, few = _render_routine(tmp_path, 3)
+    many_known, pdf, many = _render_routine(tmp_path, 30)
+    # 27 more weekly rejects: one row each (and one proof row each), not pages each.
+    assert len(many) <= len(few) + 2, (len(few), len(many))
+    text = "\n".join(many)
+    rejects = {name: seq for name, seq in many_known.items() if name.startswith("week")}
+    assert "Routine rejects decided by gate (policy" in text.replace("\n", " ")
+    assert not any(f"Seq {seq}: reject" in text for seq in rejects.values())  # no section per routine reject
+    # Every identifier appears whole on one line: a version, a sequence number, the short policy digest.
+    lines = text.splitlines()
+    for week, seq in ((int(name[4:]), seq) for name, seq in rejects.items()):
+        row = [line for line in lines if line.startswith(f"{seq} ")]
+        assert row, f"seq {seq} does not start a line of the routine rejects table"
+        assert f"reco-2025w{week:02d}" in text
+    rows = pq.read_table(io.BytesIO(embedded_bytes(pdf, "promotions.parquet"))).to_pylist()
+    digests = {json.loads(r["details"])["replay"]["policy_digest"][:12] + "\u2026" for r in rows}
+    for digest in digests:
+        assert digest in text, digest
+    # No word or identifier of the tables is cut by a line break inside it.
+    for word in ("primary_improvement", "primary_significance", "BOOTSTRAP", "credit_pd", "competition"):
+        assert word in text, word
+
+
+def test_numbers_are_rounded_to_what_they_mean_and_nothing_reads_null(history):
+    h = history
+    pending = next(r for r in parquet(h, "promotions.parquet") if r["decision"] == "pending_approval")
+    for c in pending["comparison"]:
+        # AUC and the other metrics to 4 places; the relative change as a percentage.
+        assert has(h, f"{c['champion']:.4f}") and has(h, f"{c['challenger']:.4f}"), c["metric"]
+        assert not has(h, format_value(c["challenger"], ValueKind.NUMBER)), c["metric"]
+        assert has(h, f"{c['delta_rel'] * 100:+.2f}%"), c["metric"]
+    # An automatic decision names the gate and its policy as the one who decided; nothing is NULL
+    # (the one NULL left is the method appendix saying what NULL would mean).
+    digest = json.loads(pending["details"])["replay"]["policy_digest"]
+    assert has(h, f"Decided by gate (policy {digest[:12]}\u2026)")
+    assert "NULL" not in h.flat.replace(squash("NULL means the ledger holds no value"), "")
+
+
+def test_report_verify_names_the_root_it_checked(history, tmp_path):
+    h = history
+    pdf = tmp_path / "validation.pdf"
+    pdf.write_bytes(h.pdf)
+    pub = tmp_path / "ledger.pub"
+    pub.write_text("".join(v.to_vkey() + "\n" for v in h.keyring.verifiers()))
+    result = CliRunner().invoke(main, ["report", "verify", str(pdf), "--public-key", str(pub)])
+    assert result.exit_code == 0, result.output
+    root = base64.b64encode(h.report.meta.checkpoint.root).decode("ascii")
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("VERIFIED: ") and f"root {root}" in last and "8 attachments" in last, last
+    assert f"size {h.report.meta.checkpoint.size:,} root {root}, signed by" in result.output
+
+
+def test_verify_with_a_checkpoint_names_the_checkpoint_given(history, tmp_path):
+    h = history
+    from ledger.checkpoints import stored_notes
+    from ledger.storage import Layout
+
+    keyring_file = h.keyring.save(tmp_path / "keyring.json")
+    size, note = stored_notes(Layout(h.ledger))[-1]
+    root = h.report.meta.checkpoint.root if h.report.meta.checkpoint.size == size else None
+    text = CliRunner().invoke(main, ["verify", str(h.ledger), "--keyring", str(keyring_file), "--checkpoint", str(note)])
+    assert text.exit_code == 0, text.output
+    line = next(l for l in text.output.splitlines() if l.startswith("given"))
+    assert str(note) in line and f"checkpoint size {size:,} root " in line and "agrees" in line, line
+    if root is not None:
+        assert base64.b64encode(root).decode("ascii") in line
+    doc = json.loads(CliRunner().invoke(main, ["verify", str(h.ledger), "--keyring", str(keyring_file),
+                                               "--checkpoint", str(note), "--json"]).stdout)
+    assert [(g["file"], g["size"]) for g in doc["checkpoints_given"]] == [(str(note), size)]

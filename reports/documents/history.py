@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
@@ -19,6 +20,8 @@ import pyarrow as pa
 from gates.forensics.session import LedgerSQL
 from gates.forensics.source import Source
 from gates.policy import PolicyError, policy_from_mapping
+
+from ..widths import short_digest
 
 __all__ = [
     "AlertEntry",
@@ -190,6 +193,26 @@ class GateDecision:
     def has_detail(self) -> bool:
         return bool(self.comparison or self.significance or self.checks or self.tests)
 
+    @property
+    def routine(self) -> bool:
+        """An automatic reject in competition: the challenger lost fairly, nothing failed
+        that protects customers, and nothing changed in production. Such decisions are one
+        row each in the report; every other decision is an exception, shown in full."""
+        return self.decision == "reject" and self.stage == "competition" and not self.manual
+
+    @property
+    def policy_digest(self) -> str | None:
+        digest = self.replay.get("policy_digest")
+        return digest if isinstance(digest, str) else None
+
+    @property
+    def decided_by(self) -> str:
+        """Who decided: the person, or for an automatic decision the gate and its policy."""
+        if self.operator:
+            return self.operator
+        digest = self.policy_digest
+        return f"gate (policy {short_digest(digest)})" if digest else "gate (policy not recorded)"
+
 
 @dataclass(frozen=True)
 class MonitorRun:
@@ -342,6 +365,35 @@ class SlotHistory:
         cited |= {u.seq for u in self.follow_ups if u.event_type == "policy_change"
                   and any(u.describe() in f.followed_by for f in self.override_findings())}
         return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts} | cited)
+
+    @property
+    def exceptions(self) -> tuple[GateDecision, ...]:
+        """Decisions an examiner reads in full: promotions, bootstraps, sign-offs, overrides,
+        rollbacks, and rejects at the fidelity floor or the functional checks."""
+        return tuple(d for d in self.decisions if not d.routine)
+
+    @property
+    def routine_rejects(self) -> tuple[GateDecision, ...]:
+        return tuple(d for d in self.decisions if d.routine)
+
+    def decision_at(self, seq: int | None) -> GateDecision | None:
+        return next((d for d in self.all_decisions if d.seq == seq), None) if seq is not None else None
+
+    def response_to(self, alert: AlertEntry) -> GateDecision | None:
+        """The decision that answered an alert: the first later one in the slot that links it
+        (``details.responds_to_seq``) or carries it (an automatic rollback); for entries written
+        before the link existed, one whose reason names its sequence number."""
+        for d in self.decisions:
+            if d.seq <= alert.seq:
+                continue
+            if d.details.get("responds_to_seq") == alert.seq:
+                return d
+            carried = d.replay.get("alert")
+            if isinstance(carried, Mapping) and carried.get("seq") == alert.seq:
+                return d
+            if re.search(rf"\bseq {alert.seq}\b", d.reason):
+                return d
+        return None
 
     def override_findings(self) -> tuple[OverrideFinding, ...]:
         return tuple(_override_finding(d, self) for d in self.overrides)

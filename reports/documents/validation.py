@@ -62,7 +62,8 @@ from .parts import (
     report_id_for,
 )
 from .written import WrittenReport, write_report
-from ..values import format_value
+from ..values import format_timestamp, format_value
+from ..widths import short_digest
 
 __all__ = ["ValidationScope", "build_validation_report", "write_validation_report"]
 
@@ -134,10 +135,11 @@ def _document(basis: EvidenceBasis, h: SlotHistory, shown: list[ShownEntry], pro
     sections = [s for s in (failed_verification_section(basis, proofs),) if s is not None]
     sections += [
         _summary_section(h, period),
-        _timeline_section(h, period),
-        _gate_section(h, period),
+        _exceptions_section(h),
         _override_section(h),
         _rollback_section(h),
+        _gate_section(h, period),
+        _timeline_section(h, period),
         _monitoring_section(h),
         integrity_section(basis, proofs, shown, intro=(
             "Every entry behind this history (each promotion decision and each monitoring entry in the period) is listed "
@@ -239,23 +241,33 @@ def _timeline_section(h: SlotHistory, period: Period) -> Section:
         "The registry is not stored anywhere: it is derived, every time, from the ledger's model_promotion and registry "
         "operation entries in sequence order. Each period below runs from the entry that put a version into production to "
         "the entry that took it out.")]
-    rows = tuple((p["version"], p["live_from"], p["live_until"], f"{p['promotion_decision']} (seq {p['promotion_seq']})",
-                  p["promotion_operator"], f"{p['ended_by_decision']} (seq {p['ended_by_seq']})" if p["ended_by_seq"] is not None else "still production")
+    rows = tuple((p["version"], p["live_from"], format_timestamp(p["live_until"]) if p["live_until"] else "still production",
+                  f"{p['promotion_decision']} (seq {p['promotion_seq']})", _decider(h, p["promotion_seq"], p["promotion_operator"]),
+                  f"{p['ended_by_decision']} (seq {p['ended_by_seq']})" if p["ended_by_seq"] is not None else "still production")
                  for p in h.periods)
     blocks.append(Table(
-        (Column("Version", ValueKind.IDENTIFIER, weight=1.6), Column("Live from", ValueKind.TIMESTAMP, weight=1.5),
-         Column("Live until", ValueKind.TIMESTAMP, weight=1.5), Column("Made live by", ValueKind.TEXT, weight=1.7),
-         Column("Operator", ValueKind.IDENTIFIER, weight=1.2), Column("Ended by", ValueKind.TEXT, weight=1.6)),
+        (Column("Version", ValueKind.IDENTIFIER, weight=1.4), Column("Live from", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Live until", ValueKind.TEXT, weight=1.3), Column("Made live by", ValueKind.TEXT, weight=1.6),
+         Column("Decided by", ValueKind.TEXT, weight=1.9), Column("Ended by", ValueKind.TEXT, weight=1.6)),
         rows, caption="Production periods overlapping the report period", source_attachment=ATTACHMENTS["production_periods"][0],
         total_rows=len(rows), empty_text="No version was production in this slot during the period."))
-    t_rows = tuple((t["seq"], t["ts"], t["version"], f"{t['from_state'] or '(new)'} \u2192 {t['to_state']}", t["cause"], t["operator"])
-                   for t in h.transitions)
+    # A routine reject's two transitions (registered as a candidate, then rejected) are
+    # already its row under Gate decisions; the table keeps every other transition.
+    routine = {d.seq for d in h.routine_rejects}
+    others = {d.challenger_version for d in h.all_decisions if not d.routine}
+    routine_versions = {d.challenger_version for d in h.routine_rejects} - others
+    shown = [t for t in h.transitions if not _routine_transition(t, routine, routine_versions)]
+    t_rows = tuple((t["seq"], t["ts"], t["version"], f"{t['from_state'] or '(new)'} \u2192 {t['to_state']}", t["cause"],
+                    _decider(h, t["seq"], t["operator"])) for t in shown)
+    left_out = len(h.transitions) - len(shown)
+    note = (f"; the {left_out:,} registrations and rejections of routinely rejected challengers are left out here "
+            "(each reject is a row under Gate decisions)") if left_out else ""
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
-         Column("Version", ValueKind.IDENTIFIER, weight=1.6), Column("Transition", ValueKind.TEXT, weight=2.4),
-         Column("Cause", ValueKind.IDENTIFIER, weight=1.3), Column("Operator", ValueKind.IDENTIFIER, weight=1.2)),
-        t_rows, caption="Registry state transitions in the period", source_attachment=ATTACHMENTS["registry_history"][0],
-        total_rows=len(t_rows), empty_text="No registry transition in the period."))
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Version", ValueKind.IDENTIFIER, weight=1.3), Column("Transition", ValueKind.TEXT, weight=2.2),
+         Column("Cause", ValueKind.IDENTIFIER, weight=1.3), Column("Decided by", ValueKind.TEXT, weight=1.9)),
+        t_rows, caption=f"Registry state transitions in the period{note}", source_attachment=ATTACHMENTS["registry_history"][0],
+        total_rows=len(h.transitions), empty_text="No registry transition in the period."))
     if h.problems:
         blocks.append(StatusBadge(Status.WARN, "REFUSED ENTRIES", "the registry refused these entries; they changed nothing"))
         blocks.append(Table(
@@ -264,6 +276,104 @@ def _timeline_section(h: SlotHistory, period: Period) -> Section:
             tuple((p["seq"], p["ts"], p["table_name"], p["message"]) for p in h.problems),
             caption="Entries the registry refused", source_attachment=ATTACHMENTS["registry_problems"][0], total_rows=len(h.problems)))
     return Section("Production timeline", tuple(blocks))
+
+
+# --------------------------------------------------------------------------- exceptions
+
+
+def _exceptions_section(h: SlotHistory) -> Section:
+    """What an examiner reads first: every decision that is not a routine reject, and every
+    alert with the decision that answered it; each decision's full record follows."""
+    blocks: list[Block] = [Paragraph(
+        "Exceptions first: every decision that changed production or could have (bootstrap, promotion, pending "
+        "sign-off, approval or decline, force-promote, rollback), every reject at the fidelity floor or the functional "
+        "checks, and every monitor alert with the decision that answered it. Routine rejects (an automatic reject in "
+        "competition: the challenger did not beat the champion) are one row each under Gate decisions. Each decision's "
+        f"full record (every check, comparison and test as the gate wrote it) is in {ATTACHMENTS['promotions'][0]}.")]
+    rows: list[tuple[Any, ...]] = []
+    for d in h.exceptions:
+        rows.append((d.seq, d.ts, promotion_status(d.decision), d.challenger_version, d.decided_by, d.reason))
+    for a in h.alerts:
+        rows.append((a.seq, a.ts, _alert_status(a), a.version or "not recorded", f"{a.monitor.split('.')[0]} monitor",
+                     _alert_text(a, h.response_to(a))))
+    rows.sort(key=lambda r: r[0])
+    blocks.append(Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
+         Column("Event", ValueKind.STATUS, weight=1.4), Column("Version", ValueKind.IDENTIFIER, weight=1.2),
+         Column("Decided by", ValueKind.TEXT, weight=1.6), Column("What happened", ValueKind.TEXT, weight=4.6)),
+        tuple(rows), caption="Exceptions in the period: decisions other than routine rejects, and monitor alerts",
+        source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows),
+        empty_text="No exception in the period: every decision was a routine reject, and no monitor alerted."))
+    details = tuple(_decision_detail(d) for d in h.exceptions if d.has_detail)
+    return Section("Exceptions", tuple(blocks), details)
+
+
+def _alert_text(a: AlertEntry, response: GateDecision | None) -> str:
+    said = a.summary or "no summary recorded"
+    action = f"; the monitor's action: {a.action}" if a.action else ""
+    if response is None:
+        answered = "; no later decision in the slot carries or cites this alert"
+    else:
+        answered = f"; answered by seq {response.seq}: {response.decision} of {response.challenger_version} by {response.decided_by}"
+    return f"{said}{action}{answered}"
+
+
+def _decision_detail(d: GateDecision) -> Section:
+    replay = d.replay
+    items = [
+        KeyValue("Decision", promotion_status(d.decision)),
+        KeyValue("Time (UTC)", d.ts),
+        KeyValue("Challenger / champion", f"{d.challenger_version} / {d.champion_version or 'none (empty slot)'}"),
+        KeyValue("Decided by", d.decided_by),
+        KeyValue("Trigger", d.trigger, ValueKind.IDENTIFIER),
+        KeyValue("Recorded by (actor)", d.actor, ValueKind.IDENTIFIER),
+        KeyValue("Stage that decided", d.stage or "not recorded", ValueKind.IDENTIFIER),
+        KeyValue("Reason", d.reason),
+    ]
+    for key, label in (("policy_digest", "Policy digest (SHA-256)"), ("challenger_digest", "Challenger evaluation digest"),
+                       ("champion_digest", "Champion evaluation digest")):
+        if isinstance(replay.get(key), str):
+            items.append(KeyValue(label, replay[key], ValueKind.DIGEST))
+    blocks: list[Block] = [KeyValues(tuple(items))]
+    if d.comparison:
+        blocks.append(Table(
+            (Column("Metric", ValueKind.IDENTIFIER, weight=2.4), Column("Champion", ValueKind.NUMBER, precision=4, weight=1.0),
+             Column("Challenger", ValueKind.NUMBER, precision=4, weight=1.0), Column("Change", ValueKind.TEXT, weight=1.0),
+             Column("Threshold", ValueKind.TEXT, weight=1.0), Column("Result", ValueKind.STATUS, weight=1.0)),
+            tuple((c.get("metric"), _num(c.get("champion")), _num(c.get("challenger")), _percent(c.get("delta_rel")),
+                   _percent(c.get("threshold")), passed(c.get("passed"))) for c in d.comparison),
+            caption=f"Metric comparison, seq {d.seq} (metrics to 4 places, relative change and its threshold in percent)",
+            total_rows=len(d.comparison)))
+    tests = {str(t.get("metric")): t for t in d.tests}
+    if d.significance:
+        rows = []
+        for sig in d.significance:
+            t = tests.get(str(sig.get("metric")), {})
+            rows.append((sig.get("metric"), sig.get("test"), _num(t.get("n")), _num(t.get("champion")), _num(t.get("challenger")),
+                         _num(sig.get("statistic")), _p4(sig.get("p_value")), _p4(sig.get("p_adjusted")),
+                         passed(sig.get("significant"), "YES", "NO")))
+        alphas = sorted({format_value(a, ValueKind.NUMBER) for a in (sig.get("alpha") for sig in d.significance) if _finite(a)})
+        blocks.append(Table(
+            (Column("Metric", ValueKind.IDENTIFIER, weight=2.4), Column("Test", ValueKind.IDENTIFIER, weight=0.9),
+             Column("n", ValueKind.NUMBER, weight=0.7), Column("Champion", ValueKind.NUMBER, precision=4, weight=0.9),
+             Column("Challenger", ValueKind.NUMBER, precision=4, weight=0.9),
+             Column("Statistic", ValueKind.NUMBER, precision=4, weight=0.9), Column("p", ValueKind.NUMBER, weight=0.9),
+             Column("p (Holm)", ValueKind.NUMBER, weight=0.9), Column("Significant", ValueKind.STATUS, weight=1.1)),
+            tuple(rows), caption=f"Significance tests, seq {d.seq}, at alpha {' / '.join(alphas) or 'not recorded'} "
+                                 "(estimates and statistic to 4 places, p-values to 4 significant digits; exact in the "
+                                 "attachment)", total_rows=len(rows)))
+    if d.checks:
+        failed = [c for c in d.checks if c.get("passed") is not True]
+        if failed:
+            blocks.append(Table(
+                (Column("Check", ValueKind.IDENTIFIER, weight=2.4), Column("Result", ValueKind.STATUS, weight=1.0),
+                 Column("Detail", ValueKind.TEXT, weight=4.6)),
+                tuple((c.get("name"), passed(c.get("passed")), _text(c.get("detail")) or "no detail recorded") for c in failed),
+                caption=f"Checks that did not pass, seq {d.seq}", total_rows=len(failed)))
+        ok = [str(c.get("name")) for c in d.checks if c.get("passed") is True]
+        if ok:
+            blocks.append(Paragraph(f"Checks passed, in the order the gate ran them ({len(ok)}): " + ", ".join(ok) + "."))
+    return Section(f"Seq {d.seq}: {d.decision} of {d.challenger_version}", tuple(blocks))
 
 
 # --------------------------------------------------------------------------- gate decisions
@@ -276,86 +386,52 @@ def _gate_section(h: SlotHistory, period: Period) -> Section:
         "empty slot, the fidelity floor (before any competition, so performance cannot bargain with safety), functional "
         "checks, then competition: the primary metric must improve by at least the minimum relative improvement, no "
         "secondary metric may degrade beyond its limit, and the improvement must be significant after Holm's correction.")]
-    rows = []
-    for d in h.decisions:
-        primary = d.primary
-        delta = primary.get("delta_rel") if primary else None
-        p = d.min_p_adjusted
-        rows.append((d.seq, d.ts, d.challenger_version, d.champion_version, promotion_status(d.decision),
-                     f"{delta * 100:+.2f}%" if _finite(delta) else None, f"{p:.3g}" if _finite(p) else None, d.reason))
-    blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Challenger", ValueKind.IDENTIFIER, weight=1.3), Column("Champion", ValueKind.IDENTIFIER, weight=1.3),
-         Column("Decision", ValueKind.STATUS, weight=1.9), Column("Δ primary", ValueKind.TEXT, weight=1.1),
-         Column("min p (Holm)", ValueKind.TEXT, weight=1.1), Column("Reason", ValueKind.TEXT, weight=3.4)),
-        tuple(rows), caption="Promotion decisions in the period (relative change of the primary metric and the smallest "
-                             "Holm-adjusted p-value rounded here; exact values in each decision's details below)",
-        source_attachment=ATTACHMENTS["promotions"][0],
-        total_rows=len(rows), empty_text="No promotion decision for this slot in the period."))
+    blocks += _policy_tables(h)
+    # One table per policy, so the decider is named once, in the caption.
+    by_policy: dict[str | None, list[GateDecision]] = {}
+    for d in h.routine_rejects:
+        by_policy.setdefault(d.policy_digest, []).append(d)
+    for rejects in by_policy.values() or ([],):
+        rows = []
+        for d in rejects:
+            primary = d.primary
+            failing = [str(c.get("name")) for c in d.checks if c.get("passed") is not True]
+            rows.append((d.seq, d.ts, d.challenger_version, d.champion_version or "none",
+                         _percent(primary.get("delta_rel")) if primary else "not recorded", _p(d.min_p_adjusted),
+                         ", ".join(failing) or "none recorded"))
+        decider = f" decided by {rejects[0].decided_by}" if rejects else ""
+        blocks.append(Table(
+            (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
+             Column("Challenger", ValueKind.IDENTIFIER, weight=1.2), Column("Champion", ValueKind.IDENTIFIER, weight=1.2),
+             Column("Δ primary", ValueKind.TEXT, weight=0.8), Column("min p (Holm)", ValueKind.TEXT, weight=0.8),
+             Column("Failing checks", ValueKind.TEXT, weight=2.6)),
+            tuple(rows), caption=f"Routine rejects{decider}: automatic rejects in competition (relative change of the "
+                                 "primary metric in percent, smallest Holm-adjusted p-value to 4 significant digits; every "
+                                 "check, comparison and test in the attachment)",
+            source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows),
+            empty_text="No routine reject in the period."))
     for chart in (primary_metric_chart(h.decisions),
                   decisions_over_time_chart(h.decisions, period.start, h.until or h.last_ts() or period.end)):
         if chart is not None:
             blocks.append(chart)
-    details = tuple(_decision_detail(d) for d in h.decisions if d.has_detail)
-    return Section("Gate decisions", tuple(blocks), details)
+    return Section("Gate decisions", tuple(blocks))
 
 
-def _decision_detail(d: GateDecision) -> Section:
-    badge = promotion_status(d.decision)
-    replay = d.replay
-    items = [
-        KeyValue("Decision", badge),
-        KeyValue("Time (UTC)", d.ts),
-        KeyValue("Challenger / champion", f"{d.challenger_version} / {d.champion_version or 'none'}"),
-        KeyValue("Trigger", d.trigger, ValueKind.IDENTIFIER),
-        KeyValue("Operator", d.operator if d.operator else "none (automatic)"),
-        KeyValue("Recorded by (actor)", d.actor, ValueKind.IDENTIFIER),
-        KeyValue("Stage that decided", d.stage, ValueKind.IDENTIFIER),
-        KeyValue("Reason", d.reason),
-    ]
-    for key, label in (("policy_digest", "Policy digest (SHA-256)"), ("challenger_digest", "Challenger evaluation digest"),
-                       ("champion_digest", "Champion evaluation digest")):
-        if isinstance(replay.get(key), str):
-            items.append(KeyValue(label, replay[key], ValueKind.DIGEST))
-    blocks: list[Block] = [KeyValues(tuple(items))]
-    if d.comparison:
+def _policy_tables(h: SlotHistory) -> list[Block]:
+    """The thresholds of each policy the gate decided under, printed once per policy."""
+    groups: dict[tuple[str | None, tuple[tuple[str, float], ...]], list[GateDecision]] = {}
+    for d in h.decisions:
+        if d.thresholds:
+            key = (d.policy_digest, tuple(sorted((k, float(v)) for k, v in d.thresholds.items())))
+            groups.setdefault(key, []).append(d)
+    blocks: list[Block] = []
+    for (digest, thresholds), used in groups.items():
+        name = f"policy {short_digest(digest)}" if digest else "a policy whose digest is not recorded"
         blocks.append(Table(
-            (Column("Metric", ValueKind.IDENTIFIER, weight=2.2), Column("Champion", ValueKind.NUMBER, weight=1.2),
-             Column("Challenger", ValueKind.NUMBER, weight=1.2), Column("Relative change", ValueKind.NUMBER, weight=1.2),
-             Column("Threshold", ValueKind.NUMBER, weight=1.0), Column("Result", ValueKind.STATUS, weight=1.0)),
-            tuple((c.get("metric"), c.get("champion"), c.get("challenger"), c.get("delta_rel"), c.get("threshold"),
-                   passed(c.get("passed"))) for c in d.comparison),
-            caption=f"Metric comparison, seq {d.seq}", total_rows=len(d.comparison)))
-    if d.significance:
-        blocks.append(Table(
-            (Column("Metric", ValueKind.IDENTIFIER, weight=2.0), Column("Test", ValueKind.IDENTIFIER, weight=1.1),
-             Column("Statistic", ValueKind.NUMBER, precision=6, weight=1.0), Column("p-value", ValueKind.NUMBER, weight=1.7),
-             Column("p adjusted (Holm)", ValueKind.NUMBER, weight=1.7), Column("Alpha", ValueKind.NUMBER, weight=0.6),
-             Column("Significant", ValueKind.STATUS, weight=1.0)),
-            tuple((s.get("metric"), s.get("test"), s.get("statistic"), s.get("p_value"), s.get("p_adjusted"), s.get("alpha"),
-                   passed(s.get("significant"), "YES", "NO")) for s in d.significance),
-            caption=f"Significance tests, seq {d.seq}", total_rows=len(d.significance)))
-    if d.tests:
-        blocks.append(Table(
-            (Column("Metric", ValueKind.IDENTIFIER, weight=2.0), Column("Test", ValueKind.IDENTIFIER, weight=1.2),
-             Column("n", ValueKind.NUMBER, weight=0.6), Column("Champion", ValueKind.NUMBER, precision=6, weight=1.1),
-             Column("Challenger", ValueKind.NUMBER, precision=6, weight=1.1),
-             Column("Statistic", ValueKind.NUMBER, precision=6, weight=1.1), Column("p-value", ValueKind.NUMBER, weight=1.8)),
-            tuple((t.get("metric"), t.get("test"), _num(t.get("n")), _num(t.get("champion")), _num(t.get("challenger")),
-                   _num(t.get("statistic")), _num(t.get("p_value"))) for t in d.tests),
-            caption=f"Tests as the gate ran them (estimates and statistic rounded to 6 places; p-value exact), seq {d.seq}",
-            total_rows=len(d.tests)))
-    if d.checks:
-        blocks.append(Table(
-            (Column("Check", ValueKind.IDENTIFIER, weight=2.2), Column("Result", ValueKind.STATUS, weight=1.0),
-             Column("Detail", ValueKind.TEXT, weight=4.6)),
-            tuple((c.get("name"), passed(c.get("passed")), _text(c.get("detail"))) for c in d.checks),
-            caption=f"Checks in the order the gate ran them, seq {d.seq}", total_rows=len(d.checks)))
-    if d.thresholds:
-        blocks.append(Table((Column("Threshold", ValueKind.IDENTIFIER, weight=3.0), Column("Value", ValueKind.NUMBER, weight=1.0)),
-                            tuple((k, float(v)) for k, v in sorted(d.thresholds.items())),
-                            caption=f"Policy thresholds the gate used, seq {d.seq}", total_rows=len(d.thresholds)))
-    return Section(f"Seq {d.seq}: {d.decision} of {d.challenger_version}", tuple(blocks))
+            (Column("Threshold", ValueKind.IDENTIFIER, weight=3.0), Column("Value", ValueKind.NUMBER, weight=1.0)),
+            thresholds, caption=f"Thresholds of {name}, used by {len(used)} decision(s), seq {used[0].seq} to {used[-1].seq} "
+                                "(the full digest is in each decision's record)", total_rows=len(thresholds)))
+    return blocks
 
 
 # --------------------------------------------------------------------------- overrides and rollbacks
@@ -469,21 +545,28 @@ def _fairness_subsection(h: SlotHistory) -> Section | None:
     chart = fairness_chart(h)
     if chart is not None:
         blocks.append(chart)
+    # The EOD column only when some run computed it (the paragraph below says why not).
+    with_eod = any(f.worst is not None and f.worst.results.get(EOD) is not None for f in runs)
     rows = []
     for f in runs:
         worst = f.worst
         results = worst.results if worst else {}
         di, spd = results.get(DI), results.get(SPD)
-        rows.append((f.run.seq, f.run.ts, f"{f.run.version} ({f.basis or 'basis not recorded'})", _segment_text(f),
-                     _num(di.value) if di else None, _interval(di), fairness_finding(f.finding),
-                     _num(spd.value) if spd else None, _metric_text(f, EOD), f.alerts))
+        row = [f.run.seq, f.run.ts, f"{f.run.version} ({f.basis or 'basis not recorded'})", _segment_text(f) or "no segment",
+               _metric_text(f, DI), _interval(di) or "not computed", fairness_finding(f.finding), _metric_text(f, SPD)]
+        if with_eod:
+            row.append(_metric_text(f, EOD))
+        rows.append((*row, f.alerts))
+    columns = [Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
+               Column("Version (basis)", ValueKind.TEXT, weight=1.4),
+               Column("Worst segment: n unpriv. / priv.", ValueKind.TEXT, weight=2.0),
+               Column("DI", ValueKind.TEXT, weight=0.9), Column("DI interval", ValueKind.TEXT, weight=1.3),
+               Column("Finding", ValueKind.STATUS, weight=1.4), Column("SPD", ValueKind.TEXT, weight=1.0)]
+    if with_eod:
+        columns.append(Column("EOD", ValueKind.TEXT, weight=1.1))
+    columns.append(Column("Alerts", ValueKind.NUMBER, weight=1.0))
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.7), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.5),
-         Column("Version (basis)", ValueKind.TEXT, weight=1.4),
-         Column("Worst segment: n unpriv. / priv.", ValueKind.TEXT, weight=2.0),
-         Column("DI", ValueKind.NUMBER, precision=4, weight=0.9), Column("DI interval", ValueKind.TEXT, weight=1.3),
-         Column("Finding", ValueKind.STATUS, weight=1.4), Column("SPD", ValueKind.NUMBER, precision=4, weight=1.0),
-         Column("EOD", ValueKind.TEXT, weight=1.1), Column("Alerts", ValueKind.NUMBER, weight=1.0)),
+        tuple(columns),
         tuple(rows), caption=f"Fairness runs, worst segment per run: disparate impact (band [{low:g}, {high:g}]), statistical "
                              "parity and equal opportunity differences (values rounded to 4 places; exact in the attachment)",
         source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)))
@@ -567,13 +650,18 @@ def _online_subsection(h: SlotHistory) -> Section | None:
 def _alerts_subsection(h: SlotHistory) -> Section | None:
     if not h.alerts:
         return None
-    rows = tuple((a.seq, a.ts, a.monitor, _alert_status(a), a.action, a.version, a.summary) for a in h.alerts)
+    rows = []
+    for a in h.alerts:
+        response = h.response_to(a)
+        rows.append((a.seq, a.ts, a.monitor, _alert_status(a), a.action or "none recorded", a.version or "not recorded",
+                     f"seq {response.seq}" if response else "none"))
     return Section("Alerts", (Table(
         (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Monitor", ValueKind.IDENTIFIER, weight=1.7), Column("Status", ValueKind.STATUS, weight=1.6),
-         Column("Action", ValueKind.IDENTIFIER, weight=1.2), Column("Version", ValueKind.IDENTIFIER, weight=1.1),
-         Column("Summary", ValueKind.TEXT, weight=3.2)),
-        rows, caption="Monitor alerts in the period", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
+         Column("Monitor", ValueKind.IDENTIFIER, weight=2.6), Column("Status", ValueKind.STATUS, weight=1.3),
+         Column("Action", ValueKind.IDENTIFIER, weight=1.1), Column("Version", ValueKind.IDENTIFIER, weight=1.1),
+         Column("Answered by", ValueKind.TEXT, weight=1.0)),
+        tuple(rows), caption="Monitor alerts in the period (each with its summary and the decision that answered it under "
+                             "Exceptions)", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
 
 
 # --------------------------------------------------------------------------- method
@@ -630,6 +718,38 @@ def _finite(value: Any) -> bool:
 def _num(value: Any) -> float | int | None:
     """A recorded number for a NUMBER column (anything else, e.g. a string, is not shown as one)."""
     return value if _finite(value) else None
+
+
+def _routine_transition(t: Mapping[str, Any], routine_seqs: set[int], routine_versions: set[str]) -> bool:
+    """A routine reject's transitions: the reject itself, and the registration of a challenger
+    that nothing but routine rejects ever decided on."""
+    if t["seq"] in routine_seqs:
+        return True
+    return t["from_state"] is None and t["cause"] == "model_registered" and t["version"] in routine_versions
+
+
+def _decider(h: SlotHistory, seq: int | None, operator: str | None) -> str:
+    """Who made a registry change: its operator, or the gate and its policy for an
+    automatic decision."""
+    if operator:
+        return operator
+    decision = h.decision_at(seq)
+    return decision.decided_by if decision is not None else "not recorded"
+
+
+def _percent(value: Any) -> str:
+    """A relative change (0.0123) as a percentage with its sign (+1.23%)."""
+    return f"{value * 100:+.2f}%" if _finite(value) else "not recorded"
+
+
+def _p(value: Any) -> str:
+    """A p-value to 4 significant digits (a p-value means no more)."""
+    return f"{value:.4g}" if _finite(value) else "not recorded"
+
+
+def _p4(value: Any) -> float | None:
+    """A p-value rounded to 4 significant digits, for a NUMBER column."""
+    return float(f"{value:.4g}") if _finite(value) else None
 
 
 def _text(value: Any) -> str | None:
