@@ -152,7 +152,7 @@ DRIFT_AT = (1, 0)
 # window is a bounded sample (at most DRIFT_SAMPLE requests, drawn evenly over its days), so a
 # night costs the same at 50,000 or millions of requests a year.
 DRIFT_CURRENT_DAYS, DRIFT_REFERENCE_DAYS = 7, 28
-DRIFT_SAMPLE = 2_000
+DRIFT_SAMPLE = 1_000
 DRIFT_INPUTS = ("age", "assets_krw", "invest_experience_years", "risk_tolerance", "debt_ratio")
 
 # The online trial of a challenger waiting for the committee's sign-off (Monday's gate): shadow
