@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gates.alerts import ROLLBACK, Alert
+from gates.alerts import PROPOSE_RETRAIN, ROLLBACK, Alert
 from gates.ledger_io import LedgerSource, TransitionRefused, as_snapshot, load_registry
 from gates.links import MONITOR_ALERT
 from gates.monitors import (
@@ -61,6 +61,7 @@ from ledger import Ledger
 from ledger.read import LedgerSnapshot
 
 MONITOR_RUN, ONLINE_EVALUATION = "monitor_run", "online_evaluation"
+RETRAIN_PROPOSAL = "retrain_proposal"
 SERVED_ROUTES = ("champion", "challenger")  # plus null: what a customer actually received
 # Which decision a fairness run judges: what the customer was served, or what the model proposed.
 SERVED, PROPOSED = "served", "proposed"
@@ -226,12 +227,13 @@ class ServingAction:
                 "rollback": self.rollback.to_dict() if self.rollback else None, "note": self.note}
 
 
-def act_on_serving(ledger: Ledger, report: ServingReport) -> ServingAction:
+def act_on_serving(ledger: Ledger, report: ServingReport, *, run_id: str | None = None) -> ServingAction:
     """Write the alert, if any; when the policy says ``rollback.action = "rollback"``, also roll
-    the slot back to its most recent archived production version through the ledger."""
+    the slot back to its most recent archived production version through the ledger.
+    ``run_id`` (the alert's correlation_id) defaults to a random UUID."""
     if report.alert is None:
         return ServingAction(report)
-    run = uuid.uuid4().hex
+    run = run_id or uuid.uuid4().hex
     alert_seq = ledger.log_operation(**report.alert.to_operation_entry(correlation_id=run), durable=True)
     if report.alert.action != ROLLBACK:
         return ServingAction(report, alert_seq)
@@ -417,21 +419,52 @@ def compute_drift(source: LedgerSource, slot: str, policy: Policy, *, baseline: 
     names = list(features) if features else sorted({f"score:{k}" for r in base_rows for k in r["scores"]})
     if not names:
         raise MonitorInputError("the baseline predictions carry no scores; name a feature (e.g. latency_ms)")
-    results = []
-    for name in names:
-        b, c = _feature_values(base_rows, name), _feature_values(cur_rows, name)
-        if not b or not c:
-            raise MonitorInputError(f"feature {name}: no values in the {'baseline' if not b else 'current'} window")
-        results.append(population_stability(name, b, c, policy.monitors))
-    alerts = tuple(a for a in (r.alert(slot, version, policy.monitors) for r in results) if a is not None)
     inputs = {"baseline": baseline.to_dict(), "features": names, "baseline_predictions": len(base_rows),
               "current_predictions": len(cur_rows)}
-    return MonitorReport("drift", slot, version, current, tuple(_drift_dict(r) for r in results), alerts, inputs)
+    return drift_report(slot, version, policy, {n: _feature_values(base_rows, n) for n in names},
+                        {n: _feature_values(cur_rows, n) for n in names}, window=current, inputs=inputs)
+
+
+def drift_report(slot: str, version: str, policy: Policy, baseline: Mapping[str, Sequence[float]],
+                 current: Mapping[str, Sequence[float]], *, window: Window,
+                 inputs: Mapping[str, Any] | None = None) -> MonitorReport:
+    """PSI and KL of each feature's ``current`` values against its ``baseline`` values (pure):
+    the report :func:`compute_drift` makes from the ledger's predictions, for a monitor that
+    gets its values elsewhere (a feature store's input features, a bounded nightly sample).
+    Significant drift proposes a retrain; never a deploy."""
+    results = []
+    for name in baseline:
+        b, c = baseline[name], current.get(name, ())
+        if len(b) == 0 or len(c) == 0:
+            raise MonitorInputError(f"feature {name}: no values in the {'baseline' if len(b) == 0 else 'current'} window")
+        results.append(population_stability(name, b, c, policy.monitors))
+    alerts = tuple(a for a in (r.alert(slot, version, policy.monitors) for r in results) if a is not None)
+    return MonitorReport("drift", slot, version, window, tuple(_drift_dict(r) for r in results), alerts,
+                         dict(inputs or {}))
+
+
+def propose_retrain(ledger: Ledger, report: MonitorReport, run: RecordedRun) -> int | None:
+    """When a recorded drift run alerts with action ``propose_retrain``, one ``operation`` entry
+    (event_type ``retrain_proposal``, status ``proposed``) naming the run, its alerts and the
+    features past the act line; None when no alert asks for a retrain. A proposal deploys
+    nothing: the retrained challenger still goes through the gate."""
+    asking = [(seq, a) for seq, a in zip(run.alert_seqs, report.alerts) if a.action == PROPOSE_RETRAIN]
+    if not asking:
+        return None
+    return ledger.log_operation(
+        event_type=RETRAIN_PROPOSAL, component=f"gates.monitor.{report.kind}", status="proposed",
+        correlation_id=f"{report.slot}/{report.version}",
+        details={"slot": report.slot, "version": report.version, "run_id": run.run_id, "run_seq": run.run_seq,
+                 "alert_seqs": [seq for seq, _ in asking],
+                 "features": [a.measurements.get("feature") for _, a in asking],
+                 "summary": "; ".join(a.summary for _, a in asking),
+                 "deploys": None, "next_step": "retrain; the new challenger goes through the promotion gate"},
+        durable=True)
 
 
 __all__ = [
     "BASES", "MONITOR_ALERT", "MONITOR_RUN", "MonitorInputError", "MonitorReport", "ONLINE_EVALUATION", "OnlineReport",
-    "PROPOSED", "RecordedRun", "SERVED", "ServingAction", "ServingReport", "Window", "act_on_serving", "compute_drift",
-    "compute_fairness", "compute_online", "compute_serving", "load_subjects", "record_monitor_report",
-    "record_online",
+    "PROPOSED", "RETRAIN_PROPOSAL", "RecordedRun", "SERVED", "ServingAction", "ServingReport", "Window",
+    "act_on_serving", "compute_drift", "compute_fairness", "compute_online", "compute_serving", "drift_report",
+    "load_subjects", "propose_retrain", "record_monitor_report", "record_online",
 ]

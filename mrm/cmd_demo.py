@@ -86,7 +86,9 @@ def demo(out: str, requests: int, seed: int, as_json: bool) -> None:
     ledger: every request (data access, inference, attribution, KFCPA Art. 17 suitability
     guardrail), weekly retrained scikit-learn challengers through the promotion gate, late
     outcomes, a fairness monitor, an emergency force-promote, a human sign-off, a key
-    rotation. Then verify it with the HMAC key and with the public key alone, reconstruct one
+    rotation, a nightly drift monitor whose one breach proposes a retrain, an online trial
+    (shadow, canary, Welch's test) before each sign-off, and a serving incident rolled back
+    automatically. Then verify it with the HMAC key and with the public key alone, reconstruct one
     disputed recommendation and write its inclusion proof.
 
     \b

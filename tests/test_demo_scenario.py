@@ -397,3 +397,32 @@ def test_the_real_gates_entries_meet_the_sr_11_7_pack(demo):
     statuses = {r["id"]: r["status"] for r in json.loads(result.stdout)["requirements"]}
     assert statuses["sec6-policies-change-control"] == "met"
     assert "gap" not in statuses.values(), statuses
+
+
+def test_the_validation_history_and_evidence_pack_show_drift_the_online_trial_and_the_rollback(demo):
+    """The monitors' evidence reaches the PDFs: the drift results past the investigate line
+    (not every nightly result), the online evaluation with its split, the automatic rollback
+    and the alert behind it, read from the rendered text."""
+    from tests.report_support import page_texts, squash
+
+    r = json.loads((demo["out"] / "demo-result.json").read_text())
+    ops = demo["tables"]["operation"]
+    drift = [parse_details(d) for d, e in zip(ops.column("details").to_pylist(), ops.column("event_type").to_pylist())
+             if e == "monitor_run" and d and '"kind":"drift"' in d]
+    assert len(drift) == r["drift_runs"] >= 350
+    results = [x for d in drift for x in d["results"]]
+    flagged = [x for x in results if x["status"] != "stable"]
+    assert 0 < len(flagged) < len(results) // 20
+
+    validation = squash(" ".join(page_texts((demo["out"] / "reports" / "validation-history.pdf").read_bytes())))
+    assert squash(f"{len(flagged)} of the {len(results):,} results of {len(drift)} drift run(s)") in validation \
+        or squash(f"{len(flagged)} of the {len(results)} results of {len(drift)} drift run(s)") in validation
+    online = next(d for d, e, s in zip(ops.column("details").to_pylist(), ops.column("event_type").to_pylist(),
+                                       ops.column("seq").to_pylist()) if s == r["online_evaluation_seq"])
+    n_chal = parse_details(online)["n_challenger"]
+    for shown in (str(r["online_evaluation_seq"]), str(r["rollback_seq"]), str(r["rollback_alert_seq"]),
+                  f"n={n_chal}", "rollback", "latency_ms"):
+        assert squash(shown) in validation, shown
+
+    evidence = squash(" ".join(page_texts((demo["out"] / "reports" / "evidence-pack-sr-11-7.pdf").read_bytes())))
+    assert squash(str(r["rollback_alert_seq"])) in evidence  # the rollback alert, followed up

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import struct
@@ -542,3 +543,150 @@ def test_fairness_breach_only_while_the_unfair_challenger_serves(world, story):
     assert ("60-69", "Gyeonggi-Incheon") in cells
     worst = min(breaches[tuesday][1], key=lambda x: x.di)
     assert worst.di < 0.4
+
+
+# ---------------------------------------------------------------------------------------------
+# the monitors' evidence, on the demo's scenario in small: the first 29 weeks at the default
+# volume (the fairness incident, the switch to sign-off, the first online trial and the serving
+# incident of week 28 all fall in them), read back from the ledger's own entries
+# ---------------------------------------------------------------------------------------------
+
+SMALL_WEEKS = 29
+
+
+@pytest.fixture(scope="module")
+def small_year(tmp_path_factory):
+    from ledger.read import read_tables
+    from mrm.demo.scenario import DEFAULT_REQUESTS, run_demo
+
+    result = run_demo(tmp_path_factory.mktemp("small-year") / "demo-out", DEFAULT_REQUESTS, weeks=SMALL_WEEKS)
+    tables = read_tables(result.paths.ledger)
+    ops = [{**r, "details": json.loads(r["details"]) if r["details"] else {}}
+           for r in tables["operation"].drop_columns(["mac"]).to_pylist()]
+    promotions = [{**r, "details": json.loads(r["details"]) if r.get("details") else {}}
+                  for r in tables["model_promotion"].drop_columns(["mac"]).to_pylist()]
+    return {"result": result, "tables": tables, "ops": ops, "promotions": promotions}
+
+
+def _ops(year, event_type, **match):
+    return [o for o in year["ops"] if o["event_type"] == event_type and all(o.get(k) == v for k, v in match.items())]
+
+
+def test_nightly_drift_runs_over_inputs_and_scores_and_one_breach_proposes_a_retrain(small_year):
+    from mrm.demo.scenario import DRIFT_INPUTS
+
+    r = small_year["result"]
+    runs = _ops(small_year, "monitor_run", component="gates.monitor.drift")
+    assert len(runs) == r.drift_runs == 7 * SMALL_WEEKS - 14  # every night once a week of reference exists
+    assert [o["correlation_id"] for o in runs[:2]] == ["drift/2025-01-20", "drift/2025-01-21"]
+    features = set(runs[0]["details"]["inputs"]["features"])
+    assert {f"input:{f}" for f in DRIFT_INPUTS} <= features
+    assert {f"score:{p}" for p in W.PRODUCT_IDS} <= features
+    assert all(o["details"]["inputs"]["current_requests"] <= 1_000 for o in runs)  # bounded sample
+
+    # one breach: the campaign week; its first significant alert proposes a retrain, once
+    proposals = _ops(small_year, "retrain_proposal")
+    assert len(proposals) == 1 and proposals[0]["seq"] == r.retrain_proposal_seq
+    p = proposals[0]
+    assert p["status"] == "proposed" and p["details"]["deploys"] is None
+    alerts = {o["seq"]: o for o in _ops(small_year, "monitor_alert", component="gates.drift.psi")}
+    asked = [alerts[s] for s in p["details"]["alert_seqs"]]
+    assert asked[0]["seq"] == r.drift_alert_seq
+    assert all(a["details"]["action"] == "propose_retrain" and a["status"] == "significant_drift" for a in asked)
+    assert all(a["details"]["measurements"]["psi"] >= 0.25 for a in asked)
+    assert "input:age" in p["details"]["features"]
+    run = next(o for o in runs if o["seq"] == p["details"]["run_seq"])
+    campaign = W.WorldConfig().campaign
+    assert run["status"] == "alert" and asked[0]["correlation_id"] == run["correlation_id"]
+    assert W.day_to_date(campaign.start_day) <= run["ts"].astimezone(W.KST).date() <= W.day_to_date(campaign.end_day)
+    # before the campaign every feature was below the investigate line
+    assert all(x["psi"] < 0.1 for o in runs if o["ts"] < p["ts"] - dt.timedelta(days=3) for x in o["details"]["results"])
+
+    # nothing deployed: the next scheduled retrain answers it and its challenger goes through the gate
+    answer = next(o for o in small_year["ops"] if o["seq"] == r.retrain_answered_seq)
+    assert answer["event_type"] == "retrain_start" and answer["details"]["retrain_proposal_seq"] == p["seq"]
+    between = [m for m in small_year["promotions"] if p["seq"] < m["seq"] < answer["seq"]]
+    assert between == []
+    gate = next(m for m in small_year["promotions"] if m["seq"] > answer["seq"])
+    assert gate["challenger_version"] == answer["details"]["version"] and gate["trigger"] == "auto"
+    assert gate["decision"] in ("reject", "promote")  # the gate decides, not the monitor
+
+
+def test_online_trial_shadow_then_canary_with_the_observed_split_and_welch_then_sign_off(small_year):
+    from scipy.stats import ttest_ind
+
+    from gates.online import TrafficMode, route
+
+    r, inf = small_year["result"], small_year["tables"]["model_inference"].to_pylist()
+    version = r.trial_version
+    assert version == "reco-2025w28"
+    splits = _ops(small_year, "traffic_split", correlation_id=f"retail_invest_reco/{version}")
+    assert [s["status"] for s in splits] == ["shadow", "canary_20"] and tuple(s["seq"] for s in splits) == r.trial_seqs
+    pending = next(m for m in small_year["promotions"] if m["challenger_version"] == version)
+    assert pending["decision"] == "pending_approval" and pending["seq"] < splits[0]["seq"]
+    shadow_from, canary_from = splits[0]["ts"], splits[1]["ts"]
+
+    # shadow: the challenger scored every request the champion served, and served none
+    served = [i for i in inf if shadow_from <= i["ts"] < canary_from and i["route"] == "champion"]
+    shadowed = [i for i in inf if i["model_version"] == version and i["route"] == "shadow"]
+    assert served and {i["request_id"] for i in shadowed} == {i["request_id"] for i in served}
+    assert all(shadow_from <= i["ts"] < canary_from + dt.timedelta(seconds=1) for i in shadowed)
+
+    # canary: routed by request id, the split observed as recorded
+    online = next(o for o in small_year["ops"] if o["seq"] == r.online_evaluation_seq)
+    assert online["event_type"] == "online_evaluation"
+    d = online["details"]
+    window = [i for i in inf if canary_from <= i["ts"] < online["ts"]]
+    arm = [i for i in window if i["model_version"] == version]
+    champ = [i for i in window if i["model_version"] == d["champion_version"]]
+    assert all(i["route"] == "challenger" for i in arm) and all(i["route"] == "champion" for i in champ)
+    assert (d["n_challenger"], d["n_champion"]) == (len(arm), len(champ))
+    experiment = splits[1]["details"]["experiment"]
+    assert all(route(i["request_id"], TrafficMode.CANARY_20, experiment).served == i["route"] for i in window)
+    assert 0.1 < len(arm) / len(window) < 0.3  # 20 % set
+
+    # the online test: Welch on per-request latency, recomputed from the ledger
+    (result,) = d["results"]
+    assert result["metric"] == "latency_ms" and result["test"]["test"] == "welch"
+    expected = ttest_ind([i["latency_ms"] for i in arm], [i["latency_ms"] for i in champ], equal_var=False)
+    assert result["test"]["p_value"] == pytest.approx(expected.pvalue, rel=1e-6)
+    assert result["outcome"] == ("no_significant_difference" if expected.pvalue >= 0.05 else result["outcome"])
+
+    # then the committee's sign-off, citing the trial
+    approval = next(m for m in small_year["promotions"]
+                    if m["challenger_version"] == version and m["decision"] in ("approve", "decline"))
+    assert approval["seq"] > online["seq"] and approval["decision"] == "approve"
+    assert f"online trial at seq {online['seq']}" in approval["reason"]
+
+
+def test_serving_incident_rolls_production_back_with_its_trigger_and_the_manifest_swap(small_year):
+
+
+    from gates.policy import load_policy
+    from mrm.demo.scenario import POLICY_FILE
+
+    r, inf = small_year["result"], small_year["tables"]["model_inference"].to_pylist()
+    policy = load_policy(POLICY_FILE)
+    assert r.rolled_back_version == "reco-2025w28"
+    alert = next(o for o in small_year["ops"] if o["seq"] == r.rollback_alert_seq)
+    assert alert["event_type"] == "monitor_alert" and alert["component"] == "gates.online.rollback"
+    m = alert["details"]["measurements"]
+    assert alert["details"]["action"] == "rollback"
+    assert m["latency_p99_ratio"] > policy.rollback.max_latency_p99_ratio
+    # the p99 the trigger saw is the live version's, on its served requests since the swap
+    approve_swap = next(o for o in _ops(small_year, "manifest_swap") if o["details"]["to_version"] == r.rolled_back_version)
+    live = [i["latency_ms"] for i in inf if i["model_version"] == r.rolled_back_version and i["route"] == "champion"
+            and approve_swap["ts"] <= i["ts"] < alert["ts"]]
+    assert m["requests"] == len(live) and m["latency_p99_ms"] == pytest.approx(float(np.quantile(live, 0.99)))
+
+    rollback = next(p for p in small_year["promotions"] if p["seq"] == r.rollback_seq)
+    assert rollback["decision"] == "rollback" and rollback["trigger"] == "auto" and rollback["operator"] is None
+    assert (rollback["champion_version"], rollback["challenger_version"]) == (r.rolled_back_version, "reco-2025w09")
+    assert rollback["details"]["replay"]["alert"]["seq"] == alert["seq"]
+    assert rollback["actor"] == "serving-monitor"
+
+    swap = next(o for o in _ops(small_year, "manifest_swap") if o["seq"] > rollback["seq"])
+    assert swap["details"] == {"slot": "retail_invest_reco", "from_version": r.rolled_back_version,
+                               "to_version": "reco-2025w09", "promotion_seq": rollback["seq"]}
+    after = [i for i in inf if i["ts"] > swap["ts"] and i["route"] == "champion"]
+    assert after and all(i["model_version"] != r.rolled_back_version for i in after)

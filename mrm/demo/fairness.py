@@ -42,6 +42,7 @@ from ledger.read import LedgerSnapshot
 from ledger.schema import TABLES, TIMESTAMP
 
 from .models import fairness_eligible
+from .serving import SHADOW_ROUTE
 from .suitability import check_suitability_batch
 from .world import AGE_BANDS, PRODUCT_INDEX, REGIONS, Customers, favourable
 
@@ -123,12 +124,16 @@ def _read(snap: LedgerSnapshot, table: str, columns: list[str], where: ds.Expres
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
+_SERVED_ROUTE = ds.field("route").is_null() | (ds.field("route") != SHADOW_ROUTE)
+
+
 def _served(source: LedgerSource, slot: str, version: str, window: Window) -> pa.Table:
     """(subject_id, final_output) of every request ``version`` served in ``window``."""
     snap = as_snapshot(source)
     since = pa.scalar(window.since, TIMESTAMP) if window.since is not None else None
     until = pa.scalar(window.until, TIMESTAMP) if window.until is not None else None
-    where = (ds.field("model_slot") == slot) & (ds.field("model_version") == version)
+    # served only: a shadow prediction was never shown to the customer
+    where = (ds.field("model_slot") == slot) & (ds.field("model_version") == version) & _SERVED_ROUTE
     if since is not None:
         where &= ds.field("ts") >= since
     if until is not None:
@@ -136,13 +141,14 @@ def _served(source: LedgerSource, slot: str, version: str, window: Window) -> pa
 
     def in_window(t: pa.Table) -> pa.ChunkedArray:
         m = pc.and_(pc.equal(t["model_slot"], slot), pc.equal(t["model_version"], version))
+        m = pc.and_(m, pc.invert(pc.fill_null(pc.equal(t["route"], SHADOW_ROUTE), False)))
         if since is not None:
             m = pc.and_(m, pc.greater_equal(t["ts"], since))
         if until is not None:
             m = pc.and_(m, pc.less(t["ts"], until))
         return m
 
-    inf = _read(snap, "model_inference", ["request_id", "subject_id"], where, in_window)
+    inf = _read(snap, "model_inference", ["request_id", "subject_id", "route"], where, in_window)
     request_ids = inf.column("request_id").combine_chunks()
     guard = _read(snap, "guardrail", ["request_id", "final_output"], ds.field("request_id").isin(request_ids),
                   lambda t: pc.is_in(t["request_id"], value_set=request_ids))

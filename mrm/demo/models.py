@@ -493,6 +493,10 @@ EXPECTED_DECISION: Mapping[str, str] = {
 }
 
 
+# p99 latency at full traffic relative to the usual, by role (1 for every other model)
+FULL_LOAD_LATENCY_FACTOR: Mapping[str, float] = {"recovery": 3.0}
+
+
 def version_name(week: int) -> str:
     return f"reco-2025w{week:02d}"
 
@@ -506,6 +510,10 @@ class PlanItem:
     holdout_epoch: int  # the frozen holdout (and teacher) the gate compares on this week
     expected: str  # what the reference gate decides against the champion the story implies
     schema_change: dict | None = None  # dimension_change body when the pipeline changes this week
+    # Serving latency multiplier once the version takes all traffic: the w28 model's wider
+    # feature lookups saturate the online feature store at full load, which its 20 % canary
+    # did not show (the serving incident of the story).
+    full_load_latency_factor: float = 1.0
 
 
 def story_specs(config: WorldConfig | None = None) -> dict[str, TrainSpec]:
@@ -549,5 +557,6 @@ def weekly_plan(config: WorldConfig | None = None, weeks: int = YEAR_DAYS // 7) 
         spec = sp[role] if role != "routine" else TrainSpec(
             version_name(wk), 7 * wk, schema="fs-v1" if wk < w["schema_change"] else "fs-v2")
         change = schema_change(v1, v2) if wk == w["schema_change"] else None
-        out.append(PlanItem(wk, 7 * wk, spec, role, holdout_epoch_for_week(wk), EXPECTED_DECISION[role], change))
+        out.append(PlanItem(wk, 7 * wk, spec, role, holdout_epoch_for_week(wk), EXPECTED_DECISION[role], change,
+                            FULL_LOAD_LATENCY_FACTOR.get(role, 1.0)))
     return out

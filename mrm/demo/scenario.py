@@ -53,10 +53,21 @@ from gates.evaluation import Evaluation, evaluation_to_dict, observe_artifacts
 from gates.forensics.attestation import HmacChainVerifier, SignedCheckpointVerifier
 from gates.ledger_io import load_registry
 from gates.manifest import serving_manifest, write_manifest
-from gates.monitoring import record_monitor_report
-from gates.observations import record_outcomes
+from gates.alerts import PROPOSE_RETRAIN
+from gates.monitoring import (
+    OnlineReport,
+    act_on_serving,
+    compute_online,
+    compute_serving,
+    drift_report,
+    propose_retrain,
+    record_monitor_report,
+    record_online,
+)
+from gates.observations import LATENCY, Window, record_outcomes
+from gates.online import WORSE, TrafficMode, route
 from gates.policy import Policy, load_policy, policy_digest
-from gates.promotion import Recorded, approve, decline, force_promote, review_override, run_gate
+from gates.promotion import Recorded, approve, decline, force_promote, review_override, run_gate, set_traffic
 from ledger import Keyring, Ledger
 from ledger.keys import load_verifiers
 from ledger.proofs import find_request, prove_entries, verify_proof, write_proof
@@ -67,7 +78,16 @@ from .fairness import compute_segment_fairness, holdout_segment_breaches, subjec
 from .forensics import Forensics, run_forensic_queries
 from .gate_evaluation import GateHoldout, gate_evaluation, training_code_digest, write_model_artifacts
 from .models import PlanItem, RecommenderModel, evaluate, train_model, weekly_plan
-from .serving import ServedBatch, append_requests, serve, serving_draws
+from .serving import (
+    CHALLENGER_ROUTE,
+    ROUTE,
+    ServedBatch,
+    ServingDraws,
+    append_requests,
+    serve,
+    serving_draws,
+    shadow_inferences,
+)
 from .world import (
     HOLDOUT_DATASET,
     KST,
@@ -75,10 +95,13 @@ from .world import (
     PRODUCT_IDS,
     START_DATE,
     YEAR_DAYS,
+    Customers,
     Holdout,
     RequestBatch,
     World,
     WorldConfig,
+    day_start_us,
+    keyed_rng,
 )
 
 SLOT = "retail_invest_reco"
@@ -97,6 +120,9 @@ MAKES_PRODUCTION = (BOOTSTRAP, PROMOTE, APPROVE, FORCE_PROMOTE, ROLLBACK)
 # Who writes what (the ledger's actor column) and the people named in entries.
 PIPELINE_ACTOR = "reco-pipeline"  # the weekly retrain, validation and gate job
 MONITOR_ACTOR = "fairness-monitor"
+DRIFT_ACTOR = "drift-monitor"
+SERVING_MONITOR_ACTOR = "serving-monitor"
+ML_OPS = "mlops.yoon.seojin"  # runs online trials (traffic splits)
 OUTCOMES_ACTOR = "outcomes-etl"
 RETRAIN_OPERATOR = "svc:reco-retrain"
 VALIDATION_OPERATOR = "svc:reco-validation"
@@ -119,6 +145,29 @@ OUTCOMES_AT = (6, 0)
 MONITOR_AT = (14, 0)
 COMMITTEE_AT = (10, 0)
 EMERGENCY_RESPONSE_MINUTES = 20
+DRIFT_AT = (1, 0)
+
+# The nightly drift run: PSI of the last week's requests against the four weeks before, on the
+# requests' input features (from the bank's feature store) and the live version's scores. Each
+# window is a bounded sample (at most DRIFT_SAMPLE requests, drawn evenly over its days), so a
+# night costs the same at 50,000 or millions of requests a year.
+DRIFT_CURRENT_DAYS, DRIFT_REFERENCE_DAYS = 7, 28
+DRIFT_SAMPLE = 1_000
+DRIFT_INPUTS = ("age", "assets_krw", "invest_experience_years", "risk_tolerance", "debt_ratio")
+
+# The online trial of a challenger waiting for the committee's sign-off (Monday's gate): shadow
+# at once, a canary share from Wednesday, Welch's test of the canary on Friday before the
+# committee meets.
+SHADOW_AT = (3, 10)
+CANARY_AT, CANARY_AFTER_DAYS, CANARY_MODE = (3, 0), 2, TrafficMode.CANARY_20
+ONLINE_TEST_AT, ONLINE_TEST_AFTER_DAYS = (9, 0), 4
+ONLINE_METRICS = (LATENCY,)
+
+# Serving health of a version newly in production: checked at these times during its first day
+# (from an hour after the swap); a trigger of the policy's [rollback] rolls it back at once.
+SERVING_CHECKS = ((12, 0), (18, 0))
+SERVING_WATCH_HOURS = 24
+MICROS_PER_HOUR = 3_600_000_000
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -199,6 +248,17 @@ class DemoResult:
     proof_verified: bool
     unsuitable_served: int
     seconds: dict[str, float]
+    # the monitors' evidence: nightly drift, the online trial, the serving incident
+    drift_runs: int = 0
+    drift_alert_seq: int | None = None  # first alert of the breach that proposed a retrain
+    retrain_proposal_seq: int | None = None
+    retrain_answered_seq: int | None = None  # the retrain_start that answered it
+    trial_version: str | None = None  # first challenger trialled online
+    trial_seqs: tuple[int, ...] = ()  # its shadow and canary traffic_split entries
+    online_evaluation_seq: int | None = None
+    rollback_seq: int | None = None  # the automatic rollback after a serving trigger
+    rollback_alert_seq: int | None = None
+    rolled_back_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k not in ("paths", "story")}
@@ -282,6 +342,18 @@ class _Year:
         self.facts: dict[str, Any] = {"promoted": [], "declined": []}
         self.served_requests = 0
         self.outcomes_recorded = 0
+        self.full_load_latency = {item.spec.version: item.full_load_latency_factor for item in self.plan.values()}
+        self.drift_samples: dict[int, Customers] = {}  # day -> bounded sample of its requests
+        self.drift_runs = 0
+        self.drift_breaching = False
+        self.open_proposal: int | None = None
+        self.trial: dict[str, Any] | None = None  # the manifest's challenger (version, mode, experiment)
+        self.trials: dict[str, dict[str, Any]] = {}  # version -> its traffic seqs and online evaluation
+        self.live_since: dt.datetime | None = None
+        self.scheduled: dict[int, list[tuple[int, Event]]] = {}  # day -> (instant, event) set by earlier events
+        self._queue: list[tuple[int, int, Event]] = []
+        self._order = itertools.count()
+        self._today = -1
         self.keyring = Keyring.generate(FIRST_KEY_ID)
         self.keyring.save(paths.keyring)
         # Sealing follows the simulated calendar (every Sunday night), so the wall-clock seal
@@ -302,6 +374,14 @@ class _Year:
 
     def _at(self, day: int, hour: int, minute: int = 0, second: int = 0) -> None:
         self.clock.set(kst(day, hour, minute, second))
+
+    def _schedule(self, at: int, event: Event) -> None:
+        """Run ``event`` at instant ``at`` (later today or on a later day)."""
+        day = (at - day_start_us(0)) // (86_400 * 1_000_000)
+        if day == self._today:
+            heapq.heappush(self._queue, (at, next(self._order), event))
+        else:
+            self.scheduled.setdefault(day, []).append((at, event))
 
     def _holdout(self, epoch: int) -> tuple[Holdout, GateHoldout]:
         if epoch not in self.holdouts:
@@ -325,7 +405,9 @@ class _Year:
 
     def _events(self, day: int) -> list[tuple[int, int, Event]]:
         weekday, week = day % 7, day // 7
-        events: list[tuple[int, Event]] = []
+        events: list[tuple[int, Event]] = list(self.scheduled.pop(day, []))
+        if day >= DRIFT_CURRENT_DAYS + 7:  # a week of reference at least
+            events.append((kst(day, *DRIFT_AT), lambda: self.nightly_drift(day)))
         if day == KEY_ROTATION_DAY:
             events.append((kst(day, 0, 0), lambda: self.rotate_key(week)))
         if weekday == MONDAY and self.plan[week].schema_change is not None:
@@ -345,10 +427,13 @@ class _Year:
     def _run_day(self, day: int, batch: RequestBatch | None) -> None:
         """Serve the day's requests in time order, stopping at each event to run it, so that
         a promotion at 14:20 changes who serves the 14:21 request."""
-        queue = self._events(day)
+        self._today = day
+        self._queue = queue = self._events(day)
         heapq.heapify(queue)
-        order = itertools.count(len(queue))
+        self._order = order = itertools.count(len(queue))
         draws = serving_draws(self.world.seed, day, batch) if batch is not None else None
+        if batch is not None:
+            self._keep_drift_sample(day, batch)
         start = 0
         while queue:
             at, _, run_event = heapq.heappop(queue)
@@ -365,15 +450,35 @@ class _Year:
 
     # -- serving ------------------------------------------------------------------------------
 
-    def _serve(self, requests: RequestBatch, draws) -> None:
+    def _serve(self, requests: RequestBatch, draws: ServingDraws) -> None:
+        """Serve as the manifest says: production on the champion route, and during an online
+        trial the challenger in shadow (scoring every request, serving none) or on its canary
+        share (routed by request id, :func:`gates.online.route`)."""
         if len(requests) == 0:
             return
         if self.production is None:
             raise RuntimeError("requests arrived before any version was in production")
-        served = serve(self.models[self.production], requests, draws)
-        append_requests(self.ledger, served, SLOT)
-        self.served_requests += len(served)
-        self._expect_outcomes(served)
+        trial = self.trial
+        mode = TrafficMode(trial["mode"]) if trial is not None else None
+        to_challenger = np.zeros(len(requests), dtype=bool)
+        if mode is not None and mode is not TrafficMode.SHADOW:
+            to_challenger = np.array([route(r, mode, trial["experiment"]).served == "challenger"
+                                      for r in requests.request_ids()], dtype=bool)
+        # production carries the full load, where a version's latency regression shows
+        arms = [(~to_challenger, self.production, ROUTE, self.full_load_latency.get(self.production, 1.0))]
+        if to_challenger.any():
+            arms.append((to_challenger, trial["challenger_version"], CHALLENGER_ROUTE, 1.0))
+        for mask, version, served_route, slowdown in arms:
+            idx = np.flatnonzero(mask)
+            if len(idx) == 0:
+                continue
+            served = serve(self.models[version], requests.take(idx), draws.take(idx).slowed(slowdown))
+            append_requests(self.ledger, served, SLOT, served_route)
+            self.served_requests += len(served)
+            self._expect_outcomes(served)
+        if mode is TrafficMode.SHADOW:
+            self.ledger.append("model_inference",
+                               shadow_inferences(self.models[trial["challenger_version"]], requests, draws, SLOT))
 
     def _expect_outcomes(self, served: ServedBatch) -> None:
         """Remember when each request's outcome will arrive: 1-2 days for deposits, after the
@@ -400,6 +505,101 @@ class _Year:
                 details={"slot": SLOT, "from_version": self.production, "to_version": live,
                          "promotion_seq": manifest["seq"]}, durable=True)
         self.production = live
+        self.trial = manifest.get("challenger")  # a decided challenger takes no more traffic
+        self._watch_serving(live)
+
+    def _refresh_traffic(self) -> None:
+        """Serving reads the challenger's traffic from the manifest too."""
+        self.trial = serving_manifest(self.paths.ledger)["slots"].get(SLOT, {}).get("challenger")
+
+    # -- serving health of a version newly in production ----------------------------------------
+
+    def _watch_serving(self, version: str) -> None:
+        swapped = self.clock()
+        self.live_since = to_datetime(swapped)
+        today = (swapped - day_start_us(0)) // (86_400 * 1_000_000)
+        for day in (today, today + 1):
+            for at in (kst(day, *t) for t in SERVING_CHECKS):
+                if swapped + MICROS_PER_HOUR <= at < swapped + SERVING_WATCH_HOURS * MICROS_PER_HOUR:
+                    self._schedule(at, lambda: self.serving_check(version))
+
+    def serving_check(self, version: str) -> None:
+        """The policy's rollback triggers on the live version since it took production; the
+        check itself writes nothing unless a trigger fires (``act_on_serving``: the alert, and
+        with ``rollback.action = "rollback"`` the rollback through the registry)."""
+        if self.production != version or self.live_since is None:
+            return
+        self.ledger.flush()
+        now = to_datetime(self.clock())
+        report = compute_serving(self.paths.ledger, SLOT, self.policy, window=Window(self.live_since, now))
+        if report.alert is None:
+            return
+        week = (self.clock() - day_start_us(0)) // (7 * 86_400 * 1_000_000)
+        with acting_as(self.ledger, SERVING_MONITOR_ACTOR):
+            action = act_on_serving(self.ledger, report, run_id=f"serving/{version}/{kst_text(self.clock())}")
+        self._note(week, "serving alert", action.alert_seq, report.alert.summary)
+        if action.rollback is None:
+            return
+        d = action.rollback.decision
+        self.facts.setdefault("rollback", (action.rollback.seq, action.alert_seq, version))
+        self._note(week, "rollback (automatic)", action.rollback.seq,
+                   f"{d.champion_version} -> {d.challenger_version}, triggered by the serving alert at seq {action.alert_seq}")
+        self._refresh_production(action.rollback)
+
+    # -- every night: drift of the requests' inputs and scores ---------------------------------
+
+    def _keep_drift_sample(self, day: int, batch: RequestBatch) -> None:
+        """A bounded sample of the day's requests for the drift runs; days out of reach dropped."""
+        per_day = DRIFT_SAMPLE // DRIFT_CURRENT_DAYS + 1
+        rng = keyed_rng(self.world.seed, "drift-sample", day)
+        idx = np.sort(rng.choice(len(batch), size=min(per_day, len(batch)), replace=False))
+        self.drift_samples[day] = batch.customers.take(idx)
+        for old in [d for d in self.drift_samples if d < day - DRIFT_CURRENT_DAYS - DRIFT_REFERENCE_DAYS]:
+            del self.drift_samples[old]
+
+    def _drift_values(self, days: range) -> tuple[dict[str, np.ndarray], int]:
+        parts = [self.drift_samples[d] for d in days if d in self.drift_samples]
+        customers = Customers.concat(parts)
+        if len(customers) > DRIFT_SAMPLE:
+            customers = customers.take(np.unique(np.linspace(0, len(customers) - 1, DRIFT_SAMPLE).round().astype(int)))
+        values = {f"input:{f}": getattr(customers, f).astype(np.float64) for f in DRIFT_INPUTS}
+        proba = self.models[self.production].predict_proba(customers)
+        values.update({f"score:{p}": proba[:, i] for i, p in enumerate(PRODUCT_IDS)})
+        return values, len(customers)
+
+    def nightly_drift(self, day: int) -> None:
+        """01:00: PSI of the last week's requests against the four weeks before, on inputs and
+        on the live version's scores (both windows scored by it, so a promotion is not drift).
+        A feature past the act line proposes a retrain, once per breach; nothing is deployed."""
+        current = range(day - DRIFT_CURRENT_DAYS, day)
+        reference = range(day - DRIFT_CURRENT_DAYS - DRIFT_REFERENCE_DAYS, day - DRIFT_CURRENT_DAYS)
+        if sum(d in self.drift_samples for d in reference) < 7 or not any(d in self.drift_samples for d in current):
+            return
+        base, n_base = self._drift_values(reference)
+        cur, n_cur = self._drift_values(current)
+        window = Window(to_datetime(day_start_us(current.start)), to_datetime(day_start_us(current.stop)))
+        baseline = Window(to_datetime(day_start_us(max(reference.start, 0))), window.since)
+        inputs = {"baseline": baseline.to_dict(), "features": list(base), "baseline_requests": n_base,
+                  "current_requests": n_cur, "sample": f"at most {DRIFT_SAMPLE} requests per window, evenly over its days",
+                  "inputs_from": "feature store (the requests' profile values)",
+                  "scores_from": f"{self.production} on the sampled requests of both windows"}
+        report = drift_report(SLOT, self.production, self.policy, base, cur, window=window, inputs=inputs)
+        date = to_datetime(day_start_us(day)).astimezone(KST).date().isoformat()
+        with acting_as(self.ledger, DRIFT_ACTOR):
+            run = record_monitor_report(self.ledger, report, run_id=f"drift/{date}")
+            self.drift_runs += 1
+            asking = [(seq, a) for seq, a in zip(run.alert_seqs, report.alerts) if a.action == PROPOSE_RETRAIN]
+            if asking and not self.drift_breaching:
+                proposal = propose_retrain(self.ledger, report, run)
+                worst = max((a for _, a in asking), key=lambda a: a.measurements["psi"])
+                self._note(day // 7, "drift alert", asking[0][0],
+                           f"{len(asking)} feature(s) past PSI {self.policy.monitors.psi_act:g}, worst "
+                           f"{worst.measurements['feature']} PSI {worst.measurements['psi']:.2f} (run seq {run.run_seq})")
+                self._note(day // 7, "retrain proposed", proposal,
+                           "the next retrain answers it and its challenger goes through the gate; nothing deployed")
+                self.facts.setdefault("drift", (asking[0][0], proposal))
+                self.open_proposal = proposal
+        self.drift_breaching = bool(asking)
 
     # -- Monday 03:00: retrain, evaluate, gate -------------------------------------------------
 
@@ -425,10 +625,15 @@ class _Year:
         start, the training read, retrain end (artifact digests), the holdout read, the
         evaluations, then the gate's model_registered and model_promotion."""
         day, week, spec = item.day, item.week, item.spec
-        self.ledger.log_operation(event_type="retrain_start", component="reco-retrain", status="started",
-                                  correlation_id=f"{SLOT}/{spec.version}",
-                                  details={"slot": SLOT, "version": spec.version, "schedule": "weekly, Monday 03:00 KST",
-                                           "feature_schema": spec.schema, "note": spec.note})
+        answers = {"retrain_proposal_seq": self.open_proposal} if self.open_proposal is not None else {}
+        seq = self.ledger.log_operation(event_type="retrain_start", component="reco-retrain", status="started",
+                                        correlation_id=f"{SLOT}/{spec.version}",
+                                        details={"slot": SLOT, "version": spec.version,
+                                                 "schedule": "weekly, Monday 03:00 KST", "feature_schema": spec.schema,
+                                                 "note": spec.note, **answers})
+        if answers:
+            self.facts.setdefault("retrain_answered_seq", seq)
+            self.open_proposal = None
         model = train_model(self.world, spec)
         self.models[model.version] = model
         card = model.card()
@@ -458,6 +663,8 @@ class _Year:
         recorded = run_gate(self.ledger, challenger, self.policy, champion=champion,
                             observed_artifacts=observe_artifacts(challenger, self.paths.out), inline_evaluations=False)
         self._after_gate(week, recorded, challenger, champion)
+        if recorded.decision.outcome == PENDING:
+            self._start_trial(day, recorded)
 
     def _evaluation(self, version: str, epoch: int) -> Evaluation:
         """The gate's evaluation of ``version`` on holdout ``epoch``: computed once, written to
@@ -525,6 +732,65 @@ class _Year:
                            headline=first)
         self._refresh_production(recorded)
 
+    # -- the online trial of a challenger waiting for sign-off ------------------------------------
+
+    def _start_trial(self, day: int, pending: Recorded) -> None:
+        """Monday: the challenger scores every request in shadow; Wednesday: it serves a canary
+        share; Friday before the committee: Welch's test of the canary against the champion."""
+        version = pending.decision.challenger_version
+        self._at(day, *SHADOW_AT)
+        with acting_as(self.ledger, ML_OPS):
+            seq = set_traffic(self.ledger, slot=SLOT, challenger_version=version, mode=TrafficMode.SHADOW.value,
+                              operator=ML_OPS, reason=(f"online trial of {version}, pending sign-off at seq "
+                                                       f"{pending.seq}: shadow scoring of every request"))
+        self._refresh_traffic()
+        self.trials[version] = {"seqs": [seq]}
+        self._note(day // 7, "online trial: shadow", seq, f"{version} scores every request beside {self.production}")
+        self._schedule(kst(day + CANARY_AFTER_DAYS, *CANARY_AT), lambda: self.canary(version))
+        self._schedule(kst(day + ONLINE_TEST_AFTER_DAYS, *ONLINE_TEST_AT), lambda: self.online_test(version))
+
+    def _trialled(self, version: str) -> bool:
+        return self.trial is not None and self.trial["challenger_version"] == version
+
+    def canary(self, version: str) -> None:
+        if not self._trialled(version):
+            return  # decided (or withdrawn) since
+        with acting_as(self.ledger, ML_OPS):
+            seq = set_traffic(self.ledger, slot=SLOT, challenger_version=version, mode=CANARY_MODE.value,
+                              operator=ML_OPS, reason=(f"online trial of {version}: no shadow anomaly; canary "
+                                                       f"{CANARY_MODE.challenger_share:.0%} of requests, routed by request id"))
+        self._refresh_traffic()
+        self.trials[version]["seqs"].append(seq)
+        self.trials[version]["canary_from"] = to_datetime(self.clock())
+        self._note((self.clock() - day_start_us(0)) // (7 * 86_400 * 1_000_000), "online trial: canary", seq,
+                   f"{version} serves {CANARY_MODE.challenger_share:.0%} of requests")
+
+    def online_test(self, version: str) -> None:
+        """Welch's test of the canary: the arms as the ledger recorded them since the canary began."""
+        trial = self.trials.get(version, {})
+        if not self._trialled(version) or "canary_from" not in trial:
+            return
+        self.ledger.flush()
+        report = compute_online(self.paths.ledger, SLOT, self.policy, challenger_version=version,
+                                champion_version=self.production, metrics=ONLINE_METRICS,
+                                window=Window(trial["canary_from"], to_datetime(self.clock())))
+        seq = record_online(self.ledger, report)
+        trial["online"] = (seq, report)
+        n = report.n_champion + report.n_challenger
+        self._note((self.clock() - day_start_us(0)) // (7 * 86_400 * 1_000_000), "online test", seq,
+                   f"observed split {report.n_challenger}/{n} = {report.n_challenger / max(n, 1):.1%} to {version}; "
+                   + "; ".join(f"{r.metric} {r.outcome.replace('_', ' ')}" for r in report.results))
+
+    def _online_finding(self, version: str) -> tuple[bool, str]:
+        """(whether the online trial speaks against ``version``, a sentence for the minutes)."""
+        found = self.trials.get(version, {}).get("online")
+        if found is None:
+            return False, ""
+        seq, report = found
+        worse = [r for r in report.results if r.outcome == WORSE]
+        return bool(worse), (f"; online trial at seq {seq}: " + "; ".join(r.detail if r.test else f"{r.metric} {r.outcome}"
+                                                                           for r in report.results))
+
     # -- every morning: late outcomes ---------------------------------------------------------------
 
     def record_outcomes(self, day: int) -> None:
@@ -563,8 +829,7 @@ class _Year:
     def _subjects(self) -> pa.Table:
         """The bank's customer attributes the monitor joins on (written beside the ledger)."""
         if self._subjects_table is None:
-            population = self.world.population(self.world.default_population_size(self.n_requests))
-            self._subjects_table = subjects_table(population)
+            self._subjects_table = subjects_table(self.world.customer_base(self.n_requests))
             pq.write_table(self._subjects_table, self.paths.subjects)
         return self._subjects_table
 
@@ -632,9 +897,13 @@ class _Year:
         version, compared_with = d.challenger_version, d.champion_version
         minutes = f"MRM committee {date.isoformat()}"
         with acting_as(self.ledger, COMMITTEE_CHAIR):
+            online_worse, online = self._online_finding(version)
             if compared_with != self.production:
                 recorded = decline(self.ledger, slot=SLOT, version=version, operator=COMMITTEE_CHAIR,
                                    reason=f"{minutes}: compared against {compared_with}, but {self.production} serves now")
+            elif online_worse:
+                recorded = decline(self.ledger, slot=SLOT, version=version, operator=COMMITTEE_CHAIR,
+                                   reason=f"{minutes}: gate evidence at seq {pending.seq} reviewed{online}; not approved")
             else:
                 holdout, _ = self._holdout(self._epoch_of(pending))
                 proba = self.models[version].predict_proba(holdout.customers)
@@ -645,11 +914,11 @@ class _Year:
                     recorded = decline(self.ledger, slot=SLOT, version=version, operator=COMMITTEE_CHAIR, reason=(
                         f"{minutes}: gate evidence at seq {pending.seq} reviewed; {len(breaches)} segment finding(s) on "
                         f"the holdout, worst age {worst.age_band} in {worst.region} {worst.result.metric} "
-                        f"{worst.result.value:.3f}; not approved"))
+                        f"{worst.result.value:.3f}{online}; not approved"))
                 else:
                     recorded = approve(self.ledger, slot=SLOT, version=version, operator=COMMITTEE_CHAIR, reason=(
                         f"{minutes}: gate evidence at seq {pending.seq} reviewed; no age band x region segment "
-                        f"breaches the disparate impact or parity ranges on the holdout; approved for production"))
+                        f"breaches the disparate impact or parity ranges on the holdout{online}; approved for production"))
         if recorded.decision.outcome == "approve":
             self.facts["promoted"].append(version)
             self.facts.setdefault("approved", (version, COMMITTEE_CHAIR))
@@ -760,6 +1029,8 @@ def _result(year: _Year, paths: DemoPaths, seed: int, weeks: int, forensics: For
     f = year.facts
     forced = f.get("force_promote")
     approved = f.get("approved")
+    drift, rolled = f.get("drift"), f.get("rollback")
+    trial = next(iter(year.trials.items()), None)
     return DemoResult(
         paths=paths, seed=seed, requests=year.served_requests, weeks=weeks,
         entries=sum(forensics.entries_by_table.values()), entries_by_table=forensics.entries_by_table,
@@ -778,6 +1049,12 @@ def _result(year: _Year, paths: DemoPaths, seed: int, weeks: int, forensics: For
         outcomes_outstanding=sum(len(d) for due in year.outcomes_due.values() for d in due),
         hmac_verified=hmac_ok, public_verified=public_ok, proof_verified=proof_ok,
         unsuitable_served=forensics.unsuitable_served, seconds={k: round(v, 2) for k, v in seconds.items()},
+        drift_runs=year.drift_runs, drift_alert_seq=drift[0] if drift else None,
+        retrain_proposal_seq=drift[1] if drift else None, retrain_answered_seq=f.get("retrain_answered_seq"),
+        trial_version=trial[0] if trial else None, trial_seqs=tuple(trial[1]["seqs"]) if trial else (),
+        online_evaluation_seq=trial[1]["online"][0] if trial and "online" in trial[1] else None,
+        rollback_seq=rolled[0] if rolled else None, rollback_alert_seq=rolled[1] if rolled else None,
+        rolled_back_version=rolled[2] if rolled else None,
     )
 
 

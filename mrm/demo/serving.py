@@ -43,7 +43,10 @@ from .suitability import CRITERIA, GATE, SuitabilityBatch, check_suitability_bat
 from .world import PRODUCT_IDS, PROFILE_DATASET, REGIONS, RequestBatch, keyed_rng
 
 SERVING_ACTOR = "reco-api"
-ROUTE = "champion"  # every served recommendation comes from the production version
+# gates.online routes: the production version serves on "champion"; during an online trial a
+# canary share is served by the challenger on "challenger", and in shadow the challenger
+# scores every request on "shadow" without serving it.
+ROUTE, CHALLENGER_ROUTE, SHADOW_ROUTE = "champion", "challenger", "shadow"
 
 # What the suitability rule reads from the profile, whichever model serves.
 SUITABILITY_COLUMNS = ("age", "assets_krw", "debt_ratio", "invest_experience_years", "knowledge_level",
@@ -82,9 +85,15 @@ class ServingDraws:
     channel: np.ndarray  # index into CHANNELS
     staff: np.ndarray  # teller number in the branch, or contact-centre advisor number
     latency_ms: np.ndarray
+    shadow_latency_ms: np.ndarray  # a shadow challenger's latency on the same request
 
     def take(self, idx) -> "ServingDraws":
-        return ServingDraws(self.channel[idx], self.staff[idx], self.latency_ms[idx])
+        return ServingDraws(self.channel[idx], self.staff[idx], self.latency_ms[idx], self.shadow_latency_ms[idx])
+
+    def slowed(self, factor: float) -> "ServingDraws":
+        """The same requests with the served model's latency multiplied by ``factor``."""
+        return self if factor == 1.0 else ServingDraws(self.channel, self.staff, np.round(self.latency_ms * factor, 3),
+                                                       self.shadow_latency_ms)
 
 
 def serving_draws(seed: int, day: int, requests: RequestBatch) -> ServingDraws:
@@ -101,7 +110,9 @@ def serving_draws(seed: int, day: int, requests: RequestBatch) -> ServingDraws:
     staff = np.where(channel == CONTACT_CENTRE, rng.integers(1, CONTACT_CENTRE_ADVISORS + 1, n),
                      rng.integers(1, TELLERS_PER_BRANCH + 1, n))
     latency = np.round(1.0 + np.exp(np.log(7.0) + 0.35 * rng.standard_normal(n)), 3)
-    return ServingDraws(channel.astype(np.int8), staff.astype(np.int16), latency)
+    # its own generator: the served draws are the same whether or not a shadow runs
+    shadow = np.round(1.0 + np.exp(np.log(7.0) + 0.35 * keyed_rng(seed, "serving/shadow", day).standard_normal(n)), 3)
+    return ServingDraws(channel.astype(np.int8), staff.astype(np.int16), latency, shadow)
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,8 +177,9 @@ def _table(name: str, columns: dict[str, pa.Array]) -> pa.Table:
     return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields))
 
 
-def request_tables(served: ServedBatch, slot: str) -> list[tuple[str, pa.Table]]:
-    """The batch's entries as (table, Arrow batch) pairs, in the order they must be appended."""
+def request_tables(served: ServedBatch, slot: str, route: str = ROUTE) -> list[tuple[str, pa.Table]]:
+    """The batch's entries as (table, Arrow batch) pairs, in the order they must be appended;
+    ``route`` is the model_inference route of the version that served them."""
     rb, scored, guard, model = served.requests, served.scored, served.guard, served.model
     n = len(rb)
     request_ids = pa.array(rb.request_ids(), pa.string())
@@ -201,7 +213,7 @@ def request_tables(served: ServedBatch, slot: str) -> list[tuple[str, pa.Table]]
         "scores": _float_map(_SCORE_KEYS, scored.proba[:, _SCORE_ORDER]),
         "decision": pa.array(np.array(PRODUCT_IDS, dtype=object)[scored.top], pa.string()),
         "latency_ms": pa.array(served.draws.latency_ms, pa.float64()),
-        "route": pa.array([ROUTE] * n, pa.string()),
+        "route": pa.array([route] * n, pa.string()),
     })
 
     names = np.array(model.feature_names, dtype=object)
@@ -242,6 +254,27 @@ def request_tables(served: ServedBatch, slot: str) -> list[tuple[str, pa.Table]]
             ("guardrail", guardrail)]
 
 
-def append_requests(ledger: Ledger, served: ServedBatch, slot: str) -> dict[str, range]:
+def append_requests(ledger: Ledger, served: ServedBatch, slot: str, route: str = ROUTE) -> dict[str, range]:
     """Append the batch's four tables in request order; returns each table's seq range."""
-    return {table: ledger.append(table, batch) for table, batch in request_tables(served, slot)}
+    return {table: ledger.append(table, batch) for table, batch in request_tables(served, slot, route)}
+
+
+def shadow_inferences(model: RecommenderModel, requests: RequestBatch, draws: ServingDraws, slot: str) -> pa.Table:
+    """The model_inference entries of a challenger scoring ``requests`` in shadow: its scores
+    and proposal on route "shadow", never served (no attribution, no guardrail verdict)."""
+    scored = model.score(requests.customers, top_k=TOP_K)
+    n = len(requests)
+    t = requests.ts_us.astype(np.int64) + PROFILE_READ_US + np.round(draws.shadow_latency_ms * 1000).astype(np.int64)
+    return _table("model_inference", {
+        "ts": _timestamps(t),
+        "actor": pa.array([SERVING_ACTOR] * n, pa.string()),
+        "request_id": pa.array(requests.request_ids(), pa.string()),
+        "subject_id": pa.array(requests.subject_ids(), pa.string()),
+        "model_slot": pa.array([slot] * n, pa.string()),
+        "model_version": pa.array([model.version] * n, pa.string()),
+        "input_digest": pa.array(scored.input_digests(), pa.string()),
+        "scores": _float_map(_SCORE_KEYS, scored.proba[:, _SCORE_ORDER]),
+        "decision": pa.array(np.array(PRODUCT_IDS, dtype=object)[scored.top], pa.string()),
+        "latency_ms": pa.array(draws.shadow_latency_ms, pa.float64()),
+        "route": pa.array([SHADOW_ROUTE] * n, pa.string()),
+    })

@@ -461,6 +461,24 @@ class SegmentEvent:
 
 
 @dataclass(frozen=True)
+class Campaign:
+    """A mobile-app campaign for first-time investors: while it runs, ``share`` of each day's
+    requests come from young customers new to advice (a separate pool, under ``max_age``)
+    instead of the usual population. The requests' inputs really shift (younger, fewer
+    assets, little experience): what the nightly drift monitor sees. It changes who asks,
+    not how anyone chooses, so the models and the gate are unaffected."""
+
+    start_day: int = 28  # week 4, Monday 3 February 2025
+    end_day: int = 35  # exclusive: one week
+    share: float = 0.5
+    max_age: int = 34
+    pool_size: int = 4_000
+
+    def active(self, day: int) -> bool:
+        return self.start_day <= day < self.end_day
+
+
+@dataclass(frozen=True)
 class WorldConfig:
     seed: int = 20250106
     # market regime change (rate hikes, Hong Kong H-index ELS losses): ramps in linearly
@@ -469,6 +487,7 @@ class WorldConfig:
     regime_ramp_days: int = 21
     seasonal_amplitude: float = 0.12  # year-end deposit season, small weekly movement
     segment_event: SegmentEvent | None = field(default_factory=SegmentEvent)
+    campaign: Campaign | None = field(default_factory=Campaign)
     outcomes_per_day: int = 1200  # labelled outcomes the bank records per day (training data)
     holdout_size: int = 12_000
     # epoch e is drawn from the world as it was on holdout_days[e]. Epoch 1 is the refresh
@@ -605,6 +624,19 @@ class World:
     def population(self, size: int) -> Customers:
         return customers_stream(self.seed, "population", 0, size)
 
+    def campaign_customers(self) -> Customers:
+        """The campaign's pool: the young customers of their own stream (empty without one)."""
+        c = self.config.campaign
+        if c is None:
+            return generate_customers(np.random.default_rng(0), 0)
+        drawn = customers_stream(self.seed, "campaign", 0, 4 * c.pool_size)
+        return drawn.take(np.flatnonzero(drawn.age <= c.max_age)[:c.pool_size])
+
+    def customer_base(self, n_requests: int) -> Customers:
+        """Everyone who may ask for advice: the population and the campaign's pool."""
+        return Customers.concat([self.population(self.default_population_size(n_requests)),
+                                 self.campaign_customers()])
+
     @staticmethod
     def default_population_size(n_requests: int) -> int:
         return int(min(max(2_000, n_requests // 3), 300_000))
@@ -643,6 +675,7 @@ class World:
         depend on ``chunk_size``."""
         pop_n = population_size or self.default_population_size(n_requests)
         pop = self.population(pop_n)
+        campaign = self.campaign_customers() if self.config.campaign is not None else None
         cdf = np.cumsum(pop.activity)
         cdf /= cdf[-1]
         counts = self.day_counts(n_requests, days)
@@ -653,7 +686,7 @@ class World:
             n = int(counts[d])
             if n == 0:
                 continue
-            rb = self._requests_of_day(d, n, int(offsets[d]), pop, cdf)
+            rb = self._requests_of_day(d, n, int(offsets[d]), pop, cdf, campaign)
             if chunk_size is None:
                 yield rb
                 continue
@@ -667,7 +700,8 @@ class World:
         if pending_n:
             yield RequestBatch.concat(pending)
 
-    def _requests_of_day(self, day: int, n: int, first_index: int, pop: Customers, cdf: np.ndarray) -> "RequestBatch":
+    def _requests_of_day(self, day: int, n: int, first_index: int, pop: Customers, cdf: np.ndarray,
+                         campaign: Customers | None = None) -> "RequestBatch":
         rng = keyed_rng(self.seed, "requests", day)
         u = rng.random(n)
         idx = np.searchsorted(cdf, u, side="right").clip(0, len(pop) - 1)
@@ -675,6 +709,15 @@ class World:
         hours = np.sort(9.0 + 13.0 * rng.beta(1.6, 1.4, size=n))
         ts = day_start_us(day) + np.round(hours * 3600e6).astype(np.int64)
         cust = pop.take(idx)
+        c = self.config.campaign
+        if campaign is not None and c is not None and c.active(day) and len(campaign):
+            # its own generator, so the days outside the campaign draw exactly as without one
+            crng = keyed_rng(self.seed, "campaign", day)
+            from_campaign = crng.random(n) < c.share
+            picked = crng.integers(0, len(campaign), n)
+            cust = Customers.concat([cust, campaign.take(picked)]).take(
+                np.where(from_campaign, np.arange(n) + n, np.arange(n)))
+            idx = np.where(from_campaign, len(pop) + picked, idx)  # index into the customer base
         label = self.sample_choice(cust, day, rng)
         arrival = day + self.sample_label_delay(label, rng)
         return RequestBatch(
