@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Mapping
 
+from gates.registry import production_at
 from gates.sql import RegistryTables, registry_tables
 
 from .attestation import Attestation, Verifier
@@ -320,12 +321,12 @@ class Reconstructor:
         ts, slot, version = inference["ts"], inference["model_slot"], inference["model_version"]
         registry = self._registry_tables()
         periods = [p for p in registry.production.to_pylist() if p["slot"] == slot]
-        live = [p for p in periods if p["live_from"] <= ts and (p["live_until"] is None or ts < p["live_until"])]
-        champion = live[0]["version"] if live else None
+        live = production_at(periods, slot, ts)
+        champion = live["version"] if live else None
         version_state = registry.registry.states(slot, ts).get(version)
         promotion = None
-        if champion == version:
-            promotion = self._promotion(live[0])
+        if live is not None and champion == version:
+            promotion = self._promotion(live)
         else:
             earlier = [p for p in periods if p["version"] == version and p["live_from"] <= ts]
             route = inference["route"] or "unknown route"
