@@ -110,37 +110,38 @@ class SectionView:
     subsections: tuple["SectionView", ...]
 
 
-def _cell(value, kind: ValueKind, column: Column | None = None) -> CellView:
+def _cell(value, kind: ValueKind, column: Column | None = None, zone: dt.tzinfo | None = None) -> CellView:
     css = f"k-{kind.value}"
     if value is None:
         return CellView(NULL_TEXT, css + " null")
     badge = status_of(value) if kind is ValueKind.STATUS else None
-    return CellView(format_value(value, kind, column), css, badge)
+    return CellView(format_value(value, kind, column, zone), css, badge)
 
 
-def _key_value(item: KeyValue) -> CellView:
+def _key_value(item: KeyValue, zone: dt.tzinfo | None = None) -> CellView:
     assert item.kind is not None
-    return _cell(item.value, item.kind)
+    return _cell(item.value, item.kind, zone=zone)
 
 
 class _Numbering:
-    def __init__(self) -> None:
+    def __init__(self, zone: dt.tzinfo | None = None) -> None:
         self.tables = 0
         self.figures = 0
+        self.zone = zone  # the report's local time zone, shown next to UTC
 
 
 def _block_view(block: Block, counter: _Numbering) -> BlockView:
     if isinstance(block, Paragraph):
         return BlockView("paragraph", block)
     if isinstance(block, KeyValues):
-        return BlockView("keyvalues", block, rows=tuple((_key_value(i),) for i in block.items))
+        return BlockView("keyvalues", block, rows=tuple((_key_value(i, counter.zone),) for i in block.items))
     if isinstance(block, StatusBadge):
         return BlockView("badge", block)
     if isinstance(block, Table):
         counter.tables += 1
         total = sum(c.weight for c in block.columns)
         widths = tuple(f"{100 * c.weight / total:.3f}%" for c in block.columns)
-        rows = tuple(tuple(_cell(v, c.kind, c) for v, c in zip(row, block.columns)) for row in block.rows)
+        rows = tuple(tuple(_cell(v, c.kind, c, counter.zone) for v, c in zip(row, block.columns)) for row in block.rows)
         return BlockView("table", block, number=counter.tables, anchor=f"tbl-{counter.tables}", rows=rows, widths=widths)
     if isinstance(block, CodeBlock):
         return BlockView("code", block)
@@ -199,9 +200,10 @@ def _attachment_views(attachments: Sequence[Attachment]) -> list[AttachmentView]
 def render_html(report: Report, *, signer: SignerInfo | None, created: dt.datetime) -> str:
     """The report as an HTML document whose only external references are ``mrm-asset:``
     URLs: the stylesheet (which loads the fonts) and one SVG per figure, in order."""
-    counter = _Numbering()
-    sections = _section_views(report.sections, "", 1, counter)
     meta = report.meta
+    zone = meta.zone
+    counter = _Numbering(zone)
+    sections = _section_views(report.sections, "", 1, counter)
     failed = meta.verification.status is Status.FAIL
     return _ENV.get_template("report.html").render(
         meta=meta,
@@ -212,14 +214,14 @@ def render_html(report: Report, *, signer: SignerInfo | None, created: dt.dateti
         toc=_flatten(sections),
         attachments=_attachment_views(report.attachments),
         signer=signer,
-        created=format_timestamp(created),
+        created=format_timestamp(created, zone=zone),
         created_w3c=format_timestamp(created.replace(microsecond=0), sep="T"),
-        period_start=format_timestamp(meta.period.start),
-        period_end=format_timestamp(meta.period.end),
-        generated_at=format_timestamp(meta.generated_at),
+        period_start=format_timestamp(meta.period.start, zone=zone),
+        period_end=format_timestamp(meta.period.end, zone=zone),
+        generated_at=format_timestamp(meta.generated_at, zone=zone),
         checkpoint_root_b64=base64.b64encode(meta.checkpoint.root).decode("ascii"),
         checkpoint_root_hex=meta.checkpoint.root.hex(),
         verification_badge=StatusBadge(meta.verification.status),
-        verification_facts=[(f.key, _key_value(f)) for f in meta.verification.facts],
+        verification_facts=[(f.key, _key_value(f, zone)) for f in meta.verification.facts],
         stylesheet=asset_url("report.css"),
     )
