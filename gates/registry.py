@@ -226,6 +226,49 @@ class Registry:
         return tuple(t for t in self._transitions if t.slot == slot)
 
 
+# -- production periods ------------------------------------------------------------------
+# The periods a version was production (gates.sql lays them out from the transitions above:
+# slot, version, live_from, live_until, promotion_seq, promotion_decision, ...). Every reader
+# that asks "what was production then?" of them asks here, so the documents cannot disagree.
+
+
+def production_at(periods: Iterable[Mapping[str, Any]], slot: str, at: datetime) -> Mapping[str, Any] | None:
+    """The production period of ``slot`` in force at instant ``at`` (events at ``at``
+    included, as :meth:`Registry.champion_at`), or None when the slot had no production."""
+    at = _timestamp(at, "query")
+    for p in periods:
+        if p["slot"] == slot and p["live_from"] <= at and (p["live_until"] is None or at < p["live_until"]):
+            return p
+    return None
+
+
+@dataclass(frozen=True)
+class StartingProduction:
+    """What production a slot started a period with: the period in force at its start, or,
+    when there was none, the first version to become production inside the period."""
+
+    slot: str
+    at_start: Mapping[str, Any] | None
+    first_in_period: Mapping[str, Any] | None  # only when at_start is None
+
+    @property
+    def version(self) -> str | None:
+        return self.at_start["version"] if self.at_start else None
+
+
+def starting_production(periods: Iterable[Mapping[str, Any]], slot: str, start: datetime, end: datetime) -> StartingProduction:
+    """The production of ``slot`` at the start of [start, end), and when it had none, the
+    first production period that began before ``end``."""
+    periods = [p for p in periods if p["slot"] == slot]
+    current = production_at(periods, slot, start)
+    first = None
+    if current is None:
+        start, end = _timestamp(start, "query"), _timestamp(end, "query")
+        later = [p for p in periods if start <= p["live_from"] < end]
+        first = min(later, key=lambda p: (p["live_from"], p["promotion_seq"] or 0)) if later else None
+    return StartingProduction(slot, current, first)
+
+
 def derive_registry(events: Iterable[Mapping[str, Any]]) -> Registry:
     """Fold ordered ledger entries into a :class:`Registry`; the first invalid event raises."""
     registry = Registry()

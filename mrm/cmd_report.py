@@ -134,11 +134,11 @@ def _trust(path: str, options: dict[str, Any]) -> tuple[Any, Any]:
     return TrustPlan.hmac_chain(keyring, allow_failed=allow_failed, workers=workers), signer
 
 
-def _info(institution: str | None, prepared_by: str, report_id: str | None) -> Any:
+def _info(institution: str | None, prepared_by: str, report_id: str | None, *, time_zone: str = "") -> Any:
     from reports.documents import DocumentInfo
 
     named = {"institution": institution} if institution else {}
-    return DocumentInfo(**named, prepared_by=prepared_by, report_id=report_id)
+    return DocumentInfo(**named, prepared_by=prepared_by, report_id=report_id, time_zone=time_zone)
 
 
 def _created(created: str | None) -> dt.datetime | None:
@@ -193,11 +193,15 @@ def _finish(written: Any, as_json: bool) -> None:
 @click.option("--subject", "subject_id", help="The subject whose decision to report on (with --at, or their latest).")
 @click.option("--at", help="With --subject: the decision in force at this instant (ISO 8601 with a time zone).")
 @click.option("--seq", "inference_seq", type=int, help="Pick one of several inferences sharing a request id.")
+@click.option("--time-zone", "time_zone", envvar="MRM_TIME_ZONE",
+              help="The institution's time zone (an IANA name such as Asia/Seoul): every time in the dossier shows "
+              "its local time next to UTC, for the customer and the dispute handler (default: $MRM_TIME_ZONE; "
+              "without it, UTC only).")
 @document_options
 @handle_errors
 @report_errors
 def report_decision(path: str, request_id: str | None, subject_id: str | None, at: str | None, inference_seq: int | None,
-                    out: str | None, institution: str | None, prepared_by: str, report_id: str | None, created: str | None,
+                    time_zone: str | None, out: str | None, institution: str | None, prepared_by: str, report_id: str | None, created: str | None,
                     as_json: bool, **trust: Any) -> None:
     """The decision dossier for one disputed decision: who accessed the data and why, the
     model version, input digest and output, the main factors in plain language, the
@@ -210,6 +214,7 @@ def report_decision(path: str, request_id: str | None, subject_id: str | None, a
     \b
     Examples:
       mrm report decision ./audit --request-id req-0001 --institution "Example Bank" -o dispute-0001.pdf
+      mrm report decision ./audit --request-id req-0001 --time-zone Asia/Seoul   # KST next to UTC
       mrm report decision ./audit --subject cust-42 --at 2025-09-03T10:15:00+09:00
       mrm report decision ./audit --request-id req-0001 --verification proofs     # fast at any ledger size
       mrm report decision ./audit --request-id req-0001 --public-key ledger.pub  # verify with public keys
@@ -218,10 +223,18 @@ def report_decision(path: str, request_id: str | None, subject_id: str | None, a
 
     if (request_id is None) == (subject_id is None):
         raise UsageFailure("give --request-id or --subject (exactly one)")
+    if time_zone:
+        from reports.values import time_zone as known_zone
+
+        try:
+            known_zone(time_zone)
+        except ValueError as e:
+            raise UsageFailure(f"--time-zone: {e}") from None
     plan, signer = _trust(path, trust)
     _announce(trust)
     query = DecisionQuery(request_id=request_id, subject_id=subject_id, at=at, inference_seq=inference_seq)
-    written = write_decision_report(path, query, plan, signer, out, info=_info(institution, prepared_by, report_id),
+    written = write_decision_report(path, query, plan, signer, out,
+                                    info=_info(institution, prepared_by, report_id, time_zone=time_zone or ""),
                                     created=_created(created))
     _finish(written, as_json)
 

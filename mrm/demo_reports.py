@@ -5,6 +5,7 @@ demo (the interim synthetic stream, or the scenario that replaces it) ends the s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from ledger import Keyring
 
 DEMO_INSTITUTION = "Example Bank (demo)"
 DEMO_PREPARED_BY = "mrm demo"
+DEMO_TIME_ZONE = "Asia/Seoul"  # the demo bank's: the dossier shows KST next to UTC for the customer
 # The demo's decisions are dated August 2025: SR 11-7 is the model-risk guidance in force then
 # (SR 26-2 replaces it from 17 April 2026), so its pack is judged without --as-if-in-force.
 DEMO_PACK = "sr-11-7"
@@ -55,7 +57,8 @@ def write_demo_reports(ledger_dir: str | os.PathLike[str], keyring: Keyring, out
     plan = TrustPlan.hmac_chain(keyring)
     info = DocumentInfo(institution=institution, prepared_by=DEMO_PREPARED_BY)
     decision = write_decision_report(ledger_dir, DecisionQuery(request_id=request_id), plan, keyring.signer,
-                                     out / "decision-dossier.pdf", info=info, created=created)
+                                     out / "decision-dossier.pdf", info=dataclasses.replace(info, time_zone=DEMO_TIME_ZONE),
+                                     created=created)
     validation = write_validation_report(ledger_dir, ValidationScope(slot), plan, keyring.signer,
                                          out / "validation-history.pdf", info=info, created=created)
     since, until = period if period is not None else (None, None)

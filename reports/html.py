@@ -112,16 +112,16 @@ class SectionView:
     subsections: tuple["SectionView", ...]
 
 
-def _cell(value, kind: ValueKind, column: Column | None = None) -> CellView:
+def _cell(value, kind: ValueKind, column: Column | None = None, zone: dt.tzinfo | None = None) -> CellView:
     css = f"k-{kind.value}"
     if value is None:
         return CellView(NULL_TEXT, css + " null")
     badge = status_of(value) if kind is ValueKind.STATUS else None
-    return CellView(format_value(value, kind, column), css, badge)
+    return CellView(format_value(value, kind, column, zone), css, badge)
 
 
-def _table_cell(value, column: Column, shorten_digest: bool) -> CellView:
-    view = _cell(value, column.kind, column)
+def _table_cell(value, column: Column, shorten_digest: bool, zone: dt.tzinfo | None) -> CellView:
+    view = _cell(value, column.kind, column, zone)
     if shorten_digest and column.kind is ValueKind.DIGEST and value is not None:
         return CellView(short_digest(view.text), view.css, view.badge)
     return view
@@ -140,29 +140,30 @@ def _breakable(view: CellView) -> CellView:
     return CellView(view.text, view.css + " may-break", view.badge)
 
 
-def _key_value(item: KeyValue) -> CellView:
+def _key_value(item: KeyValue, zone: dt.tzinfo | None = None) -> CellView:
     assert item.kind is not None
-    return _cell(item.value, item.kind)
+    return _cell(item.value, item.kind, zone=zone)
 
 
 class _Numbering:
-    def __init__(self) -> None:
+    def __init__(self, zone: dt.tzinfo | None = None) -> None:
         self.tables = 0
         self.figures = 0
+        self.zone = zone  # the report's local time zone, shown next to UTC
 
 
 def _block_view(block: Block, counter: _Numbering) -> BlockView:
     if isinstance(block, Paragraph):
         return BlockView("paragraph", block)
     if isinstance(block, KeyValues):
-        return BlockView("keyvalues", block, rows=tuple((_key_value(i),) for i in block.items))
+        return BlockView("keyvalues", block, rows=tuple((_key_value(i, counter.zone),) for i in block.items))
     if isinstance(block, StatusBadge):
         return BlockView("badge", block)
     if isinstance(block, Table):
         counter.tables += 1
         # A digest in a table is shortened when an attachment holds the full value.
         shorten = block.source_attachment is not None
-        rows = tuple(tuple(_table_cell(v, c, shorten) for v, c in zip(row, block.columns)) for row in block.rows)
+        rows = tuple(tuple(_table_cell(v, c, shorten, counter.zone) for v, c in zip(row, block.columns)) for row in block.rows)
         layout = column_layout(block.columns, [[_measured(c) for c in row] for row in rows])
         rows = tuple(tuple(_breakable(c) if may else c for c, may in zip(row, layout.may_break)) for row in rows)
         return BlockView("table", block, number=counter.tables, anchor=f"tbl-{counter.tables}", rows=rows,
@@ -224,9 +225,10 @@ def _attachment_views(attachments: Sequence[Attachment]) -> list[AttachmentView]
 def render_html(report: Report, *, signer: SignerInfo | None, created: dt.datetime) -> str:
     """The report as an HTML document whose only external references are ``mrm-asset:``
     URLs: the stylesheet (which loads the fonts) and one SVG per figure, in order."""
-    counter = _Numbering()
-    sections = _section_views(report.sections, "", 1, counter)
     meta = report.meta
+    zone = meta.zone
+    counter = _Numbering(zone)
+    sections = _section_views(report.sections, "", 1, counter)
     failed = meta.verification.status is Status.FAIL
     return _ENV.get_template("report.html").render(
         meta=meta,
@@ -237,14 +239,14 @@ def render_html(report: Report, *, signer: SignerInfo | None, created: dt.dateti
         toc=_flatten(sections),
         attachments=_attachment_views(report.attachments),
         signer=signer,
-        created=format_timestamp(created),
+        created=format_timestamp(created, zone=zone),
         created_w3c=format_timestamp(created.replace(microsecond=0), sep="T"),
-        period_start=format_timestamp(meta.period.start),
-        period_end=format_timestamp(meta.period.end),
-        generated_at=format_timestamp(meta.generated_at),
+        period_start=format_timestamp(meta.period.start, zone=zone),
+        period_end=format_timestamp(meta.period.end, zone=zone),
+        generated_at=format_timestamp(meta.generated_at, zone=zone),
         checkpoint_root_b64=base64.b64encode(meta.checkpoint.root).decode("ascii"),
         checkpoint_root_hex=meta.checkpoint.root.hex(),
         verification_badge=StatusBadge(meta.verification.status),
-        verification_facts=[(f.key, _key_value(f)) for f in meta.verification.facts],
+        verification_facts=[(f.key, _key_value(f, zone)) for f in meta.verification.facts],
         stylesheet=asset_url("report.css"),
     )

@@ -470,6 +470,13 @@ class ReportMeta:
     prepared_by: str = ""
     subtitle: str = ""
     lang: str = "en"
+    time_zone: str = ""  # IANA name: timestamps show their local time in it next to UTC ("": UTC only)
+
+    @property
+    def zone(self) -> dt.tzinfo | None:
+        from .values import time_zone
+
+        return time_zone(self.time_zone) if self.time_zone else None
 
     def __post_init__(self) -> None:
         _require(isinstance(self.kind, ReportKind), "kind must be a ReportKind")
@@ -485,6 +492,8 @@ class ReportMeta:
         _require(isinstance(self.generated_at, dt.datetime), "generated_at must be a datetime")
         _require(isinstance(self.prepared_by, str) and isinstance(self.subtitle, str), "prepared_by and subtitle must be strings")
         _require(isinstance(self.lang, str) and re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", self.lang) is not None, f"lang {self.lang!r} is not a BCP 47 tag")
+        _require(isinstance(self.time_zone, str) and (self.time_zone == "" or _known_zone(self.time_zone)),
+                 f"time zone {self.time_zone!r} is not an IANA time zone name (such as Asia/Seoul)")
 
 
 @dataclass(frozen=True)
@@ -547,6 +556,16 @@ class Report:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _known_zone(name: str) -> bool:
+    from .values import time_zone  # values reads this module's types: imported when used
+
+    try:
+        time_zone(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _require(condition: bool, message: str) -> None:

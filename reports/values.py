@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from .model import CellValue, Column, Status, StatusBadge, ValueKind
 
-__all__ = ["NULL_TEXT", "visible_text", "format_value", "format_timestamp", "status_of"]
+__all__ = ["NULL_TEXT", "visible_text", "format_value", "format_timestamp", "status_of", "time_zone"]
 
 NULL_TEXT = "NULL"
 
@@ -38,15 +38,42 @@ def visible_text(text: str) -> str:
     return _INVISIBLE.sub(lambda m: f"\u27e8U+{ord(m.group()):04X}\u27e9", text)
 
 
-def format_timestamp(value: dt.datetime | dt.date, *, sep: str = " ") -> str:
+def format_timestamp(value: dt.datetime | dt.date, *, sep: str = " ", zone: dt.tzinfo | None = None) -> str:
     """RFC 3339 in UTC with a Z; microseconds only when there are some. Pages use a space
     between date and time (RFC 3339 allows it) so a narrow column wraps there; machine
-    -readable files use ``sep="T"``."""
+    -readable files use ``sep="T"``. With ``zone`` (the institution's time zone, for readers
+    who live by it) the local time follows in parentheses, to the second, with the zone's
+    abbreviation: ``2025-03-12 09:00:00Z (2025-03-12 18:00:00 KST)``; UTC stays the record."""
     if isinstance(value, dt.datetime):
         utc = value.astimezone(dt.timezone.utc)
         spec = f"%Y-%m-%d{sep}%H:%M:%S.%fZ" if utc.microsecond else f"%Y-%m-%d{sep}%H:%M:%SZ"
-        return utc.strftime(spec)
+        text = utc.strftime(spec)
+        if zone is not None:
+            local = utc.astimezone(zone)
+            text += f" ({local.strftime(f'%Y-%m-%d{sep}%H:%M:%S')} {_zone_label(local)})"
+        return text
     return value.isoformat()
+
+
+def _zone_label(local: dt.datetime) -> str:
+    """The zone's abbreviation (KST, CET), or its offset where the database has none (+04)."""
+    name = local.tzname() or ""
+    if name and name[0] not in "+-":
+        return name
+    offset = local.utcoffset() or dt.timedelta()
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "\u2212"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def time_zone(name: str) -> dt.tzinfo:
+    """The IANA time zone ``name`` (Asia/Seoul, Europe/Berlin); ValueError names it if unknown."""
+    import zoneinfo
+
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: give an IANA name such as Asia/Seoul or Europe/Berlin") from None
 
 
 def _format_number(value: int | float | Decimal, precision: int | None) -> str:
@@ -68,8 +95,9 @@ def _format_number(value: int | float | Decimal, precision: int | None) -> str:
     return f"{sign}{int(whole.lstrip('-') or '0'):,}{dot}{frac}"
 
 
-def format_value(value: CellValue, kind: ValueKind, column: Column | None = None) -> str:
-    """The text a value shows as. The caller has already checked it fits ``kind``."""
+def format_value(value: CellValue, kind: ValueKind, column: Column | None = None, zone: dt.tzinfo | None = None) -> str:
+    """The text a value shows as (a timestamp with its local time in ``zone`` too). The
+    caller has already checked it fits ``kind``."""
     if value is None:
         return NULL_TEXT
     precision = column.precision if column is not None else None
@@ -84,7 +112,7 @@ def format_value(value: CellValue, kind: ValueKind, column: Column | None = None
         return _format_number(value, precision)
     if kind is ValueKind.TIMESTAMP:
         assert isinstance(value, (dt.datetime, dt.date))
-        return format_timestamp(value)
+        return format_timestamp(value, zone=zone)
     if kind is ValueKind.DIGEST and isinstance(value, bytes):
         return value.hex()
     return visible_text(str(value))

@@ -4,7 +4,8 @@ injected into copies of it.
 The story (UTC), slot ``product_reco`` serving, slot ``next_best_offer`` registered and
 bootstrapped but idle (registry violations go there, so they change nothing that serves):
 
-  2025-10-01  v1 registered and bootstrapped (gate thresholds recorded); feature schema v1
+  2025-10-01  v1 registered and bootstrapped as the gate records a bootstrap (no thresholds:
+              nothing is compared; the gate policy's digest with the replay inputs); feature schema v1
   2025-11-15  reco-v2-rc1 rejected (failing check and comparison named)
   2025-12-01  reco-v2 pending approval (comparison and significance); 2025-12-02 approved by head-of-mrm
   2026-01-10  reco-v3 force-promoted by mrm-officer-7 with a substantive reason
@@ -41,6 +42,9 @@ THRESHOLDS = {"min_relative_improvement": 0.005, "max_secondary_degradation": 0.
 COMPARISON = [{"metric": "auc", "champion": 0.781, "challenger": 0.792, "delta_rel": 0.0141, "threshold": 0.005, "passed": True}]
 SIGNIFICANCE = [{"metric": "auc", "test": "paired_bootstrap", "statistic": 3.1, "p_value": 0.002, "p_adjusted": 0.002,
                  "alpha": 0.05, "significant": True}]
+# What gates.decision records with a bootstrap: a stage and the replay inputs, whose policy
+# digest is what attributes the change (a bootstrap compares nothing, so it has no thresholds).
+BOOTSTRAP_DETAILS = {"stage": "bootstrap", "replay": {"kind": "gate", "policy_digest": hashlib.sha256(b"gate policy").hexdigest()}}
 KEY = bytes(range(32))
 SIGNER = Signer.generate("mrm-test-signer")
 
@@ -112,10 +116,10 @@ def build(path: Path, *, hole: tuple[dt.datetime, dt.datetime] | None = None, la
     with Ledger.create(path, keyring(), actor="reco-api") as ledger:
         register(ledger, SLOT, "reco-v1", START)
         ledger.log_model_promotion(ts=START, slot=SLOT, challenger_version="reco-v1", decision="bootstrap", trigger="auto",
-                                   reason="no champion in slot product_reco", thresholds=THRESHOLDS)
+                                   reason="no champion in slot product_reco", details=BOOTSTRAP_DETAILS)
         register(ledger, IDLE, "nbo-v1", START + US)
         ledger.log_model_promotion(ts=START + US, slot=IDLE, challenger_version="nbo-v1", decision="bootstrap", trigger="auto",
-                                   reason="no champion in slot next_best_offer", thresholds=THRESHOLDS)
+                                   reason="no champion in slot next_best_offer", details=BOOTSTRAP_DETAILS)
         ledger.log_dimension_change(ts=START, component="feature_pipeline", new_schema_digest=digest("schema-v1"),
                                     new_dimension=4, features_added=["age_band", "assets", "experience_years", "risk_tolerance"],
                                     features_removed=[], reason="initial feature schema of the suitability recommender")

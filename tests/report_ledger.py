@@ -12,6 +12,7 @@ fixed timestamps; monitor runs are the real monitors' results on fixed data.
   T0+9d     request req-dispute-1 for cust-0042 served by v012: data access by teller-17,
             proposes els_note, attribution, suitability guardrail MODIFY -> balanced_fund
             (its reason carries markup and file:// / http:// references)
+  T0+11d    its outcome, observed T0+10d 15:30 (core-banking): the customer took balanced_fund
   T0+14d    gate v013 vs v012: reject at the fidelity floor
   T0+15d    force_promote v013 by an operator whose name carries markup
   T0+16d    fairness run on v013: DI BREACH (+ alert); drift run: significant (+ alert)
@@ -32,7 +33,7 @@ from gates.decision import GateInputs, decide, decide_approval, decide_force_pro
 from gates.evaluation import evaluation_from_mapping
 from gates.monitoring import MonitorReport
 from gates.monitors import disparate_impact, equal_opportunity_difference, population_stability, statistical_parity_difference
-from gates.observations import Window
+from gates.observations import Window, outcome_entry
 from ledger import Keyring, Ledger
 from ledger.note import Signer
 
@@ -43,6 +44,9 @@ T0 = dt.datetime(2025, 3, 3, 9, 0, tzinfo=dt.timezone.utc)
 D, H, US = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(microseconds=1)
 
 REQUEST = "req-dispute-1"
+OUTCOME_LABEL = "balanced_fund"
+OUTCOME_OBSERVED = T0 + 10 * D + 6 * H + dt.timedelta(minutes=30)  # 2025-03-13T15:30:00Z
+OUTCOME_RECORDED = T0 + 11 * D  # 2025-03-14T09:00:00Z
 SUBJECT = "cust-0042"
 APPROVER, APPROVAL_REASON = "head-of-mrm", "validation report VR-2025-014 reviewed"
 # Hostile ledger values: markup, a template expression and references a renderer might fetch.
@@ -130,6 +134,8 @@ def build(path: Path, keyring: Keyring) -> dict[str, int]:
         _fairness_run(ledger, "fair2", "v012", T0 + 8 * D + H)
         _drift_run(ledger, "drift1", "v012", T0 + 8 * D + 2 * H, 0.0)
         _request(ledger, T0 + 9 * D)
+        KNOWN["outcome"] = ledger.log_operation(ts=OUTCOME_RECORDED, **outcome_entry(
+            REQUEST, OUTCOME_LABEL, observed_at=OUTCOME_OBSERVED, source="core-banking"))
         observed = {a.path: a.sha256 for a in v013.lineage.artifacts}
         _log_decision(ledger, "reject", decide(GateInputs(v013, v012, gate_policy, observed_artifacts=observed)), T0 + 14 * D)
         _log_decision(ledger, "force", decide_force_promote(SLOT, "v013", "v012", operator=HOSTILE_OPERATOR,

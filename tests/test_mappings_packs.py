@@ -53,8 +53,9 @@ FLIPS: dict[str, dict[str, set[str]]] = {
         "sr-26-2": {"validation-before-production", "validation-benchmarking"},
         "ai-basic-act-34": {"art34-1-1-risk-management"}, "eu-ai-act": set(),
     },
-    "unattributed_auto_change": {
+    "unattributed_auto_change": {  # one rule for every pack (the production_changes view)
         "sr-11-7": {"sec6-policies-change-control"}, "sr-26-2": {"governance-change-control"},
+        "eu-ai-act": {"art12-2-a-risks-and-modifications"}, "ai-basic-act-34": {"art34-1-4-human-oversight"},
     },
     "alert_ignored": {
         "sr-11-7": {"sec5-2-monitoring"}, "sr-26-2": {"validation-ongoing-monitoring"},
@@ -210,3 +211,38 @@ def test_every_pack_lists_its_requirements_with_citation_and_paraphrase():
             assert r.citation and r.paraphrase and r.examiner_asks and r.title
             if not r.evidenced:
                 assert r.ask_for and not r.evidence
+
+
+CHANGE_CONTROL = {"sr-11-7": "sec6-policies-change-control", "sr-26-2": "governance-change-control",
+                  "eu-ai-act": "art12-2-a-risks-and-modifications", "ai-basic-act-34": "art34-1-4-human-oversight"}
+
+
+def test_every_pack_judges_a_change_of_production_by_the_one_rule(compliant):
+    """The bootstrap (no thresholds, the gate policy's digest) is attributed for every pack
+    that judges its day, in the same words, and no pack keeps its own copy of the rule."""
+    results = judge(compliant, tuple(CHANGE_CONTROL))
+    seen = {}
+    for pack_id, req_id in CHANGE_CONTROL.items():
+        req = results[pack_id].requirement(req_id)
+        item = next(e for e in req.evidence if e.id == "production-changes-attributed")
+        assert "FROM production_changes" in item.sql, pack_id
+        seen[pack_id] = {(r["seq"], r["cause"], r["attributed"], r["attribution"]) for r in item.rows.to_pylist()}
+    for pack_id in ("sr-11-7", "eu-ai-act"):  # the packs that judge the bootstrap's day
+        boot = [(attributed, why) for _, cause, attributed, why in seen[pack_id] if cause == "bootstrap"]
+        assert len(boot) == 2 and all(a and why.startswith("gate policy ") for a, why in boot), (pack_id, boot)
+    # EU AI Act is judged over the whole period (readiness); each other pack sees its own days of the same rows
+    for pack_id in ("sr-11-7", "sr-26-2", "ai-basic-act-34"):
+        assert seen[pack_id] <= seen["eu-ai-act"], pack_id
+
+
+def test_the_production_changes_view_says_why_a_change_is_not_attributed(compliant, tmp_path):
+    path = tmp_path / "ledger"
+    shutil.copytree(compliant, path)
+    keys = ml.inject(path, "unattributed_auto_change")
+    with LedgerSQL.open(path) as session:
+        rows = {r["seq"]: r for r in session.query("SELECT * FROM production_changes").to_pylist()}
+    for _, seq in keys:
+        assert rows[seq]["attributed"] is False
+        assert rows[seq]["attribution"] == "none: an automatic change that records no thresholds, gate policy digest or alert"
+    manual = [r for r in rows.values() if r["trigger"] == "manual"]
+    assert {r["attribution"] for r in manual} == {"operator head-of-mrm", "operator mrm-officer-7"}

@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from reports.documents import (
     TrustPlan,
     build_decision_report,
 )
-from reports.documents.decision import factors_account, method_meaning
+from reports.documents.decision import criterion_meaning, factors_account, method_meaning
 from reports.model import Status
 from reports.render import render_pdf
 from reports.verify import AttachmentStatus, verify_report
@@ -34,7 +35,8 @@ from .report_support import embedded_bytes, page_texts, replace_attachment, squa
 
 CREATED = dt.datetime(2026, 4, 2, 9, 30, tzinfo=dt.timezone.utc)
 GENERATED = dt.datetime(2026, 4, 2, 9, 29, tzinfo=dt.timezone.utc)
-INFO = DocumentInfo(institution="Example Bank N.A.", prepared_by="Customer disputes desk", generated_at=GENERATED)
+INFO = DocumentInfo(institution="Example Bank N.A.", prepared_by="Customer disputes desk", generated_at=GENERATED,
+                    time_zone="Asia/Seoul")
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +70,24 @@ def test_the_dossier_shows_the_reconstructed_decision(dossier):
         "0.61", "0.27", "0.12",  # scores
     ):
         assert has(d, phrase), phrase
-    summary = ("On 2025-03-12 09:00:00 UTC the credit_pd model, version v012, recommended els_note for subject "
-               f"{world.SUBJECT} (request {world.REQUEST}).")
+    summary = ("On 2025-03-12 09:00:00.000010Z (2025-03-12 18:00:00 KST) the credit_pd model, version v012, recommended "
+               f"els_note for subject {world.SUBJECT} (request {world.REQUEST}).")
     assert has(d, summary)
     assert has(d, "The suitability check kfcpa_art17_suitability changed the recommendation from els_note to balanced_fund")
 
 
 def test_the_main_factors_are_told_in_plain_language_and_honestly(dossier):
+    """Each factor in words (which way, how strongly compared with the others), no raw
+    contribution in the prose; the exact numbers stay in the table."""
     d = dossier
-    assert has(d, "The recommendation of els_note was driven mainly by risk_tolerance (value -1.5), which lowered the "
-                  "model's score for els_note by 0.42, and by assets (value 2), which raised it by 0.31.")
-    assert has(d, "Other recorded factors contributed less: age (+0.05).")
+    assert has(d, "What the model weighed in recommending els_note, the most important first:")
+    assert has(d, "\u2022 Risk tolerance (recorded value \u22121.5) weighed strongly against recommending els_note.")
+    assert has(d, "\u2022 Assets (recorded value 2) weighed strongly for recommending els_note.")  # 0.31 is over half of 0.42
+    assert has(d, "\u2022 Age (recorded value 41) weighed slightly for recommending els_note.")  # 0.05 is under a fifth
+    assert has(d, "Taken together, the recorded factors for and against it roughly balance.")  # +0.36 against -0.42
+    prose = d.flat[d.flat.index(squash("What the model weighed")):d.flat.index(squash("Table 3."))]
+    assert "0.42" not in prose and "0.31" not in prose and "raisedthescore" not in prose
+    assert has(d, "risk_tolerance -1.5 -0.42 against it, strongly") and has(d, "age 41.0 0.05 for it, slightly")
     assert has(d, "linear_coef_x_transformed_value")
     assert has(d, "they are not causes in the world")
     assert has(d, "The ledger keeps the 3 largest contributions only")
@@ -93,9 +102,11 @@ def test_plain_language_account_orders_by_size_and_names_direction():
         FeatureContribution("income", 50000.0, 0.02), FeatureContribution("debt_ratio", 0.61, 0.9),
         FeatureContribution("tenure", None, -0.05)))
     text = " ".join(factors_account(record, "bond_fund"))
-    assert text.startswith("The recommendation of bond_fund was driven mainly by debt_ratio (value 0.61), which raised "
-                           "the model's score for bond_fund by 0.9.")  # 0.05 is under a quarter of 0.9: not a second driver
-    assert "tenure (\u22120.05); income (+0.02)" in text
+    assert text.startswith("What the model weighed in recommending bond_fund, the most important first:\n"
+                           "\u2022 Debt ratio (recorded value 0.61) weighed strongly for recommending bond_fund.\n"
+                           "\u2022 Tenure weighed slightly against recommending bond_fund.\n"
+                           "\u2022 Income (recorded value 50,000) weighed slightly for recommending bond_fund.")
+    assert "Taken together, the recorded factors weighed more for recommending bond_fund than against it." in text
     assert "SHAP" in method_meaning("shap", 3) and "background sample" in method_meaning("shap", 3)
     assert "exact meaning depends on it" in method_meaning("gradient_x_input", 3)
 
@@ -104,9 +115,72 @@ def test_the_promotion_that_made_the_version_live_names_approver_and_reason(doss
     d = dossier
     seq = d.known["approve"]
     assert has(d, f"Version v012 was in production at that moment because of the approve decision recorded at sequence "
-                  f"number {seq} on 2025-03-11 09:00:00 UTC by {world.APPROVER}, for the reason:")
+                  f"number {seq} on 2025-03-11 09:00:00Z (2025-03-11 18:00:00 KST) by {world.APPROVER}, for the reason:")
     assert has(d, f"v012 approved by {world.APPROVER}: {world.APPROVAL_REASON}")
     assert has(d, "manual: a person decided") and has(d, "Version it replaced") and has(d, "v011")
+
+
+def test_every_time_shows_the_institutions_local_time_next_to_utc(dossier):
+    d = dossier
+    assert d.report.meta.time_zone == "Asia/Seoul"
+    assert has(d, "Times UTC (Z), each followed by the local time in Asia/Seoul")
+    assert has(d, "Decided at 2025-03-12 09:00:00.000010Z (2025-03-12 18:00:00 KST)")
+    assert has(d, "Time (UTC, local)")  # table headings say both
+    assert has(d, "Document created 2026-04-02 09:30:00Z (2026-04-02 18:30:00 KST)")
+    assert has(d, "Live from 2025-03-11 09:00:00Z (2025-03-11 18:00:00 KST)")
+    prose = " ".join(p.text for s in d.report.sections for p in _paragraphs(s))
+    assert "UTC" not in prose.replace("timestamps are UTC", "")  # the old "09:00:00 UTC" sentences
+    assert re.findall(r"\d\d:\d\d:\d\d(?:\.\d+)?Z", prose)
+    assert not re.findall(r"\d\d:\d\d:\d\d(?:\.\d+)?Z(?! \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST\))", prose)
+
+
+def _paragraphs(section):
+    from reports.model import Paragraph
+
+    for b in section.blocks:
+        if isinstance(b, Paragraph):
+            yield b
+    for sub in section.subsections:
+        yield from _paragraphs(sub)
+
+
+def test_each_suitability_criterion_is_explained(dossier):
+    d = dossier
+    assert has(d, "Criteria recorded by kfcpa_art17_suitability, and what each means")
+    assert has(d, "risk_grade_gap 3.0 How many risk grades the proposed product was riskier than the customer's profile "
+                  "allows: zero or less means it was suitable.")
+    assert has(d, "profile_confirmed 1.0 Whether the customer confirmed the profile the seller recorded")
+    assert has(d, "Modified: it was not, and a suitable product was offered instead.")
+    assert criterion_meaning("no_such_criterion").startswith("not described")
+
+
+def test_the_late_outcome_is_shown_with_when_it_was_observed_and_recorded(dossier):
+    d = dossier
+    told = ("Its outcome was recorded later, on 2025-03-14 09:00:00Z (2025-03-14 18:00:00 KST) from core-banking: "
+            "balanced_fund, observed on 2025-03-13 15:30:00Z (2025-03-14 00:30:00 KST).")
+    assert d.flat.count(squash(told)) == 2  # in the summary and in its own section
+    assert has(d, "Outcome recorded later balanced_fund")  # at a glance
+    assert has(d, f"balanced_fund core-banking {d.known['outcome']}")
+    record = json.loads(embedded_bytes(d.pdf, "decision-record.json"))
+    (outcome,) = record["outcomes"]
+    assert outcome["label"] == world.OUTCOME_LABEL and outcome["source"] == "core-banking"
+    assert outcome["observed_at"] == "2025-03-13T15:30:00.000000Z" and outcome["entry"]["seq"] == d.known["outcome"]
+
+
+def test_a_decision_without_a_recorded_outcome_says_so(dossier, tmp_path):
+    from ledger import Ledger
+
+    path = tmp_path / "ledger"
+    shutil.copytree(dossier.ledger, path)
+    with Ledger.open(path, dossier.keyring, actor="reco-api") as ledger:
+        ledger.log_model_inference(ts=world.T0 + 31 * world.D, request_id="req-no-outcome", subject_id="cust-7",
+                                   model_slot=world.SLOT, model_version="v012", input_digest="cd" * 32,
+                                   scores={"bond_fund": 0.7}, decision="bond_fund", latency_ms=5.0, route="champion")
+        ledger.seal()
+    report = build_decision_report(path, DecisionQuery(request_id="req-no-outcome"), TrustPlan.hmac_chain(dossier.keyring), INFO)
+    text = squash("\n".join(page_texts(render_pdf(report, dossier.keyring.signer, created=CREATED).pdf)))
+    assert squash("No later outcome of this request is recorded in the ledger up to the checkpoint.") in text
+    assert squash("Outcome recorded later none recorded") in text
 
 
 def test_status_words_and_regulatory_citations(dossier):
@@ -139,7 +213,7 @@ def test_every_attachment_matches_the_signed_manifest(dossier):
     record = json.loads(embedded_bytes(d.pdf, "decision-record.json"))
     assert record["request_id"] == world.REQUEST and "path" not in record["attestation"]
     entries = pq.read_table(__import__("io").BytesIO(embedded_bytes(d.pdf, "decision-entries.parquet"))).to_pylist()
-    assert [e["seq"] for e in entries] == sorted(d.known[k] for k in ("access", "inference", "attribution", "guardrail", "approve"))
+    assert [e["seq"] for e in entries] == sorted(d.known[k] for k in ("access", "inference", "attribution", "guardrail", "approve", "outcome"))
     assert all(e["proven"] for e in entries)
 
 
@@ -148,7 +222,7 @@ def test_the_embedded_proofs_verify_offline_with_the_public_key(dossier):
     proofs = json.loads(embedded_bytes(d.pdf, "inclusion-proofs.json"))
     report = verify_proof(proofs, d.keyring.verifiers())
     assert report.ok, report.problems
-    wanted = {d.known[k] for k in ("access", "inference", "attribution", "guardrail", "approve")}
+    wanted = {d.known[k] for k in ("access", "inference", "attribution", "guardrail", "approve", "outcome")}
     assert {e["seq"] for e in report.entries} == wanted
     cp = d.report.meta.checkpoint
     assert report.checkpoint["size"] == cp.size and base64.b64decode(report.checkpoint["root"]) == cp.root

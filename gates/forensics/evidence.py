@@ -59,8 +59,10 @@ class EvidenceReader:
             self.con.execute(f"SET {name} = ?", [value])
         self.last_stats = LookupStats(0, 0, 0)
 
-    def rows(self, table: str, column: str, value: str, *, use_index: bool = True) -> pa.Table:
-        """Every entry of `table` whose `column` equals `value`, in sequence order."""
+    def rows(self, table: str, column: str, value: str, *, use_index: bool = True, after_seq: int | None = None) -> pa.Table:
+        """Every entry of `table` whose `column` equals `value`, in sequence order; with
+        ``after_seq``, only segments holding entries after it are read (older ones may still
+        appear, from a segment that straddles it)."""
         spec = TABLES[table]
         if column not in spec.arrow_schema.names:
             raise ValueError(f"table {table} has no column {column!r}")
@@ -69,6 +71,8 @@ class EvidenceReader:
             segments = sorted(maybe + unindexed, key=lambda r: r.first_seq)
         else:
             segments, unindexed = list(self.source.records), list(self.source.records)
+        if after_seq is not None:
+            segments = [r for r in segments if r.last_seq > after_seq]
         files = [str(self._paths[(r.first_seq, table)]) for r in segments if (r.first_seq, table) in self._paths]
         self.last_stats = LookupStats(len(segments), len(unindexed), len(files))
         parts = []

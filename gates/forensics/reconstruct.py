@@ -23,6 +23,9 @@ import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Mapping
 
+from gates.ledger_io import parse_details
+from gates.observations import OUTCOME
+from gates.registry import production_at
 from gates.sql import RegistryTables, registry_tables
 
 from .attestation import Attestation, Verifier
@@ -118,6 +121,18 @@ class PromotionRecord:
 
 
 @dataclass(frozen=True)
+class OutcomeRecord:
+    """A late outcome recorded for the request (an ``operation`` entry, event_type outcome,
+    correlation_id = the request id: gates.observations.outcome_entry)."""
+
+    entry: EntryRef
+    observed_at: dt.datetime | None  # when the outcome happened, as recorded; the entry's ts is when it was written
+    label: Any
+    values: tuple[tuple[str, float], ...]
+    source: str | None
+
+
+@dataclass(frozen=True)
 class OtherDecision:
     request_id: str
     ts: dt.datetime
@@ -141,6 +156,7 @@ class DecisionRecord:
     notes: tuple[str, ...]
     lookup: str  # how the entries were found
     attestation: Attestation = field(repr=False)
+    outcomes: tuple[OutcomeRecord, ...] = ()  # late outcomes recorded for the request, oldest first
 
     @property
     def top_attributions(self) -> tuple[FeatureContribution, ...]:
@@ -272,11 +288,19 @@ class Reconstructor:
         searched.append(self.reader.last_stats)
         guardrails = self._rows("guardrail", "request_id", request_id)
         searched.append(self.reader.last_stats)
-        return self._record(inference, accesses, attributions, guardrails, others, notes, searched)
+        outcomes = self._outcomes(request_id, after_seq=inference["seq"])
+        return self._record(inference, accesses, attributions, guardrails, others, notes, searched, outcomes)
 
     # ------------------------------------------------------------------ steps
     def _rows(self, table: str, column: str, value: str) -> list[dict[str, Any]]:
         return self.reader.rows(table, column, value, use_index=self.use_index).to_pylist()
+
+    def _outcomes(self, request_id: str, *, after_seq: int) -> list[dict[str, Any]]:
+        """The request's late outcomes. Outcomes are not in the key index (they carry the
+        request id as correlation_id), so the operation files written after the decision are
+        scanned for it: nothing older can hold an outcome of it."""
+        rows = self.reader.rows("operation", "correlation_id", request_id, use_index=False, after_seq=after_seq).to_pylist()
+        return [r for r in rows if r["event_type"] == OUTCOME]
 
     def _pick_for_subject(self, subject_id: str, at: str | dt.datetime | None) -> tuple[str, int, tuple[OtherDecision, ...], list[str]]:
         rows = self._rows("model_inference", "subject_id", subject_id)
@@ -314,18 +338,18 @@ class Reconstructor:
             self._registry = registry_tables(entries)
         return self._registry
 
-    def _record(self, inference, accesses, attributions, guardrails, others, notes, searched) -> DecisionRecord:
+    def _record(self, inference, accesses, attributions, guardrails, others, notes, searched, outcomes=()) -> DecisionRecord:
         notes = list(notes)
         request_id, subject_id = inference["request_id"], inference["subject_id"]
         ts, slot, version = inference["ts"], inference["model_slot"], inference["model_version"]
         registry = self._registry_tables()
         periods = [p for p in registry.production.to_pylist() if p["slot"] == slot]
-        live = [p for p in periods if p["live_from"] <= ts and (p["live_until"] is None or ts < p["live_until"])]
-        champion = live[0]["version"] if live else None
+        live = production_at(periods, slot, ts)
+        champion = live["version"] if live else None
         version_state = registry.registry.states(slot, ts).get(version)
         promotion = None
-        if champion == version:
-            promotion = self._promotion(live[0])
+        if live is not None and champion == version:
+            promotion = self._promotion(live)
         else:
             earlier = [p for p in periods if p["version"] == version and p["live_from"] <= ts]
             route = inference["route"] or "unknown route"
@@ -373,6 +397,7 @@ class Reconstructor:
             notes=tuple(notes),
             lookup=lookup,
             attestation=self.attestation,
+            outcomes=tuple(_outcome(o) for o in outcomes),
         )
 
     def _promotion(self, period: Mapping[str, Any]) -> PromotionRecord | None:
@@ -435,6 +460,19 @@ def _attribution(r: Mapping[str, Any]) -> AttributionRecord:
     return AttributionRecord(_ref(r), r["method"], r["model_version"], top)
 
 
+def _outcome(r: Mapping[str, Any]) -> OutcomeRecord:
+    d = parse_details(r["details"])
+    observed = d.get("observed_at")
+    try:
+        observed_at = parse_instant(observed, "observed_at") if isinstance(observed, str) else None
+    except ForensicsError:
+        observed_at = None
+    values = d.get("values") if isinstance(d.get("values"), Mapping) else {}
+    return OutcomeRecord(_ref(r), observed_at, d.get("label"),
+                         tuple((str(k), float(v)) for k, v in values.items() if isinstance(v, (int, float))),
+                         d.get("source") if isinstance(d.get("source"), str) else None)
+
+
 def _guardrail(r: Mapping[str, Any]) -> GuardrailRecord:
     return GuardrailRecord(
         _ref(r), r["gate"], r["verdict"], tuple((k, float(v)) for k, v in r["criteria"]), r["reason"], r["original_output"], r["final_output"]
@@ -450,6 +488,7 @@ __all__ = [
     "GuardrailRecord",
     "InferenceRecord",
     "OtherDecision",
+    "OutcomeRecord",
     "PromotionRecord",
     "Reconstructor",
     "parse_instant",

@@ -78,6 +78,15 @@ def decision_text(r: "DecisionRecord", top: int = 5) -> str:
                 f" ({'passed' if c.get('passed') else 'failed'}, threshold {c.get('threshold')})"
             )
         lines.append(f"      live from {_iso(p.live_from)}" + (f" until {_iso(p.live_until)}" if p.live_until else " (still production)"))
+    lines += ["", "Outcome recorded later"]
+    if not r.outcomes:
+        lines.append("  (none recorded)")
+    for o in r.outcomes:
+        observed = f"observed {_iso(o.observed_at)}, " if o.observed_at else ""
+        label = f"label {o.label!r}" if o.label is not None else "no label"
+        values = f"; values {', '.join(f'{k} {v:.4g}' for k, v in o.values)}" if o.values else ""
+        lines.append(f"  {label}{values}  ({observed}recorded {_iso(o.entry.ts)}; {_ref(o.entry)})"
+                     + (f", source {o.source}" if o.source else ""))
     if r.other_decisions:
         lines += ["", f"Other decisions for this subject ({len(r.other_decisions)})"]
         for o in r.other_decisions[:10]:

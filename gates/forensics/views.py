@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from ledger.schema import TABLE_NAMES, TABLES
 
+from .change_views import PRODUCTION_CHANGES_DOC, PRODUCTION_CHANGES_SQL
+
 
 @dataclass(frozen=True)
 class SqlObject:
@@ -204,6 +206,7 @@ OBJECTS: tuple[SqlObject, ...] = (
         "from_state, to_state, cause, trigger, operator, actor, reason",
         "CREATE VIEW registry_history AS SELECT * FROM mrm_registry_history",
     ),
+    SqlObject("production_changes", "view", "production_changes", PRODUCTION_CHANGES_DOC, PRODUCTION_CHANGES_SQL),
     SqlObject(
         "registry_problems",
         "view",

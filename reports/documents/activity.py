@@ -19,7 +19,7 @@ from gates.forensics.source import Source
 
 from ..charts import Series, line_chart
 from ..model import Block, CodeBlock, Figure, KeyValue, KeyValues, Paragraph, Section
-from .history import Query, SlotHistory, read_slot_history
+from .history import Query, SlotHistory, read_slot_history, starting_production_text
 from .slot_charts import decisions_over_time_chart, drift_chart, fairness_chart, primary_metric_chart
 
 __all__ = ["MAX_SLOTS", "PeriodActivity", "activity_queries", "activity_section", "read_activity"]
@@ -107,12 +107,12 @@ def activity_section(activity: PeriodActivity) -> Section:
 
 def _slot_section(s: SlotActivity, activity: PeriodActivity) -> Section:
     h = s.history
-    start_version = h.production_at(activity.start)
     end_version = h.production_at(activity.end - dt.timedelta(microseconds=1))
     facts = KeyValues((
         KeyValue("Decisions served in the period", s.decisions),
         KeyValue("Days with at least one decision", len(s.days)),
-        KeyValue("Production at the start / end", f"{start_version or 'none'} / {end_version or 'none'}"),
+        KeyValue("Production at the start", starting_production_text(h.starting_production(activity.start, activity.end))),
+        KeyValue("Production at the end", end_version or "none"),
         KeyValue("Promotion decisions", len(h.decisions)),
         KeyValue("Decisions by a person", len(h.overrides)),
         KeyValue("Rollbacks", len(h.rollbacks)),

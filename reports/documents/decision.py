@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import os
+import tomllib
 from dataclasses import dataclass
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -26,6 +29,7 @@ from gates.forensics.reconstruct import (
     AttributionRecord,
     DecisionRecord,
     GuardrailRecord,
+    OutcomeRecord,
     PromotionRecord,
     Reconstructor,
 )
@@ -66,12 +70,15 @@ from .parts import (
     report_id_for,
 )
 from .written import WrittenReport, write_report
+from ..values import format_timestamp, time_zone
 
-__all__ = ["DecisionQuery", "build_decision_report", "factors_account", "method_meaning", "write_decision_report"]
+__all__ = ["DecisionQuery", "build_decision_report", "criterion_meaning", "factors_account", "method_meaning",
+           "write_decision_report"]
 
 RECORD_ATTACHMENT = "decision-record.json"
 ENTRIES_ATTACHMENT = "decision-entries.parquet"
 TOP_FACTORS = 5
+CRITERIA_FILE = Path(__file__).with_name("suitability_criteria.toml")
 
 
 @dataclass(frozen=True)
@@ -122,25 +129,29 @@ def _shown_entries(r: DecisionRecord) -> list[ShownEntry]:
     shown += [ShownEntry(g.entry.seq, f"Guardrail {g.gate}: {g.verdict}") for g in r.guardrails]
     if r.promotion is not None:
         shown.append(ShownEntry(r.promotion.entry.seq, f"Promotion: {r.promotion.decision} of {r.promotion.challenger_version}"))
+    shown += [ShownEntry(o.entry.seq, "Outcome recorded later") for o in r.outcomes]
     return sorted(shown, key=lambda e: e.seq)
 
 
 def _dossier(basis: EvidenceBasis, r: DecisionRecord, shown: list[ShownEntry], proofs: ProofCheck, info: DocumentInfo) -> Report:
     i = r.inference
+    zone = time_zone(info.time_zone) if info.time_zone else None
     times = [i.entry.ts] + [a.entry.ts for a in r.data_access] + [a.entry.ts for a in r.attributions] + [g.entry.ts for g in r.guardrails]
+    times += [o.entry.ts for o in r.outcomes]
     sections = [s for s in (failed_verification_section(basis, proofs),) if s is not None]
     sections += [
-        _summary_section(r),
+        _summary_section(r, zone),
         _decision_section(r),
-        _access_section(r),
+        _access_section(r, zone),
         _factors_section(r),
-        _suitability_section(r),
-        _promotion_section(r, basis),
+        _suitability_section(r, zone),
+        _outcome_section(r, zone),
+        _promotion_section(r, basis, zone),
         integrity_section(basis, proofs, shown, intro=(
             "Every entry this dossier shows is listed below with the result of its inclusion proof. A reader can check "
             "them with the public key alone, without access to the ledger (see How to verify this document).")),
         _regulatory_section(),
-        method_section(basis, _method_blocks(r)),
+        method_section(basis, _method_blocks(r), zone=zone),
         how_to_verify_section(basis, proofs),
     ]
     meta = document_meta(
@@ -165,9 +176,9 @@ def _dossier(basis: EvidenceBasis, r: DecisionRecord, shown: list[ShownEntry], p
 # --------------------------------------------------------------------------- sections
 
 
-def _summary_section(r: DecisionRecord) -> Section:
+def _summary_section(r: DecisionRecord, zone: dt.tzinfo | None) -> Section:
     i = r.inference
-    when = _when(i.entry.ts)
+    when = format_timestamp(i.entry.ts, zone=zone)
     lines = [f"On {when} the {i.model_slot} model, version {i.model_version}, recommended {i.decision} "
              f"for subject {r.subject_id} (request {r.request_id})."]
     if i.route == "shadow":
@@ -184,11 +195,12 @@ def _summary_section(r: DecisionRecord) -> Section:
     if p is not None:
         who = f" by {p.operator}" if p.operator else " automatically by the promotion gate"
         lines.append(f"Version {p.challenger_version} was in production at that moment because of the {p.decision} "
-                     f"decision recorded at sequence number {p.entry.seq} on {_when(p.entry.ts)}{who}, "
+                     f"decision recorded at sequence number {p.entry.seq} on {format_timestamp(p.entry.ts, zone=zone)}{who}, "
                      f"for the reason: \u201c{p.reason}\u201d.")
     else:
         lines.append(f"Version {i.model_version} was not the production version of the slot at that moment "
                      f"(registry state: {r.version_state or 'unregistered'}; production: {r.champion_version or 'none'}).")
+    lines.append(_outcome_sentence(r, zone))
     blocks: list[Block] = [Paragraph(" ".join(lines))]
     for g in r.guardrails:
         blocks.append(StatusBadge(verdict_status(g.verdict).status, verdict_status(g.verdict).text,
@@ -206,6 +218,7 @@ def _summary_section(r: DecisionRecord) -> Section:
         KeyValue("Served", r.served_output if r.served_output is not None else "nothing (blocked or not recorded)"),
         KeyValue("Suitability verdict", verdict_status(r.guardrails[-1].verdict) if r.guardrails else StatusBadge(Status.NOT_RUN, "NONE RECORDED")),
         KeyValue("Made live by", f"{p.decision} at seq {p.entry.seq}" + (f", {p.operator}" if p.operator else "") if p else "not production at the decision"),
+        KeyValue("Outcome recorded later", _outcome_label(r.outcomes[-1]) if r.outcomes else "none recorded"),
     ), caption="At a glance"))
     return Section("Summary", tuple(blocks))
 
@@ -215,7 +228,7 @@ def _decision_section(r: DecisionRecord) -> Section:
     items = (
         KeyValue("Request id", r.request_id, ValueKind.IDENTIFIER),
         KeyValue("Subject (pseudonymous id)", r.subject_id, ValueKind.IDENTIFIER),
-        KeyValue("Time (UTC)", i.entry.ts),
+        KeyValue("Time", i.entry.ts),
         KeyValue("Model slot", i.model_slot, ValueKind.IDENTIFIER),
         KeyValue("Model version", i.model_version, ValueKind.IDENTIFIER),
         KeyValue("Route", i.route, ValueKind.IDENTIFIER),
@@ -245,7 +258,7 @@ def _decision_section(r: DecisionRecord) -> Section:
     return Section("The decision as recorded", tuple(blocks))
 
 
-def _access_section(r: DecisionRecord) -> Section:
+def _access_section(r: DecisionRecord, zone: dt.tzinfo | None) -> Section:
     if not r.data_access:
         return Section("Who accessed the data, and why", (
             StatusBadge(Status.WARN, "NONE RECORDED", "no data_access entry names this request"),))
@@ -255,7 +268,7 @@ def _access_section(r: DecisionRecord) -> Section:
         Paragraph("Every access to the subject's personal data recorded for this request (PIPA, Credit Information Act): "
                   "who, which dataset and columns, for what purpose."),
         Table(
-            (Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.6), Column("Operator", ValueKind.IDENTIFIER, weight=1.2),
+            (Column(_time_heading(zone), ValueKind.TIMESTAMP, weight=1.6), Column("Operator", ValueKind.IDENTIFIER, weight=1.2),
              Column("Dataset", ValueKind.IDENTIFIER, weight=1.4), Column("Columns", ValueKind.TEXT, weight=2.0),
              Column("Purpose", ValueKind.TEXT, weight=1.6), Column("Access", ValueKind.IDENTIFIER, weight=0.8),
              Column("Rows", ValueKind.NUMBER, weight=0.6), Column("Seq", ValueKind.IDENTIFIER, weight=0.7)),
@@ -270,35 +283,53 @@ def _deciding_attribution(r: DecisionRecord) -> AttributionRecord | None:
     return r.attributions[0] if r.attributions else None
 
 
+# How strongly a factor weighed, compared with the largest recorded one: words, not numbers,
+# for the customer and the dispute handler (the table keeps the exact contributions).
+STRONGLY, MODERATELY, SLIGHTLY = "strongly", "moderately", "slightly"
+
+
+def factor_weight(contribution: float, largest: float) -> str:
+    """``strongly`` (at least half the largest recorded contribution), ``moderately`` (a
+    fifth to a half) or ``slightly`` (less)."""
+    share = abs(contribution) / largest if largest else 0.0
+    return STRONGLY if share >= 0.5 else MODERATELY if share >= 0.2 else SLIGHTLY
+
+
+def factor_sentence(f: Any, output: str, largest: float) -> str:
+    """One factor in words: what it was and which way, and how strongly, it moved the recommendation."""
+    value = "" if f.value is None else f" (recorded value {_plain_number(f.value)})"
+    c = f.contribution or 0.0
+    if c == 0:
+        return f"{_feature_words(f.feature)}{value} did not move the recommendation of {output} either way."
+    direction = "for" if c > 0 else "against"
+    return f"{_feature_words(f.feature)}{value} weighed {factor_weight(c, largest)} {direction} recommending {output}."
+
+
 def factors_account(attribution: AttributionRecord, output: str, top: int = TOP_FACTORS) -> list[str]:
-    """The main factors of a recommendation in plain language, from its recorded attribution."""
+    """The main factors of a recommendation in plain language, from its recorded attribution:
+    one sentence per factor, largest first, saying which way it pushed and how strongly
+    compared with the others, and the balance of them all. No raw contributions: those are
+    in the dossier's table."""
     factors = [f for f in attribution.top_features if f.contribution is not None][:top]
     if not factors:
         return ["The attribution entry records no contributions."]
     factors = sorted(factors, key=lambda f: -abs(f.contribution or 0.0))
-
-    def phrase(f: Any, pronoun: str = "the score") -> str:
-        c = f.contribution or 0.0
-        value = "" if f.value is None else f" (value {_fmt(f.value)})"
-        verb = "raised" if c > 0 else "lowered" if c < 0 else "did not move"
-        amount = f" by {_fmt(abs(c))}" if c else ""
-        return f"{f.feature}{value}, which {verb} {pronoun}{amount}"
-
-    first = f"The recommendation of {output} was driven mainly by " + phrase(factors[0], f"the model's score for {output}")
-    if len(factors) > 1 and abs(factors[1].contribution or 0.0) >= 0.25 * abs(factors[0].contribution or 0.0):
-        first += f", and by {phrase(factors[1], 'it')}"
-        rest = factors[2:]
-    else:
-        rest = factors[1:]
-    paragraphs = [first + "."]
-    if rest:
-        paragraphs.append("Other recorded factors contributed less: "
-                          + "; ".join(f"{f.feature} ({_signed(f.contribution or 0.0)})" for f in rest) + ".")
+    largest = abs(factors[0].contribution or 0.0)
+    paragraphs = [f"What the model weighed in recommending {output}, the most important first:\n"
+                  + "\n".join(f"\u2022 {factor_sentence(f, output, largest)}" for f in factors)]
     up = sum(f.contribution for f in factors if (f.contribution or 0) > 0)
-    down = sum(f.contribution for f in factors if (f.contribution or 0) < 0)
-    paragraphs.append(f"Together the {len(factors)} recorded contributions add {_signed(up + down)} to the score: "
-                      f"{_signed(up)} from factors that raised it and {_signed(down)} from factors that lowered it. "
-                      "Figures in this paragraph are rounded to three significant digits; the table gives them exactly.")
+    down = -sum(f.contribution for f in factors if (f.contribution or 0) < 0)
+    if not down:
+        balance = f"Every recorded factor weighed for recommending {output}."
+    elif not up:
+        balance = f"Every recorded factor weighed against recommending {output}; the other inputs, not shown, outweighed them."
+    elif abs(up - down) < 0.1 * (up + down):
+        balance = "Taken together, the recorded factors for and against it roughly balance."
+    else:
+        more = "for" if up > down else "against"
+        balance = f"Taken together, the recorded factors weighed more {more} recommending {output} than {'against' if more == 'for' else 'for'} it."
+    paragraphs.append(balance + " \u201cStrongly\u201d means at least half the weight of the largest factor, \u201cmoderately\u201d "
+                      "a fifth to a half, \u201cslightly\u201d less; the exact contributions are in the table below.")
     return paragraphs
 
 
@@ -340,10 +371,11 @@ def _factors_section(r: DecisionRecord) -> Section:
         blocks.append(Paragraph(f"These factors explain the model's proposal ({i.decision}). The suitability guardrail acted "
                                 "after the model; its reasons are in the next section, and the attribution does not explain them."))
     features = [f for f in a.top_features]
+    largest = max((abs(f.contribution) for f in features if f.contribution is not None), default=0.0)
     blocks.append(Table(
         (Column("Input feature", ValueKind.IDENTIFIER, weight=2.0), Column("Value", ValueKind.NUMBER, weight=1.3),
-         Column("Contribution", ValueKind.NUMBER, weight=1.3), Column("Effect on the score", ValueKind.TEXT, weight=1.4)),
-        tuple((f.feature, f.value, f.contribution, _effect(f.contribution)) for f in features),
+         Column("Contribution", ValueKind.NUMBER, weight=1.3), Column("Effect on the recommendation", ValueKind.TEXT, weight=1.6)),
+        tuple((f.feature, f.value, f.contribution, _effect(f.contribution, largest)) for f in features),
         caption=f"Recorded attribution ({a.method}, model version {a.model_version}, seq {a.entry.seq})",
         source_attachment=RECORD_ATTACHMENT, total_rows=len(features)))
     plotted = [f for f in features if f.contribution is not None]
@@ -369,7 +401,7 @@ def _guardrail_sentence(g: GuardrailRecord) -> str:
     return f"The suitability check {g.gate} returned the verdict {g.verdict!r}."
 
 
-def _suitability_section(r: DecisionRecord) -> Section:
+def _suitability_section(r: DecisionRecord, zone: dt.tzinfo | None) -> Section:
     if not r.guardrails:
         return Section("Suitability check (KFCPA Art. 17)", (
             StatusBadge(Status.WARN, "NONE RECORDED", "no guardrail entry for this request"),
@@ -379,7 +411,9 @@ def _suitability_section(r: DecisionRecord) -> Section:
     blocks: list[Block] = [Paragraph(
         "KFCPA Art. 17 forbids recommending a product unsuitable for the customer's profile. The guardrail compares the "
         "model's proposal with the customer's confirmed profile and passes, modifies or blocks it; each verdict, its "
-        "criteria and its reason are recorded.")]
+        "criteria and its reason are recorded. Pass: the proposal was suitable and was offered. Modified: it was not, "
+        "and a suitable product was offered instead. Blocked: nothing suitable could be offered, so nothing was. The "
+        "criteria table says what each recorded value means.")]
     for g in r.guardrails:
         badge = verdict_status(g.verdict)
         blocks.append(StatusBadge(badge.status, badge.text, _guardrail_sentence(g)))
@@ -389,16 +423,55 @@ def _suitability_section(r: DecisionRecord) -> Section:
             KeyValue("Proposed by the model", g.original_output, ValueKind.IDENTIFIER),
             KeyValue("Served", g.final_output if g.final_output is not None else "nothing (blocked)"),
             KeyValue("Reason", g.reason),
-            KeyValue("Entry", f"seq {g.entry.seq} at {_when(g.entry.ts)}"),
+            KeyValue("Entry", f"seq {g.entry.seq} at {format_timestamp(g.entry.ts, zone=zone)}"),
         ), caption=f"Guardrail {g.gate}"))
         if g.criteria:
-            blocks.append(Table((Column("Criterion", ValueKind.IDENTIFIER, weight=2), Column("Value", ValueKind.NUMBER)),
-                                tuple(g.criteria), caption=f"Criteria recorded by {g.gate}", source_attachment=RECORD_ATTACHMENT,
-                                total_rows=len(g.criteria)))
+            blocks.append(Table(
+                (Column("Criterion", ValueKind.IDENTIFIER, weight=1.6), Column("Value", ValueKind.NUMBER, weight=0.8),
+                 Column("What it means", ValueKind.TEXT, weight=4.6)),
+                tuple((name, value, criterion_meaning(name)) for name, value in g.criteria),
+                caption=f"Criteria recorded by {g.gate}, and what each means", source_attachment=RECORD_ATTACHMENT,
+                total_rows=len(g.criteria)))
     return Section("Suitability check (KFCPA Art. 17)", tuple(blocks))
 
 
-def _promotion_section(r: DecisionRecord, basis: EvidenceBasis) -> Section:
+def _outcome_label(o: OutcomeRecord) -> str:
+    parts = [str(o.label)] if o.label is not None else []
+    parts += [f"{k} {v:g}" for k, v in o.values]
+    return ", ".join(parts) or "recorded without a label"
+
+
+def _outcome_sentence(r: DecisionRecord, zone: dt.tzinfo | None) -> str:
+    if not r.outcomes:
+        return "No later outcome of this request is recorded in the ledger up to the checkpoint."
+    o = r.outcomes[-1]
+    observed = f", observed on {format_timestamp(o.observed_at, zone=zone)}" if o.observed_at else ""
+    source = f" from {o.source}" if o.source else ""
+    more = f" ({len(r.outcomes)} outcomes are recorded; this is the latest)" if len(r.outcomes) > 1 else ""
+    return (f"Its outcome was recorded later, on {format_timestamp(o.entry.ts, zone=zone)}{source}: "
+            f"{_outcome_label(o)}{observed}{more}.")
+
+
+def _outcome_section(r: DecisionRecord, zone: dt.tzinfo | None) -> Section:
+    title = "Outcome recorded later"
+    intro = Paragraph(
+        "What actually happened after the recommendation (for example, the product the customer took up), recorded "
+        "when it became known. An outcome is written after the decision and does not change it; it is what the "
+        "model's performance is later measured against.")
+    if not r.outcomes:
+        return Section(title, (intro, Paragraph(_outcome_sentence(r, zone))))
+    rows = tuple((o.entry.ts, o.observed_at, _outcome_label(o), o.source, o.entry.seq) for o in r.outcomes)
+    return Section(title, (
+        intro,
+        Paragraph(_outcome_sentence(r, zone)),
+        Table((Column(_time_heading(zone).replace("Time", "Recorded"), ValueKind.TIMESTAMP, weight=1.8),
+               Column("Observed", ValueKind.TIMESTAMP, weight=1.8), Column("Outcome", ValueKind.TEXT, weight=1.6),
+               Column("Source", ValueKind.IDENTIFIER, weight=1.2), Column("Seq", ValueKind.IDENTIFIER, weight=0.7)),
+              rows, caption="Outcomes recorded for this request", source_attachment=RECORD_ATTACHMENT, total_rows=len(rows)),
+    ))
+
+
+def _promotion_section(r: DecisionRecord, basis: EvidenceBasis, zone: dt.tzinfo | None) -> Section:
     p = r.promotion
     title = "Model version and the decision that made it live"
     if p is None:
@@ -554,20 +627,38 @@ def _entries_table(shown: Sequence[ShownEntry], proofs: ProofCheck) -> pa.Table:
 # --------------------------------------------------------------------------- text helpers
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
+def _plain_number(x: float) -> str:
+    """A recorded input value for a sentence: grouped digits for large values, three
+    significant digits otherwise."""
+    if abs(x) >= 10_000:
+        return f"{x:,.0f}".replace("-", "\u2212")
+    return f"{x:.3g}".replace("-", "\u2212")
 
 
-def _signed(x: float) -> str:
-    return ("+" if x >= 0 else "\u2212") + _fmt(abs(x))
+def _feature_words(feature: str) -> str:
+    """``risk_tolerance`` -> ``Risk tolerance``: the identifier stays in the table."""
+    words = feature.replace("_", " ").strip()
+    return words[:1].upper() + words[1:] if words else feature
 
 
-def _effect(c: float | None) -> str:
+def _effect(c: float | None, largest: float) -> str:
     if c is None:
         return "not recorded"
-    return "raised" if c > 0 else "lowered" if c < 0 else "none"
+    if c == 0:
+        return "none"
+    return f"{'for' if c > 0 else 'against'} it, {factor_weight(c, largest)}"
 
 
-def _when(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _time_heading(zone: dt.tzinfo | None) -> str:
+    return "Time (UTC, local)" if zone is not None else "Time (UTC)"
 
+
+@functools.lru_cache(maxsize=1)
+def _criteria_meanings() -> Mapping[str, str]:
+    with CRITERIA_FILE.open("rb") as f:
+        return dict(tomllib.load(f)["criteria"])
+
+
+def criterion_meaning(name: str) -> str:
+    """What a suitability criterion means, from suitability_criteria.toml."""
+    return _criteria_meanings().get(name, "not described: see the institution's suitability procedure")

@@ -20,7 +20,9 @@ import pyarrow as pa
 from gates.forensics.session import LedgerSQL
 from gates.forensics.source import Source
 from gates.policy import PolicyError, policy_from_mapping
+from gates.registry import StartingProduction, production_at, starting_production
 
+from ..values import format_timestamp
 from ..widths import short_digest
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Query",
     "SlotHistory",
     "read_slot_history",
+    "starting_production_text",
 ]
 
 GATE_OUTCOMES = ("promote", "reject", "pending_approval", "bootstrap")
@@ -399,10 +402,11 @@ class SlotHistory:
         return tuple(_override_finding(d, self) for d in self.overrides)
 
     def production_at(self, instant: dt.datetime) -> str | None:
-        for p in self.periods:
-            if p["live_from"] <= instant and (p["live_until"] is None or instant < p["live_until"]):
-                return p["version"]
-        return None
+        period = production_at(self.periods, self.slot, instant)
+        return period["version"] if period else None
+
+    def starting_production(self, start: dt.datetime, end: dt.datetime) -> StartingProduction:
+        return starting_production(self.periods, self.slot, start, end)
 
     def recorded_policy(self) -> Mapping[str, Any] | None:
         """The policy the gate recorded with its most recent verdict in the slot, if any."""
@@ -411,6 +415,21 @@ class SlotHistory:
             if isinstance(policy, Mapping):
                 return policy
         return None
+
+
+def starting_production_text(start: StartingProduction) -> str:
+    """"Production at the start" in the words every document uses: the version with the entry
+    that made it live, or "none" with the slot's first production version of the period."""
+    def made_live(p: Mapping[str, Any]) -> str:
+        return f"{p['promotion_decision']} at seq {p['promotion_seq']}"
+
+    if start.at_start is not None:
+        p = start.at_start
+        return f"{p['version']} (production since {format_timestamp(p['live_from'])}, {made_live(p)})"
+    if start.first_in_period is not None:
+        p = start.first_in_period
+        return f"none; then {p['version']} from {format_timestamp(p['live_from'])} ({made_live(p)})"
+    return "none"
 
 
 # --------------------------------------------------------------------------- reading

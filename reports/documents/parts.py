@@ -41,6 +41,7 @@ from ..model import (
     ValueKind,
     VerificationSummary,
 )
+from ..values import format_timestamp
 from .basis import EvidenceBasis, ProofCheck, VerificationMethod
 
 __all__ = [
@@ -81,6 +82,7 @@ class DocumentInfo:
     prepared_by: str = ""
     report_id: str | None = None  # default: derived from the ledger id and what is reported on
     generated_at: dt.datetime | None = None  # when the evidence was assembled; default now
+    time_zone: str = ""  # the institution's IANA time zone, shown next to UTC ("": UTC only)
 
     def assembled_at(self) -> dt.datetime:
         return (self.generated_at or dt.datetime.now(UTC)).astimezone(UTC)
@@ -183,7 +185,8 @@ def cover_verification(basis: EvidenceBasis, proofs: ProofCheck | None) -> Verif
         facts.append(KeyValue("Inclusion proofs", f"{proofs.proven} of {len(proofs.results)} verify against the checkpoint root"))
     facts += [
         KeyValue("Evidence covers", f"entries 0 to {c.size - 1:,} (the checkpoint); nothing newer"),
-        KeyValue("Checkpoint signed", f"{c.time} by {', '.join(c.signed_by)}"),
+        KeyValue("Checkpoint signed", c.signed_at),
+        KeyValue("Checkpoint signed by", ", ".join(c.signed_by)),
     ]
     if basis.newer_entries:
         facts.append(KeyValue("Newer entries, not covered", basis.newer_entries))
@@ -206,6 +209,7 @@ def document_meta(kind: ReportKind, basis: EvidenceBasis, proofs: ProofCheck | N
         verification=cover_verification(basis, proofs),
         generated_at=info.assembled_at(),
         prepared_by=info.prepared_by,
+        time_zone=info.time_zone,
     )
 
 
@@ -295,7 +299,8 @@ def integrity_section(basis: EvidenceBasis, proofs: ProofCheck | None, shown: Se
         KeyValue("Checkpoint size", c.size),
         KeyValue("Checkpoint root (hex)", c.root.hex(), ValueKind.DIGEST),
         KeyValue("Checkpoint root (base64)", base64.b64encode(c.root).decode("ascii"), ValueKind.DIGEST),
-        KeyValue("Checkpoint signed", f"{c.time} by {', '.join(c.signed_by)}"),
+        KeyValue("Checkpoint signed", c.signed_at),
+        KeyValue("Checkpoint signed by", ", ".join(c.signed_by)),
     ]
     if basis.check is not None:
         items.append(KeyValue("Whole-ledger check", basis.check.summary))
@@ -342,8 +347,10 @@ _LEDGER_METHOD = (
 )
 
 
-def method_section(basis: EvidenceBasis, specific: Sequence[Block] = (), subsections: Sequence[Section] = ()) -> Section:
-    """Appendix: how the evidence was gathered and what the verification does and does not show."""
+def method_section(basis: EvidenceBasis, specific: Sequence[Block] = (), subsections: Sequence[Section] = (), *,
+                   zone: dt.tzinfo | None = None) -> Section:
+    """Appendix: how the evidence was gathered and what the verification does and does not show
+    (times with their local time in ``zone`` too, when the document names one)."""
     c = basis.checkpoint
     verification = {
         VerificationMethod.HMAC_CHAIN: (
@@ -367,13 +374,13 @@ def method_section(basis: EvidenceBasis, specific: Sequence[Block] = (), subsect
         Paragraph(_LEDGER_METHOD),
         Paragraph(verification),
         Paragraph(
-            f"The document rests on the checkpoint of size {c.size:,} (entries 0 to {c.size - 1:,}), signed at {c.time}. "
+            f"The document rests on the checkpoint of size {c.size:,} (entries 0 to {c.size - 1:,}), signed at {format_timestamp(c.signed_at, zone=zone)}. "
             "Only entries it covers are read; entries written after it are left out, so that every figure here can be "
             "checked against that one signed root."
             + (f" The ledger held {basis.newer_entries:,} newer entries when this document was built." if basis.newer_entries else "")),
         Paragraph(
             "Tables show values exactly as the ledger holds them: numbers without a stated precision are printed in "
-            "full (never rounded), timestamps are UTC, NULL means the ledger holds no value, and invisible or "
+            "full (never rounded), timestamps are UTC (a local time in parentheses after one only helps reading it), NULL means the ledger holds no value, and invisible or "
             "text-reordering characters are shown as ⟨U+XXXX⟩. Text from the ledger is never interpreted as markup "
             "or followed as a link."),
         *specific,

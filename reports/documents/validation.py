@@ -41,7 +41,7 @@ from ..model import (
 from .badges import drift_status, fairness_finding, passed, promotion_status
 from .fairness import DI, EOD, SPD, FairnessRun, fairness_runs
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
-from .history import AlertEntry, GateDecision, SlotHistory, read_slot_history
+from .history import AlertEntry, GateDecision, SlotHistory, read_slot_history, starting_production_text
 from .slot_charts import (
     decisions_over_time_chart,
     di_band,
@@ -173,12 +173,13 @@ def _summary_section(h: SlotHistory, period: Period) -> Section:
     counts = Counter(d.decision for d in h.decisions)
     findings = h.override_findings()
     against = [f for f in findings if f.questioned]
-    start_version = h.production_at(period.start)
-    end_version = h.production_at(period.end - dt.timedelta(microseconds=1)) if period.end > period.start else start_version
+    start = h.starting_production(period.start, period.end)
+    start_text = starting_production_text(start)
+    end_version = h.production_at(period.end - dt.timedelta(microseconds=1)) if period.end > period.start else start.version
     until = _when(period.end) if h.until else f"the checkpoint ({_when(period.end)})"
     text = (f"From {_when(period.start)} to {until} the ledger records {len(h.decisions)} promotion "
             f"decision(s) for slot {h.slot}: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none") + ". "
-            f"Production was {start_version or 'empty'} at the start of the period and {end_version or 'empty'} at its end. "
+            f"Production at the start of the period: {start_text}; at its end: {end_version or 'none'}. "
             f"{len(h.overrides)} decision(s) were made by a person, {len(h.rollbacks)} were rollbacks, and monitoring recorded "
             f"{len(h.runs)} run(s) and {len(h.alerts)} alert(s).")
     blocks: list[Block] = [Paragraph(text)]
@@ -194,8 +195,8 @@ def _summary_section(h: SlotHistory, period: Period) -> Section:
         blocks.append(StatusBadge(Status.WARN, "REGISTRY PROBLEMS", f"{len(h.problems)} entr(y/ies) the registry refused"))
     blocks.append(KeyValues((
         KeyValue("Model slot", h.slot, ValueKind.IDENTIFIER),
-        KeyValue("Production at the start", start_version, ValueKind.IDENTIFIER),
-        KeyValue("Production at the end", end_version, ValueKind.IDENTIFIER),
+        KeyValue("Production at the start", start_text),
+        KeyValue("Production at the end", end_version or "none", ValueKind.IDENTIFIER),
         KeyValue("Promotion decisions", len(h.decisions)),
         KeyValue("Gate verdicts (promote, reject, pending, bootstrap)", sum(1 for d in h.decisions if d.is_gate_verdict)),
         KeyValue("Decisions by a person", len(h.overrides)),
