@@ -156,7 +156,7 @@ def test_each_suitability_criterion_is_explained(dossier):
 
 def test_the_late_outcome_is_shown_with_when_it_was_observed_and_recorded(dossier):
     d = dossier
-    told = ("Its outcome was recorded later, on 2025-03-14 09:00:00Z (2025-03-14 18:00:00 KST) from core-banking: "
+    told = ("Its outcome was recorded later, on 2025-03-24 09:00:00Z (2025-03-24 18:00:00 KST) from core-banking: "
             "balanced_fund, observed on 2025-03-13 15:30:00Z (2025-03-14 00:30:00 KST).")
     assert d.flat.count(squash(told)) == 2  # in the summary and in its own section
     assert has(d, "Outcome recorded later balanced_fund")  # at a glance

@@ -153,7 +153,7 @@ def test_the_embedded_proofs_cover_every_entry_shown(history):
     proofs = json.loads(embedded_bytes(h.pdf, "inclusion-proofs.json"))
     report = verify_proof(proofs, h.keyring.verifiers())
     assert report.ok, report.problems
-    assert {e["seq"] for e in report.entries} == set(h.known.values()) - {h.known[k] for k in ("access", "inference", "attribution", "guardrail")}
+    assert {e["seq"] for e in report.entries} == set(h.known.values()) - {h.known[k] for k in ("access", "inference", "attribution", "guardrail", "outcome")}
     for entry in proofs["entries"]:
         assert has(h, base64.b64decode(entry["leaf_hash"]).hex())
 
