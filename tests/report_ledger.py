@@ -12,12 +12,12 @@ fixed timestamps; monitor runs are the real monitors' results on fixed data.
   T0+9d     request req-dispute-1 for cust-0042 served by v012: data access by teller-17,
             proposes els_note, attribution, suitability guardrail MODIFY -> balanced_fund
             (its reason carries markup and file:// / http:// references)
-  T0+11d    its outcome, observed T0+10d 15:30 (core-banking): the customer took balanced_fund
   T0+14d    gate v013 vs v012: reject at the fidelity floor
   T0+15d    force_promote v013 by an operator whose name carries markup
   T0+16d    fairness run on v013: DI BREACH (+ alert); drift run: significant (+ alert)
   T0+17d    manual rollback v013 -> v012 by mrm-officer-2
   T0+20d    gate v014 vs v012: reject in competition (its AUC is worse; comparisons and tests recorded)
+  T0+21d    req-dispute-1's outcome, observed T0+10d 15:30 (core-banking): the customer took balanced_fund
   --- sealed and checkpointed (ledger closed) ---
 """
 
@@ -46,7 +46,7 @@ D, H, US = dt.timedelta(days=1), dt.timedelta(hours=1), dt.timedelta(microsecond
 REQUEST = "req-dispute-1"
 OUTCOME_LABEL = "balanced_fund"
 OUTCOME_OBSERVED = T0 + 10 * D + 6 * H + dt.timedelta(minutes=30)  # 2025-03-13T15:30:00Z
-OUTCOME_RECORDED = T0 + 11 * D  # 2025-03-14T09:00:00Z
+OUTCOME_RECORDED = T0 + 21 * D  # 2025-03-24T09:00:00Z, the last entry (the other tests' sequence numbers stay)
 SUBJECT = "cust-0042"
 APPROVER, APPROVAL_REASON = "head-of-mrm", "validation report VR-2025-014 reviewed"
 # Hostile ledger values: markup, a template expression and references a renderer might fetch.
@@ -134,8 +134,6 @@ def build(path: Path, keyring: Keyring) -> dict[str, int]:
         _fairness_run(ledger, "fair2", "v012", T0 + 8 * D + H)
         _drift_run(ledger, "drift1", "v012", T0 + 8 * D + 2 * H, 0.0)
         _request(ledger, T0 + 9 * D)
-        KNOWN["outcome"] = ledger.log_operation(ts=OUTCOME_RECORDED, **outcome_entry(
-            REQUEST, OUTCOME_LABEL, observed_at=OUTCOME_OBSERVED, source="core-banking"))
         observed = {a.path: a.sha256 for a in v013.lineage.artifacts}
         _log_decision(ledger, "reject", decide(GateInputs(v013, v012, gate_policy, observed_artifacts=observed)), T0 + 14 * D)
         _log_decision(ledger, "force", decide_force_promote(SLOT, "v013", "v012", operator=HOSTILE_OPERATOR,
@@ -147,6 +145,8 @@ def build(path: Path, keyring: Keyring) -> dict[str, int]:
         v014 = _evaluation(evaluation("v014", CHAMPION_SCORES, 0.25, trained_end="2026-05-04T03:00:00Z", slot=SLOT))
         observed = {a.path: a.sha256 for a in v014.lineage.artifacts}
         _log_decision(ledger, "reject2", decide(GateInputs(v014, v012, gate_policy, observed_artifacts=observed)), T0 + 20 * D)
+        KNOWN["outcome"] = ledger.log_operation(ts=OUTCOME_RECORDED, **outcome_entry(
+            REQUEST, OUTCOME_LABEL, observed_at=OUTCOME_OBSERVED, source="core-banking"))
     return dict(KNOWN)
 
 

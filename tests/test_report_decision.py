@@ -156,7 +156,7 @@ def test_each_suitability_criterion_is_explained(dossier):
 
 def test_the_late_outcome_is_shown_with_when_it_was_observed_and_recorded(dossier):
     d = dossier
-    told = ("Its outcome was recorded later, on 2025-03-14 09:00:00Z (2025-03-14 18:00:00 KST) from core-banking: "
+    told = ("Its outcome was recorded later, on 2025-03-24 09:00:00Z (2025-03-24 18:00:00 KST) from core-banking: "
             "balanced_fund, observed on 2025-03-13 15:30:00Z (2025-03-14 00:30:00 KST).")
     assert d.flat.count(squash(told)) == 2  # in the summary and in its own section
     assert has(d, "Outcome recorded later balanced_fund")  # at a glance
@@ -312,12 +312,14 @@ def test_cli_writes_a_dossier_that_verifies(dossier, tmp_path):
     pub.write_text("".join(v.to_vkey() + "\n" for v in d.keyring.verifiers()))
     out = tmp_path / "dispute.pdf"
     result = run("report", "decision", d.ledger, "--request-id", world.REQUEST, "--keyring", keyring_file, "-o", out,
-                 "--institution", "Example Bank N.A.", "--verification", "proofs", "--created", "2026-04-02T09:30:00Z", "--json")
+                 "--institution", "Example Bank N.A.", "--verification", "proofs", "--created", "2026-04-02T09:30:00Z",
+                 "--time-zone", "Asia/Seoul", "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["path"] == str(out) and doc["status"] == "warn" and doc["kind"] == "decision"
     checked = run("report", "verify", out, "--public-key", pub)
     assert checked.exit_code == 0 and "VERIFIED" in checked.output
+    assert squash("Document created 2026-04-02 09:30:00Z (2026-04-02 18:30:00 KST)") in squash("\n".join(page_texts(out.read_bytes())))
 
 
 def test_cli_exit_codes(dossier, tampered, tmp_path):
@@ -327,6 +329,10 @@ def test_cli_exit_codes(dossier, tampered, tmp_path):
     missing = run("report", "decision", d.ledger, "--request-id", "no-such-request", "--keyring", keyring_file,
                   "-o", tmp_path / "x.pdf")
     assert missing.exit_code == 2 and "no model_inference entry" in missing.output and not (tmp_path / "x.pdf").exists()
+    zone = run("report", "decision", d.ledger, "--request-id", world.REQUEST, "--keyring", keyring_file,
+               "--time-zone", "Mars/Olympus_Mons", "-o", tmp_path / "z.pdf")
+    assert zone.exit_code == 2 and "unknown time zone 'Mars/Olympus_Mons'" in zone.output and "Traceback" not in zone.output
+    assert not (tmp_path / "z.pdf").exists()
     refused = run("report", "decision", tampered, "--request-id", world.REQUEST, "--keyring", keyring_file, "-o", tmp_path / "r.pdf")
     assert refused.exit_code == 1 and "FAILED" in refused.output and not (tmp_path / "r.pdf").exists()
     allowed = run("report", "decision", tampered, "--request-id", world.REQUEST, "--keyring", keyring_file,
