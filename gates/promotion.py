@@ -342,14 +342,16 @@ def _skipped_checks(view: RegistryView, slot: str, production: str | None) -> tu
         except PolicyError:
             continue  # an unreadable record must not block an emergency override; replay reports it
         champion = recorded_evaluation(view, slot, production) if production else None
-        tasks = champion.tasks if champion is not None else _recorded_tasks(rec)
+        tasks = champion.tasks if champion is not None else _recorded_tasks(rec, parse_details(e["details"]))
         return ladder_checks(policy, tasks), e["seq"]
     return ladder_checks(None, ()), None
 
 
-def _recorded_tasks(rec: Mapping[str, Any]) -> tuple[str, ...]:
-    for role in ("champion", "challenger"):
-        data = rec.get(role)
+def _recorded_tasks(rec: Mapping[str, Any], details: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tasks of the gate entry's evaluations: inline, or (recorded by digest only) from
+    details.evaluated."""
+    evaluated = details.get("evaluated") if isinstance(details.get("evaluated"), Mapping) else {}
+    for data in (rec.get("champion"), rec.get("challenger"), evaluated.get("champion"), evaluated.get("challenger")):
         if isinstance(data, Mapping) and isinstance(data.get("metrics"), Mapping):
             return tuple(sorted(data["metrics"]))
     return ()
