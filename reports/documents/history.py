@@ -41,6 +41,8 @@ GATE_OUTCOMES = ("promote", "reject", "pending_approval", "bootstrap")
 MAKES_PRODUCTION = ("bootstrap", "promote", "approve", "force_promote", "rollback")
 MONITOR_EVENTS = ("monitor_run", "monitor_alert", "online_evaluation")
 FOLLOW_UP_EVENTS = ("override_review", "policy_change")
+# What was done in answer to monitoring: a drift run's retrain proposal, a challenger's traffic.
+MONITOR_ACTIONS = ("retrain_proposal", "traffic_split")
 
 @dataclass(frozen=True)
 class Query:
@@ -119,7 +121,7 @@ def _queries(slot: str, since: dt.datetime | None, until: dt.datetime | None) ->
          "SELECT seq, ts, actor, key_id, event_type, component, status, correlation_id,\n"
          "       CAST(details AS VARCHAR) AS details, mac\n"
          "FROM operation\n"
-         "WHERE event_type IN ('monitor_run', 'monitor_alert', 'online_evaluation')\n"
+         f"WHERE event_type IN ({', '.join(repr(e) for e in MONITOR_EVENTS + MONITOR_ACTIONS)})\n"
          f"  AND json_extract_string(details, '$.slot') = ?{ts}\n"
          "ORDER BY seq", [slot, *ts_params]),
     ]
@@ -334,6 +336,7 @@ class SlotHistory:
     alerts: tuple[AlertEntry, ...]
     queries: tuple[Query, ...] = field(repr=False)
     follow_ups: tuple[FollowUp, ...] = ()  # reviews and policy changes of the slot, whenever they happened
+    actions: tuple[MonitorRun, ...] = ()  # retrain_proposal and traffic_split entries (MONITOR_ACTIONS)
 
     def query(self, name: str) -> Query:
         return next(q for q in self.queries if q.name == name)
@@ -444,10 +447,13 @@ def read_slot_history(source: Source, slot: str, since: dt.datetime | None, unti
         queries = tuple(run(name, text, params) for name, text, params in _queries(slot, since, until))
         earlier_rows = sql.query(EARLIER_PROMOTIONS_SQL, [slot, since]).to_pylist() if since is not None else []
     by_name = {q.name: q for q in queries}
-    runs, alerts = [], []
+    runs, alerts, actions = [], [], []
     for row in by_name["monitoring"].table.to_pylist():
         details = _json(row["details"])
-        if row["event_type"] == "monitor_alert":
+        if row["event_type"] in MONITOR_ACTIONS:
+            actions.append(MonitorRun(row["seq"], row["ts"], row["event_type"], row["component"], row["status"],
+                                      row["correlation_id"], details))
+        elif row["event_type"] == "monitor_alert":
             alerts.append(AlertEntry(row["seq"], row["ts"], row["component"].removeprefix("gates."), row["status"],
                                      _str(details.get("action")), _str(details.get("summary")), _str(details.get("version")),
                                      row["correlation_id"]))
@@ -464,6 +470,7 @@ def read_slot_history(source: Source, slot: str, since: dt.datetime | None, unti
         tuple(runs), tuple(alerts), queries,
         tuple(FollowUp(r["seq"], r["ts"], r["event_type"], r["status"], _json(r["details"]))
               for r in by_name["follow_ups"].table.to_pylist()),
+        tuple(actions),
     )
 
 

@@ -73,7 +73,8 @@ ATTACHMENTS = {
     "production_periods": ("production-periods.parquet", "Query result: the periods each version was production (derived registry)"),
     "registry_history": ("registry-history.parquet", "Query result: every registry state transition in the period"),
     "registry_problems": ("registry-problems.parquet", "Query result: entries the registry refused (stale or out of order)"),
-    "monitoring": ("monitoring.parquet", "Query result: monitor_run, monitor_alert and online_evaluation entries of the slot"),
+    "monitoring": ("monitoring.parquet", "Query result: monitor_run, monitor_alert, online_evaluation, retrain_proposal "
+                   "and traffic_split entries of the slot"),
     "follow_ups": ("follow-ups.parquet", "Query result: the slot's override_review and policy_change entries"),
 }
 
@@ -522,7 +523,8 @@ def _monitoring_section(h: SlotHistory) -> Section:
         "and one monitor_alert entry per alert, sharing the run's correlation id. Fairness follows AIF360's signed "
         "definitions with confidence intervals and both bounds checked; drift is the population stability index (PSI) of "
         "the served predictions against a baseline window.")
-    subsections = [s for s in (_fairness_subsection(h), _drift_subsection(h), _online_subsection(h), _alerts_subsection(h)) if s]
+    subsections = [s for s in (_fairness_subsection(h), _drift_subsection(h), _online_subsection(h), _alerts_subsection(h),
+                               _actions_subsection(h)) if s]
     if not h.runs and not h.alerts:
         return Section("Monitoring", (intro, StatusBadge(
             Status.WARN, "NOT EVIDENCED", "no monitor_run or monitor_alert entry for this slot in the period: ongoing monitoring "
@@ -671,6 +673,37 @@ def _alerts_subsection(h: SlotHistory) -> Section | None:
          Column("Answered by", ValueKind.TEXT, weight=1.0)),
         tuple(rows), caption="Monitor alerts in the period (each with its summary and the decision that answered it under "
                              "Exceptions)", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
+
+
+def _actions_subsection(h: SlotHistory) -> Section | None:
+    """What was done in answer to monitoring: retrain proposals, and challengers' traffic
+    (shadow, canary) before a decision."""
+    if not h.actions:
+        return None
+    rows = []
+    for a in h.actions:
+        d = a.details
+        if a.event_type == "retrain_proposal":
+            what = f"alerts at seq {', '.join(str(s) for s in d.get('alert_seqs') or [])}: {_str_or_dash(d.get('summary'))}"
+            who = _str_or_dash(d.get("version"))
+        else:
+            share = d.get("challenger_share")
+            served = f"{share:.0%} of requests served" if _finite(share) else "share not recorded"
+            what = (f"{_str_or_dash(d.get('mode'))} ({served}) beside {_str_or_dash(d.get('champion_version'))}: "
+                    f"{_str_or_dash(d.get('reason'))}")
+            who = _str_or_dash(d.get("challenger_version"))
+        rows.append((a.seq, a.ts, a.event_type, a.status, who, what))
+    return Section("Responses to monitoring", (Table(
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
+         Column("Entry", ValueKind.IDENTIFIER, weight=1.3), Column("Status", ValueKind.IDENTIFIER, weight=1.0),
+         Column("Version", ValueKind.IDENTIFIER, weight=1.2), Column("What", ValueKind.TEXT, weight=4.0)),
+        tuple(rows), caption="Retrain proposals (which deploy nothing: a retrained challenger still goes through the gate) "
+                             "and challengers' live traffic (shadow, canary) before their decision",
+        source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
+
+
+def _str_or_dash(value: Any) -> str:
+    return value if isinstance(value, str) and value else "-"
 
 
 # --------------------------------------------------------------------------- method
