@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from gates.evaluation import Evaluation, EvaluationError, evaluation_from_mapping
 from gates.registry import Registry, RegistryError
-from ledger.read import LedgerSnapshot, read_table, snapshot
+from ledger.read import LedgerSnapshot, as_snapshot, read_table
 
 # Operation event types the registry and the gate write. Other components must not reuse them.
 MODEL_REGISTERED = "model_registered"
@@ -90,11 +90,6 @@ def promotion_row(row: Mapping[str, Any]) -> dict[str, Any]:
     out["thresholds"] = dict(row["thresholds"]) if row.get("thresholds") is not None else None
     out["details"] = parse_details(row.get("details"))
     return out
-
-
-def as_snapshot(source: LedgerSource) -> LedgerSnapshot:
-    """One consistent view of the ledger: readers that take several tables take them from one."""
-    return source if isinstance(source, LedgerSnapshot) else snapshot(source)
 
 
 def _operations(snap: LedgerSnapshot, event_types: Sequence[str]) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from gates.ledger_io import LedgerSource, load_registry
 from ledger.merkle import leaf_hash
 from ledger.encoding import encode_table
-from ledger.read import LedgerSnapshot, read_table, snapshot
+from ledger.read import as_snapshot, read_table
 from ledger.schema import TABLES
 from ledger.storage_io import write_file_atomic
 
@@ -36,7 +36,7 @@ MANIFEST_FORMAT = "mrm-serving-manifest/1"
 
 
 def serving_manifest(source: LedgerSource) -> dict[str, Any]:
-    snap = source if isinstance(source, LedgerSnapshot) else snapshot(source)
+    snap = as_snapshot(source)
     view = load_registry(snap)
     promotions = read_table(snap, "model_promotion")
     ledger_id = bytes.fromhex(snap.ledger_id)

@@ -32,7 +32,7 @@ from gates.evaluation import Evaluation, EvaluationError
 from gates.ledger_io import EntryNotFound, LedgerSource, parse_details, promotion_row, registry_events
 from gates.policy import PolicyError
 from gates.registry import Registry, RegistryError
-from ledger.read import LedgerSnapshot, read_table, snapshot
+from ledger.read import as_snapshot, read_table
 
 # The model_promotion columns a decision determines (all but seq, table_name, ts, actor, key_id, mac).
 DECIDED_COLUMNS = ("slot", "champion_version", "challenger_version", "decision", "trigger", "operator", "reason",
@@ -188,7 +188,7 @@ def check_entry(entry: Mapping[str, Any], registry_before: Registry | None = Non
 def check_replay(source: LedgerSource, seq: int | None = None, evaluations: Sequence[Evaluation] = ()) -> list[ReplayReport]:
     """Replay the model_promotion entry ``seq``, or every one when ``seq`` is None, each against
     the registry as the ledger stood just before it. Raises EntryNotFound for an unknown seq."""
-    snap = source if isinstance(source, LedgerSnapshot) else snapshot(source)
+    snap = as_snapshot(source)
     if seq is not None and not 0 <= seq <= snap.last_seq:
         raise EntryNotFound(f"seq {seq}: the ledger's entries run from 0 to {snap.last_seq}")
     full = {r["seq"]: promotion_row(r) for r in read_table(snap, "model_promotion").to_pylist()}

@@ -48,7 +48,7 @@ from .jsontext import JSONTextError, json_path, loads_strict
 from .merkle import ConsistencyProof, InclusionProof, ProofError, leaf_hash
 from .note import Checkpoint, MalformedNoteError, NoteError, Signature, Verifier, _b64decode, parse_note
 from .public import SignedCheckpoint, open_ledger_checkpoint
-from .read import LedgerSnapshot, snapshot
+from .read import LedgerSnapshot, as_snapshot, snapshot
 from .schema import TABLE_NAMES, TABLES
 from .storage import Layout, read_meta
 from .tiles import TileStore, TileStoreError
@@ -81,14 +81,10 @@ def _newest_checkpoint(layout: Layout, size: int | None = None) -> tuple[int, by
     return s, path.read_bytes()
 
 
-def _snapshot(path: str | os.PathLike[str] | LedgerSnapshot) -> LedgerSnapshot:
-    return path if isinstance(path, LedgerSnapshot) else snapshot(path)
-
-
 def find_entry(path: str | os.PathLike[str] | LedgerSnapshot, seq: int) -> tuple[str, dict]:
     """(table, stored row) of one sequence number: only the files whose range holds it,
     and in them only the row groups whose statistics do."""
-    snap = _snapshot(path)
+    snap = as_snapshot(path)
     for table in TABLE_NAMES:
         for f in snap.files[table]:
             first, last = (int(x) for x in f.stem.split("-"))
@@ -106,7 +102,7 @@ def find_entry(path: str | os.PathLike[str] | LedgerSnapshot, seq: int) -> tuple
 
 def find_request(path: str | os.PathLike[str] | LedgerSnapshot, request_id: str) -> list[int]:
     """Sequence numbers of every entry written for one request, in order."""
-    snap = _snapshot(path)
+    snap = as_snapshot(path)
     seqs: list[int] = []
     for table in REQUEST_TABLES:
         if snap.files[table]:

@@ -59,6 +59,12 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
     return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records))
 
 
+def as_snapshot(source: str | os.PathLike[str] | LedgerSnapshot) -> LedgerSnapshot:
+    """One consistent view of the ledger: a snapshot given is used as it is, a path is read
+    now. Readers that take several tables take them from one."""
+    return source if isinstance(source, LedgerSnapshot) else snapshot(source)
+
+
 @contextmanager
 def shared_lock(layout: Layout) -> Iterator[None]:
     """Hold the writers' lock shared, so writers pause while a reader takes a consistent
@@ -83,7 +89,7 @@ def shared_lock(layout: Layout) -> Iterator[None]:
 
 def read_table(path: str | os.PathLike[str] | LedgerSnapshot, table: str, columns: Sequence[str] | None = None) -> pa.Table:
     """Every entry of one table, in sequence order, with the typed columns of ledger/schema.py."""
-    snap = path if isinstance(path, LedgerSnapshot) else snapshot(path)
+    snap = as_snapshot(path)
     spec = table_spec(table)
     schema = spec.arrow_schema if columns is None else pa.schema([spec.arrow_schema.field(c) for c in columns])
     parts = [pq.read_table(f, columns=list(schema.names)).cast(schema) for f in snap.files[table]]
