@@ -93,6 +93,69 @@ keyring_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
+class LedgerLocation(click.ParamType):
+    """A ledger: a directory, or ``s3://bucket/prefix`` (credentials and endpoint from the
+    standard AWS variables and files, never from the command line).
+
+    A ledger on object storage is read through a local mirror (ledger/transfer.py) that
+    holds exactly what the store lists now; the command then reads that directory, and
+    ``ctx.meta["mrm.mirror"]`` keeps the listing (for the retention state). Commands that
+    write take `writes=True`, which refuses a store location: this version writes ledgers
+    only to a directory (move one to object storage with `mrm copy`)."""
+
+    name = "ledger"
+
+    def __init__(self, *, writes: bool = False):
+        self.writes = writes
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = os.fspath(value)
+        if text.startswith("s3://"):
+            if self.writes:
+                self.fail(f"{text}: this command writes, and ledgers on object storage are written only by `mrm copy` "
+                          "for now; copy it to a directory, write there, and copy it back", param, ctx)
+            from ledger.store import open_store
+            from ledger.transfer import mirror
+
+            try:
+                view = mirror(open_store(text))
+            except LedgerError as e:
+                raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
+            if ctx is not None:
+                ctx.meta["mrm.mirror"] = view
+            return str(view.path)
+        path = Path(text)
+        if not path.exists():
+            self.fail(f"{text}: no such directory", param, ctx)
+        if not path.is_dir():
+            self.fail(f"{text}: not a directory", param, ctx)
+        return text
+
+
+def ledger_argument(*, writes: bool = False) -> Callable[[Callable], Callable]:
+    return click.argument("path", type=LedgerLocation(writes=writes))
+
+
+existing_ledger = ledger_argument()
+writable_ledger = ledger_argument(writes=True)
+
+
+def command_mirror() -> Any:
+    """The mirror (ledger.transfer.Mirror) the current command reads its ledger through,
+    when the ledger was given as an object-store location; else None."""
+    ctx = click.get_current_context(silent=True)
+    return ctx.meta.get("mrm.mirror") if ctx is not None else None
+
+
+def refuse_write_to_mirror() -> None:
+    """Refuse to write when the command's ledger is a mirror of an object store: the entry
+    would go into the local cache, not into the ledger."""
+    view = command_mirror()
+    if view is not None:
+        raise UsageFailure(f"{view.store.url}: ledgers on object storage are written only by `mrm copy` for now; "
+                           "run without --record, or copy the ledger to a directory and record there")
+
+
 def emit_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
 

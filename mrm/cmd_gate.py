@@ -42,9 +42,8 @@ from gates.replay_check import check_replay
 from ledger import Ledger
 from ledger.identifiers import identifier_problem
 
-from .cli import EXIT_INTEGRITY, EXIT_USAGE, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring, usage_errors
+from .cli import EXIT_INTEGRITY, EXIT_USAGE, UsageFailure, existing_ledger, writable_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring, usage_errors
 
-existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 actor_option = click.option("--actor", help="Who writes the entry (default: $MRM_ACTOR or user@host).")
 operator_option = click.option("--operator", required=True, help="Id of the accountable person (recorded).")
 reason_option = click.option("--reason", required=True, help="Why (recorded verbatim in the entry).")
@@ -180,7 +179,7 @@ def gate() -> None:
 
 
 @gate.command("evaluate")
-@existing_ledger
+@writable_ledger
 @click.argument("challenger", type=click.Path(exists=True, dir_okay=False))
 @click.argument("champion", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -318,7 +317,7 @@ decline = _sign_off_command("decline", False)
 
 
 @click.command()
-@existing_ledger
+@writable_ledger
 @click.option("--force", is_flag=True, help="Required: this is the operator override, not the gate.")
 @name_option("--version", required=True, help=f"Any registered version of the slot, e.g. a known-good one ({NAME_RULE}).")
 @slot_option
@@ -355,7 +354,7 @@ def promote(path: str, force: bool, version: str, slot: str, operator: str, reas
 
 
 @click.command()
-@existing_ledger
+@writable_ledger
 @slot_option
 @name_option("--to-version", help="Target (default: the most recent archived former production version).")
 @operator_option
@@ -381,7 +380,7 @@ def rollback(path: str, slot: str, to_version: str | None, operator: str, reason
 
 
 @click.command("review-override")
-@existing_ledger
+@writable_ledger
 @click.argument("override_seq", metavar="SEQ", type=click.IntRange(0))
 @click.option("--outcome", required=True, type=click.Choice(REVIEW_OUTCOMES), help="The committee's finding.")
 @click.option("--reviewer", required=True, help="Id of the reviewer or committee chair (recorded).")
@@ -531,7 +530,7 @@ def registry_manifest(path: str, out: str | None, as_json: bool) -> None:
 
 
 @registry.command("register")
-@existing_ledger
+@writable_ledger
 @click.argument("evaluation", required=False, type=click.Path(exists=True, dir_okay=False))
 @name_option("--slot", help=f"Slot (when no EVALUATION file names it; {NAME_RULE}).")
 @name_option("--version", help=f"Version (when no EVALUATION file names it; {NAME_RULE}).")
@@ -562,7 +561,7 @@ def registry_register(path: str, evaluation: str | None, slot: str | None, versi
 
 
 @registry.command("traffic")
-@existing_ledger
+@writable_ledger
 @slot_option
 @name_option("--challenger", "challenger_version", required=True, help="Candidate or pending version.")
 @click.option("--mode", required=True, type=click.Choice([m.value for m in TrafficMode] + [TRAFFIC_OFF]),

@@ -17,6 +17,9 @@ from ledger.keys import ENV_KEYRING, new_key_id
 from ledger.schema import TABLE_NAMES
 
 from .cli import (
+    command_mirror,
+    existing_ledger,
+    writable_ledger,
     EXIT_INTEGRITY,
     IntegrityFailure,
     UsageFailure,
@@ -29,7 +32,6 @@ from .cli import (
 )
 
 ledger_path = click.argument("path", type=click.Path(file_okay=False))
-existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 
 
 @click.command()
@@ -78,7 +80,7 @@ def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | N
 
 
 @click.command()
-@existing_ledger
+@writable_ledger
 @click.argument("table", type=click.Choice(TABLE_NAMES))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Input format (default: from the file extension).")
@@ -122,6 +124,11 @@ def status(path: str, as_json: bool) -> None:
       mrm status ./audit-ledger --json
     """
     doc = ledger_status(path)
+    retention = _retention(path)
+    doc["retention"] = retention.as_json()
+    view = command_mirror()
+    if view is not None:
+        doc["path"] = view.store.url
     if as_json:
         emit_json(doc)
         return
@@ -133,6 +140,19 @@ def status(path: str, as_json: bool) -> None:
     if head:
         click.echo(f"head      seq {head['seq']}  mac {head['mac'][:16]}...  next key {head['key_id']}")
     click.echo(f"keys      {', '.join(doc['key_ids'])}")
+    click.echo(f"retention {retention.summary()}")
+
+
+def _retention(path: str):
+    """The retention state of what this command read: the object store's, when the ledger
+    was given as one, else a directory's (which keeps none)."""
+    from ledger.store import LocalStore
+    from ledger.transfer import retention_state
+
+    view = command_mirror()
+    if view is None:
+        return retention_state(LocalStore(path))
+    return retention_state(view.store, view.objects)
 
 
 @click.group()
@@ -244,7 +264,7 @@ def keys_export_public(keyring_file: str | None, ledger_dir: str | None, out: st
 
 
 @keys.command("rotate")
-@existing_ledger
+@writable_ledger
 @keyring_option
 @click.option("--key-id", help="Id of the new key (default: k<date>-<random>).")
 @click.option("--reason", default="scheduled key rotation", show_default=True, help="Recorded in the rotation entry.")
@@ -355,10 +375,19 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
             bar.__exit__(None, None, None)
     # Say which checkpoints were given, so a success names what it was checked against.
     given = [_checkpoint_given(c) for c in checkpoints]
+    view = command_mirror()
+    if view is not None:
+        report.path = view.store.url
+    retention = _retention(path)
     if as_json:
-        emit_json({**report.to_dict(), "checkpoints_given": given})
+        emit_json({**report.to_dict(), "checkpoints_given": given, "retention": retention.as_json(),
+                   "objects_fetched": None if view is None else view.downloaded})
     else:
         click.echo(report.to_text())
+        click.echo(f"retention {retention.summary()}")
+        if view is not None:
+            click.echo(f"read     {len(view.objects)} objects listed at {view.store.url}, {view.downloaded} fetched now "
+                       f"(the others unchanged since the last run, mirrored in {view.path})")
         for g in given:
             if g["size"] is None:
                 click.echo(f"given    {g['file']}: not a checkpoint ({g['error']})")
@@ -382,7 +411,7 @@ def _checkpoint_given(path: str) -> dict:
 
 
 @click.command()
-@existing_ledger
+@writable_ledger
 @keyring_option
 @click.option("--reason", required=True, help="Why the ledger is repaired; recorded in the repair entry.")
 @click.option("--accept-loss", is_flag=True, help="Accept that acknowledged entries are lost: the repair entry names them, and verification reports them for ever after.")
@@ -433,7 +462,7 @@ def repair(path: str, keyring_file: str | None, reason: str, accept_loss: bool, 
 
 
 @click.command()
-@existing_ledger
+@writable_ledger
 @keyring_option
 @click.option("--tsa-url", envvar="MRM_TSA_URL", help="RFC 3161 time-stamping authority to countersign the checkpoint (default: $MRM_TSA_URL; none).")
 @json_option
@@ -560,4 +589,111 @@ def verify_proof_cmd(file: str, public_key: str, as_json: bool) -> None:
         sys.exit(EXIT_INTEGRITY)
 
 
-COMMANDS = [init, ingest, status, keys, verify, repair, checkpoint, prove, verify_proof_cmd]
+def _retain_until(retain_until: str | None, retain_days: int | None) -> "dt.datetime | None":
+    import datetime as dt
+
+    if retain_until and retain_days:
+        raise UsageFailure("give --retain-until or --retain-days, not both")
+    if retain_days:
+        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=retain_days)
+    if not retain_until:
+        return None
+    try:
+        if len(retain_until.strip()) == 10:
+            day = dt.date.fromisoformat(retain_until.strip())
+            until = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+        else:
+            until = dt.datetime.fromisoformat(retain_until.strip())
+    except ValueError:
+        raise UsageFailure(f"--retain-until {retain_until!r} is not a date (2033-12-31) or an ISO 8601 time with a zone") from None
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise UsageFailure(f"--retain-until {retain_until!r} has no time zone; add Z or an offset")
+    if until <= dt.datetime.now(dt.timezone.utc):
+        raise UsageFailure(f"--retain-until {retain_until!r} is not in the future")
+    return until.astimezone(dt.timezone.utc)
+
+
+@click.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@keyring_option
+@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False),
+              help="Verify both ends with public keys only (a file of vkey lines) instead of the HMAC key.")
+@click.option("--allow-unverified", is_flag=True,
+              help="Copy even a ledger that does not verify (or with no key to verify it); the result says so.")
+@click.option("--retain-until", help="Put every immutable object of the copy under Object Lock retention until this date.")
+@click.option("--retain-days", type=click.IntRange(1, 36500), help="Retention of the copy, in days from now.")
+@json_option
+@handle_errors
+def copy_command(source: str, destination: str, keyring_file: str | None, public_key: str | None, allow_unverified: bool,
+                 retain_until: str | None, retain_days: int | None, as_json: bool) -> None:
+    """Copy a whole ledger from SOURCE to DESTINATION, verified at both ends.
+
+    Either end is a directory or s3://bucket/prefix (credentials and endpoint from the
+    standard AWS variables and files: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ~/.aws/config).
+    The source is verified before anything is written, and the copy is read back from the
+    destination and verified with the same keys. A source that does not verify is not
+    copied (exit 1) unless --allow-unverified, and then the result says so. A directory
+    destination appears whole or not at all; on object storage LEDGER.json is written
+    last, so a stopped copy is not a ledger and copying again resumes it.
+
+    \b
+    Example:
+      mrm copy ./audit-ledger s3://audit-bucket/ledgers/credit --retain-days 3650
+      mrm copy s3://audit-bucket/ledgers/credit ./evidence/credit --public-key ledger.pub
+    """
+    from ledger.keys import load_verifiers
+    from ledger.public import verify_public
+    from ledger.store import LocalStore, open_store
+    from ledger.transfer import VerifyOutcome, copy_ledger
+
+    until = _retain_until(retain_until, retain_days)
+    src, dst = open_store(source), open_store(destination)
+    if until is not None and isinstance(dst, LocalStore):
+        raise UsageFailure(f"{destination}: a directory keeps no retention lock; --retain-until and --retain-days need s3://")
+    if public_key and keyring_file:
+        raise UsageFailure("give --keyring or --public-key, not both")
+    check = None
+    if public_key:
+        verifiers = load_verifiers(public_key)
+
+        def check(path: Path) -> VerifyOutcome:
+            report = verify_public(path, verifiers)
+            return VerifyOutcome(report.ok, _outcome_line(report))
+    else:
+        try:
+            keyring = resolve_keyring(source if isinstance(src, LocalStore) else None, keyring_file)
+        except UsageFailure:
+            if not allow_unverified:
+                raise UsageFailure("no key to verify the copy with: give --keyring (or $MRM_KEYRING) or --public-key, "
+                                   "or --allow-unverified to copy without verifying") from None
+            keyring = None
+        if keyring is not None:
+            def check(path: Path) -> VerifyOutcome:
+                report = verify_ledger(path, keyring)
+                return VerifyOutcome(report.ok, _outcome_line(report))
+    report = copy_ledger(src, dst, check, allow_unverified=allow_unverified, retain_until=until)
+    if as_json:
+        emit_json(report.as_json())
+        return
+    click.echo(f"copied {report.objects} objects ({report.bytes:,} bytes) from {report.source} to {report.destination}"
+               + (f", {report.skipped} already there" if report.skipped else ""))
+    if report.source_check is not None:
+        click.echo(f"source       {'verified' if report.source_check.ok else 'DOES NOT VERIFY'}: {report.source_check.summary}")
+    if report.destination_check is not None:
+        click.echo(f"destination  verified: {report.destination_check.summary}")
+    if report.unverified:
+        click.echo("COPIED UNVERIFIED, as asked (--allow-unverified): this copy is not evidence that the ledger is intact")
+    if until is not None:
+        click.echo(f"retention    every immutable object retained until {until:%Y-%m-%d %H:%M:%S}Z (Object Lock, compliance mode)")
+
+
+def _outcome_line(report) -> str:
+    if report.ok:
+        head = f"{report.entries:,} {'entry' if report.entries == 1 else 'entries'} in {report.segments} segments"
+        return head + (f", checkpoint size {report.checkpoint['size']:,} root {report.checkpoint['root']}" if report.checkpoint else "")
+    first = str(report.problems[0]).split(None, 1)[-1] if report.problems else "no problem named"
+    return f"{len(report.problems)} problems; the first: {report.problems[0].kind} {first}" if report.problems else "failed"
+
+
+COMMANDS = [init, ingest, status, keys, verify, repair, checkpoint, prove, verify_proof_cmd, copy_command]

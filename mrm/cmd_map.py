@@ -20,7 +20,8 @@ from gates.canonical import utc_text
 from mappings.errors import MappingError
 
 from .cli import UsageFailure, emit_json, handle_errors, json_option, keyring_option, usage_errors
-from .cmd_sql import _verifier, existing_ledger, forensic_errors, public_key_option, verify_option
+from .cli import existing_ledger
+from .cmd_sql import _verifier, forensic_errors, public_key_option, verify_option
 
 EXIT_GAP = 3
 _WIDTH = 100

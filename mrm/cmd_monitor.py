@@ -40,11 +40,10 @@ from ledger.errors import InputError
 from ledger.jsontext import JSONTextError, loads_strict
 from ledger.numbers import parse_float_text
 
-from .cli import UsageFailure, emit_json, json_option, keyring_option, resolve_keyring, usage_errors
+from .cli import UsageFailure, existing_ledger, refuse_write_to_mirror, writable_ledger, emit_json, json_option, keyring_option, resolve_keyring, usage_errors
 from .cmd_gate import (
     actor_option,
     check_manifest_destination,
-    existing_ledger,
     handle_gate_errors,
     manifest_option,
     name_option,
@@ -100,6 +99,7 @@ def _record_and_print(path: str, report: MonitorReport, record: bool, keyring_fi
     doc = report.to_dict()
     doc["recorded"] = record
     if record:
+        refuse_write_to_mirror()
         with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
             run = record_monitor_report(ledger, report)
         doc.update(run_id=run.run_id, run_seq=run.run_seq, alert_seqs=list(run.alert_seqs))
@@ -159,7 +159,7 @@ def _read_outcome_file(file: str) -> list[dict[str, Any]]:
 
 
 @click.command()
-@existing_ledger
+@writable_ledger
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--source", help="Where the outcomes come from (recorded), e.g. collections-system.")
 @keyring_option
@@ -362,6 +362,7 @@ def monitor_online(path: str, slot: str, policy_file: str, challenger_version: s
                             champion_version=champion_version, metrics=metrics or None, window=_window(since, until))
     doc = {**report.to_dict(), "recorded": record}
     if record:
+        refuse_write_to_mirror()
         with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
             doc["seq"] = record_online(ledger, report)
     if as_json:

@@ -15,9 +15,8 @@ import click
 from reports.errors import ReportError
 from reports.verify import load_verifier_keys, verify_report
 
-from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+from .cli import EXIT_INTEGRITY, UsageFailure, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
 
-existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 
 
 @click.group()

@@ -14,10 +14,9 @@ import click
 from gates.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
 from gates.forensics.errors import ForensicsError, UnreadableEvidence
 
-from .cli import EXIT_INTEGRITY, UsageFailure, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+from .cli import EXIT_INTEGRITY, UsageFailure, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
 from .sql_output import FORMATS
 
-existing_ledger = click.argument("path", type=click.Path(exists=True, file_okay=False))
 verify_option = click.option(
     "--verify",
     is_flag=True,
