@@ -31,7 +31,6 @@ from typing import Any, Callable, Iterable, Sequence
 
 from .note import Checkpoint, MalformedCheckpointError, Signer, sign_checkpoint
 from .storage import Layout, SegmentFile, SegmentRecord
-from .storage_io import write_file_atomic
 
 ORIGIN_PREFIX = "mrm-ledger/"
 NO_PREV = "none"
@@ -68,8 +67,12 @@ def tree_dir(layout: Layout) -> Path:
     return layout.root / "tree"
 
 
+def checkpoint_key(size: int) -> str:
+    return f"checkpoints/{size:012d}.note"
+
+
 def checkpoint_path(layout: Layout, size: int) -> Path:
-    return checkpoints_dir(layout) / f"{size:012d}.note"
+    return layout.root / checkpoint_key(size)
 
 
 def note_digest(note: bytes) -> str:
@@ -152,15 +155,18 @@ def listed(files: Iterable[SegmentFile]) -> list[ListedFile]:
 
 
 def stored_notes(layout: Layout) -> list[tuple[int, Path]]:
-    """(size from the file name, path) of every stored checkpoint note, by size."""
-    directory = checkpoints_dir(layout)
-    if not directory.exists():
-        return []
+    """(size from the file name, path) of every stored checkpoint note, by size, for
+    readers of the ledger's directory (or its mirror)."""
+    return [(size, layout.root / key) for size, key in stored_note_keys(layout)]
+
+
+def stored_note_keys(layout: Layout) -> list[tuple[int, str]]:
+    """(size from the name, object key) of every stored checkpoint note, by size."""
     out = []
-    for p in directory.iterdir():
-        m = _NAME.fullmatch(p.name)
-        if m:
-            out.append((int(m.group(1)), p))
+    for obj in layout.store.list("checkpoints/"):
+        m = _NAME.fullmatch(obj.key.rsplit("/", 1)[-1])
+        if m and obj.key.count("/") == 1:
+            out.append((int(m.group(1)), obj.key))
     return sorted(out)
 
 
@@ -177,21 +183,19 @@ def write(
     """Sign and store the checkpoint covering every sealed segment in `records`, chained
     to the newest stored checkpoint; the files added are those of segments past it."""
     size = records[-1].last_seq + 1
-    notes = stored_notes(layout)
+    notes = stored_note_keys(layout)
     prev_size, prev = 0, NO_PREV
     if notes:
-        prev_size, prev_path = notes[-1]
-        prev = note_digest(prev_path.read_bytes())
+        prev_size, prev_key = notes[-1]
+        prev = note_digest(layout.store.read(prev_key))
     all_files = [f for r in records for f in listed(r.files)]
     added = [f for r in records if r.first_seq >= prev_size for f in listed(r.files)]
     checkpoint = build(ledger_id, size, root, now or dt.datetime.now(dt.timezone.utc), prev, all_files, added)
     note = sign_checkpoint(checkpoint, [signer])
-    directory = checkpoints_dir(layout)
-    directory.mkdir(exist_ok=True)
-    path = checkpoint_path(layout, size)
+    key = checkpoint_key(size)
     if timestamper is not None:
         from .timestamp import build_request
 
-        write_file_atomic(path.with_suffix(".tsr"), timestamper(build_request(note)))
-    write_file_atomic(path, note)
-    return path
+        layout.store.put_if_absent(key[: -len(".note")] + ".tsr", timestamper(build_request(note)))
+    layout.store.put_if_absent(key, note)
+    return checkpoint_path(layout, size)

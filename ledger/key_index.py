@@ -47,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from .storage import SEQ_DIGITS, Layout, SegmentFile, SegmentRecord
+from .store import ObjectExists
 
 MAGIC = b"MRMKIDX1"
 FORMAT = 1
@@ -181,10 +182,14 @@ def write_index(layout: Layout, record: SegmentRecord, tables: Mapping[str, pa.T
     """Write the index of a sealed segment (atomically; not fsynced: it can be rebuilt, and a
     torn file is detected and ignored by readers)."""
     path = index_path(layout, record.first_seq, record.last_seq)
-    path.parent.mkdir(exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(encode_index(record.first_seq, record.last_seq, record.files, tables))
-    os.replace(tmp, path)
+    key = path.relative_to(layout.root).as_posix()
+    data = encode_index(record.first_seq, record.last_seq, record.files, tables)
+    try:
+        layout.store.put_if_absent(key, data)
+    except ObjectExists:  # from a seal that stopped after its record: rebuilt from the same rows
+        if layout.store.read(key) != data:
+            layout.store.delete(key)
+            layout.store.put_if_absent(key, data)
     return path
 
 

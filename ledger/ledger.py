@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import hashlib
 import getpass
 import os
 import shutil
@@ -49,21 +50,23 @@ from .storage import (
     LedgerMeta,
     SegmentFile,
     SegmentRecord,
-    append_manifest,
+    SEGMENT_FILE,
     new_meta,
-    read_head,
+    read_head_versioned,
     read_manifest,
     read_meta,
+    read_segment,
     record_mac,
+    segment_bytes,
     write_head,
+    write_manifest_record,
     write_meta,
-    read_segment_file,
-    write_segment_file,
 )
-from .checkpoints import Timestamper, checkpoint_path, tree_dir
+from .store import LocalStore, ObjectExists, Store, VersionConflict, open_store
+from .checkpoints import Timestamper, checkpoint_key, checkpoint_path, tree_dir
 from .checkpoints import write as write_checkpoint
 from .tiles import TileStore
-from .storage_io import fsync_dir, sha256_file
+from .storage_io import fsync_dir
 
 DEFAULT_FLUSH_INTERVAL = 0.1
 DEFAULT_SEAL_ENTRIES = 250_000
@@ -91,9 +94,10 @@ class Ledger:
     # ------------------------------------------------------------------ opening
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | Store,
         keyring: Keyring,
         *,
+        work_dir: str | os.PathLike[str] | None = None,
         actor: str | None = None,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         seal_entries: int = DEFAULT_SEAL_ENTRIES,
@@ -103,8 +107,10 @@ class Ledger:
     ):
         if not isinstance(keyring, Keyring):
             raise KeyringError("a Keyring is required (there is no default key)")
-        self.layout = Layout(Path(path))
+        self.layout = Layout(path, work_dir)
         self.meta: LedgerMeta = read_meta(self.layout)
+        self._writer_id = _writer_id(self.layout)
+        self._head_version: str | None = None  # HEAD's version as last read or written (compare-and-swap)
         self.keyring = keyring
         self.actor = actor or default_actor()
         self.flush_interval = flush_interval
@@ -123,6 +129,7 @@ class Ledger:
         self._background_error: BaseException | None = None
         self._closed = False
         self._locked = False
+        self.layout.local.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         self._wal_fd = -1  # opened (and created if absent) by recovery, once it finds nothing lost
         self._repairs: list = []  # staged repairs whose entries recovery must write (ledger/recovery.py)
@@ -143,14 +150,18 @@ class Ledger:
         self._flusher.start()
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], keyring: Keyring, **options: Any) -> "Ledger":
+    def open(cls, path: str | os.PathLike[str] | Store, keyring: Keyring, **options: Any) -> "Ledger":
         return cls(path, keyring, **options)
 
     @classmethod
-    def create(cls, path: str | os.PathLike[str], keyring: Keyring, **options: Any) -> "Ledger":
+    def create(cls, path: str | os.PathLike[str] | Store, keyring: Keyring, **options: Any) -> "Ledger":
         """Create a ledger whose genesis entry binds its id, format version and first key.
-        The directory appears whole or not at all."""
-        root = Path(path)
+        A directory appears whole or not at all; in any other store, LEDGER.json is written
+        first and only once, so of two creators in one place one wins."""
+        store = open_store(path)
+        if not isinstance(store, LocalStore):
+            return cls._create_in_store(store, keyring, **options)
+        root = store.root
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise LedgerFormatError(f"{root}: already exists and is not an empty directory")
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -158,25 +169,7 @@ class Ledger:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            layout = Layout(staging)
-            clock = options.get("clock") or _now_micros
-            meta = new_meta(micros_to_datetime(clock()))
-            write_meta(layout, meta)
-            key_id = keyring.active
-            write_head(layout, Head(-1, GENESIS_PREV.hex(), key_id, 0, -1), durable=True)
-            with cls(staging, keyring, **options) as ledger:
-                ledger.log_operation(
-                    event_type="genesis",
-                    component="ledger",
-                    status="created",
-                    details={
-                        "ledger_id": meta.ledger_id,
-                        "format_version": FORMAT_VERSION,
-                        "key_id": key_id,
-                        "key_check": key_check(keyring.key(key_id), meta.ledger_id_bytes),
-                    },
-                    durable=True,
-                )
+            cls._write_genesis(Layout(staging), staging, keyring, options)
             if root.exists():
                 root.rmdir()
             os.replace(staging, root)
@@ -187,7 +180,36 @@ class Ledger:
         return cls(root, keyring, **options)
 
     @classmethod
-    def repair(cls, path: str | os.PathLike[str], keyring: Keyring, *, reason: str, accept_loss: bool = False,
+    def _create_in_store(cls, store: Store, keyring: Keyring, **options: Any) -> "Ledger":
+        if store.list():
+            raise LedgerFormatError(f"{store.url}: not empty; a ledger is created only where nothing is stored yet")
+        layout = Layout(store, options.get("work_dir"))
+        cls._write_genesis(layout, store, keyring, options)
+        return cls(store, keyring, **options)
+
+    @classmethod
+    def _write_genesis(cls, layout: Layout, where: str | os.PathLike[str] | Store, keyring: Keyring, options: dict) -> None:
+        clock = options.get("clock") or _now_micros
+        meta = new_meta(micros_to_datetime(clock()))
+        write_meta(layout, meta)
+        key_id = keyring.active
+        write_head(layout, Head(-1, GENESIS_PREV.hex(), key_id, 0, -1), durable=True, expected=None)
+        with cls(where, keyring, **options) as ledger:
+            ledger.log_operation(
+                event_type="genesis",
+                component="ledger",
+                status="created",
+                details={
+                    "ledger_id": meta.ledger_id,
+                    "format_version": FORMAT_VERSION,
+                    "key_id": key_id,
+                    "key_check": key_check(keyring.key(key_id), meta.ledger_id_bytes),
+                },
+                durable=True,
+            )
+
+    @classmethod
+    def repair(cls, path: str | os.PathLike[str] | Store, keyring: Keyring, *, reason: str, accept_loss: bool = False,
                actor: str | None = None, dry_run: bool = False, **options: Any) -> "recovery.RepairPlan | None":
         """The one way past a loss or a log that does not continue the chain: keep every
         frame that does, save the original log under repairs/, and write a `ledger_repair`
@@ -197,8 +219,9 @@ class Ledger:
         if not reason or not reason.strip():
             raise EntryError("a repair needs a reason; it is recorded in the ledger")
         actor = actor or default_actor()
-        layout = Layout(Path(path))
+        layout = Layout(path, options.get("work_dir"))
         meta = read_meta(layout)
+        layout.local.mkdir(parents=True, exist_ok=True)
         fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -222,10 +245,11 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Ledger({str(self.layout.root)!r}, ledger_id={self.meta.ledger_id!r})"
+        return f"Ledger({self.layout.where!r}, ledger_id={self.meta.ledger_id!r})"
 
     @property
     def path(self) -> Path:
+        """The ledger's directory (for a ledger on object storage: the writer's local one)."""
         return self.layout.root
 
     @property
@@ -251,8 +275,9 @@ class Ledger:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._locked = True
         try:
-            head = read_head(self.layout)
-            if recover or head is None or os.fstat(self._wal_fd).st_size != head.wal_size:
+            head, self._head_version = read_head_versioned(self.layout)
+            if (recover or head is None or os.fstat(self._wal_fd).st_size != head.wal_size
+                    or head.writer != self._writer_id):
                 head = self._recover()
             self._set_head(head)
         except BaseException:
@@ -286,27 +311,23 @@ class Ledger:
         covered = recovery.covered_size(self.layout)
         if covered > exam.sealed.sealed_seq + 1:
             raise IntegrityError(
-                f"{self.layout.root}: the stored tree or a signed checkpoint covers {covered} entries, the manifest only "
+                f"{self.layout.where}: the stored tree or a signed checkpoint covers {covered} entries, the manifest only "
                 f"{exam.sealed.sealed_seq + 1}: sealed entries are missing; restore them from a copy. Nothing was changed"
             )
         if not exam.sound and not accepted:
             raise IntegrityError(
-                "; ".join(exam.problems(str(self.layout.root)))
+                "; ".join(exam.problems(self.layout.where))
                 + ". Nothing was changed. `mrm verify` reports it; `mrm repair` (with --accept-loss for lost entries) "
                 "records it in the ledger and lets it be written again"
             )
         records = exam.records
-        listed = {f.path for f in records[-1].files} if records else set()
+        sealed_to = records[-1].last_seq if records else -1
         for rel in list(self.layout.data_files()):
-            if rel.endswith(".parquet.tmp"):
-                final = rel[: -len(".tmp")]
-                if final in listed:
-                    os.replace(self.layout.root / rel, self.layout.root / final)
-                else:
-                    os.unlink(self.layout.root / rel)
-        for table in TABLE_NAMES:
-            if self.layout.table_dir(table).exists():
-                fsync_dir(self.layout.table_dir(table))
+            named = SEGMENT_FILE.fullmatch(rel)
+            if named is not None and int(named.group(2)) > sealed_to:
+                # Written by a seal that stopped before its manifest record: never evidence
+                # (no record lists it), and its entries are still in the log.
+                self.layout.store.delete(rel)
         if self._wal_fd < 0:
             self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         head = exam.head
@@ -314,10 +335,21 @@ class Ledger:
         if exam.wal_size != keep:
             os.truncate(self.layout.wal, keep)  # a torn or unacknowledged tail, or frames already sealed
             os.fsync(self._wal_fd)
-        head = replace(head, wal_size=keep)
-        write_head(self.layout, head, durable=True)
+        head = replace(head, wal_size=keep, writer=self._writer_id)
+        self._head_version = self._write_head(head, durable=True)
         self._publish(records)
         return head
+
+    def _write_head(self, head: Head, *, durable: bool) -> str:
+        """Publish `head` if HEAD is still as this writer last saw it (lock held)."""
+        try:
+            return write_head(self.layout, head, durable=durable, expected=self._head_version)
+        except VersionConflict:
+            theirs, self._head_version = read_head_versioned(self.layout)
+            raise LedgerError(
+                f"{self.layout.where}: another writer ({theirs.writer if theirs and theirs.writer else 'unknown'}) took over "
+                "the ledger; this writer stops here and what it had not acknowledged was not written. Open it again to go on"
+            ) from None
 
     def _complete_repairs(self) -> None:
         """Write the entry of each staged repair, once (lock held, right after recovery)."""
@@ -329,13 +361,13 @@ class Ledger:
                                              status="loss_accepted" if "lost_first_seq" in details else "log_repaired",
                                              actor=record.get("actor"), details=details, durable=True)
                 self._acquire()
-            recovery.complete_repair(path, record, written)
+            recovery.complete_repair(self.layout, path, record, written)
         self._repairs = []
 
     # ------------------------------------------------------------------ writing
     def _check_writable(self) -> None:
         if self._closed:
-            raise LedgerError(f"{self.layout.root}: the ledger is closed")
+            raise LedgerError(f"{self.layout.where}: the ledger is closed")
         if self._background_error is not None:
             error, self._background_error = self._background_error, None
             raise LedgerError(f"a background flush failed: {error}") from error
@@ -450,7 +482,7 @@ class Ledger:
             self._release()
             return
         started = time.monotonic()
-        committed = read_head(self.layout) or self._head
+        committed = self._head
         try:
             frames = self._sealed_parts()
             chunks = [
@@ -463,6 +495,10 @@ class Ledger:
                 written = os.write(self._wal_fd, view)
                 view = view[written:]
             os.fsync(self._wal_fd)
+            head = replace(self._head, seq=self._next_seq - 1, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
+            # Acknowledged once HEAD says so: on a shared store, a writer that lost the ledger
+            # to another finds out here, before anyone is told the entries are safe.
+            self._head_version = self._write_head(head, durable=not isinstance(self.layout.store, LocalStore))
         except BaseException:
             # Nothing of this commit was acknowledged: put the log back as it was.
             self._pending.clear()
@@ -474,9 +510,7 @@ class Ledger:
             raise
         self._pending.clear()
         self._commit_seconds = time.monotonic() - started
-        head = replace(self._head, seq=self._next_seq - 1, mac=self._prev_mac.hex(), wal_size=self._head.wal_size + len(data))
         self._set_head(head)
-        write_head(self.layout, head, durable=False)
         if head.seq - head.sealed_seq >= self.seal_entries:
             self._seal()
         self._release()
@@ -541,29 +575,24 @@ class Ledger:
         records, _ = read_manifest(self.layout)
         tables = {name: pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema) for name in TABLE_NAMES if name in parts}
         _, leaves = segment_leaves(tables, self._ledger_id)
-        files, temps = [], []
+        files = []
         for name, table in tables.items():
             rel = self.layout.segment_name(name, first, last)
-            tmp = self.layout.root / (rel + ".tmp")
-            write_segment_file(tmp, table)
-            temps.append((tmp, self.layout.root / rel))
-            files.append(SegmentFile(name, rel, len(table), tmp.stat().st_size, sha256_file(tmp)))
+            data = segment_bytes(table)
+            _put_segment_file(self.layout.store, rel, data)
+            files.append(SegmentFile(name, rel, len(table), len(data), hashlib.sha256(data).hexdigest()))
         body = SegmentRecord(
             first, last, head.mac, tuple(files), records[-1].line_hash if records else NO_PREV, head.key_id, ""
         ).body()
         record = SegmentRecord(first, last, head.mac, tuple(files), body["prev"], head.key_id, record_mac(self.keyring.key(head.key_id), body))
-        append_manifest(self.layout, record)
-        for tmp, final in temps:
-            os.replace(tmp, final)
-        for name in {f.table for f in files}:
-            fsync_dir(self.layout.table_dir(name))
+        write_manifest_record(self.layout, record)  # the commit point: the segment is sealed
         self._publish(records + [record], fresh=(first, leaves))
         self._last_seal = time.monotonic()
         os.truncate(self.layout.wal, 0)
         os.fsync(self._wal_fd)
         head = replace(head, wal_size=0, sealed_seq=last)
+        self._head_version = self._write_head(head, durable=True)
         self._set_head(head)
-        write_head(self.layout, head, durable=True)
         _write_key_index(self.layout, record, tables)
         return record
 
@@ -584,16 +613,17 @@ class Ledger:
                 tree.append_leaf_hashes(packed, start=r.first_seq)
             root = tree.root(size)
         signer = self.keyring.signer
-        if signer is not None and not checkpoint_path(self.layout, size).exists():
+        if signer is not None and not self.layout.store.exists(checkpoint_key(size)):
             write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper,
                              now=self.now())
 
     def checkpoint(self) -> Path | None:
-        """Seal what is written and sign a checkpoint for it now; returns its path."""
+        """Seal what is written and sign a checkpoint for it now; returns its path (for a
+        ledger on object storage, where it would be in the ledger's directory)."""
         self.seal()
         with self._mutex:
-            path = checkpoint_path(self.layout, self._head.sealed_seq + 1)
-        return path if path.exists() else None
+            size = self._head.sealed_seq + 1
+        return checkpoint_path(self.layout, size) if self.layout.store.exists(checkpoint_key(size)) else None
 
     # ------------------------------------------------------------------ keys
     def rotate_key(self, keyring: Keyring, *, reason: str = "scheduled key rotation", actor: str | None = None) -> int:
@@ -745,6 +775,8 @@ class Ledger:
         from .verify import verify_ledger
 
         self.flush()
+        if not isinstance(self.layout.store, LocalStore):
+            raise LedgerError(f"{self.layout.where}: verify a ledger on object storage with `mrm verify` (it reads a mirror)")
         return verify_ledger(self.layout.root, self.keyring, **options)
 
 
@@ -754,12 +786,49 @@ def _write_key_index(layout: Layout, record: SegmentRecord, tables: dict[str, pa
     seal: readers scan a segment that has no index."""
     try:
         write_index(layout, record, tables)
-    except OSError:
+    except (OSError, LedgerError):
         pass
 
 
+def _put_segment_file(store: Store, rel: str, data: bytes) -> None:
+    """Write a segment file once. One already there with other bytes was left by a seal
+    that stopped before its manifest record (recovery removes those), so it is replaced."""
+    try:
+        store.put_if_absent(rel, data)
+    except ObjectExists:
+        if store.read(rel) == data:
+            return
+        store.delete(rel)
+        store.put_if_absent(rel, data)
+
+
+def _writer_id(layout: Layout) -> str:
+    """Who holds the write-ahead log of a ledger kept in a shared store: a random id kept in
+    the writer's local directory, with its host name for messages. A directory's writers
+    share its one log, so they need none."""
+    if isinstance(layout.store, LocalStore) and layout.local == layout.store.root:
+        return ""
+    layout.local.mkdir(parents=True, exist_ok=True)
+    path = layout.local / "WRITER"
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        import uuid
+
+        ident = f"{socket.gethostname()}/{uuid.uuid4().hex[:16]}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return path.read_text(encoding="utf-8").strip()
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(ident + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return ident
+
+
 def _read_segment(layout: Layout, record: SegmentRecord) -> dict[str, pa.Table]:
-    return {f.table: read_segment_file(layout.root / f.path) for f in record.files}
+    return {f.table: read_segment(layout, f.path) for f in record.files}
 
 
 def _frame_bounds(parts: list[tuple[str, pa.Table]]) -> tuple[int, int, bytes]:

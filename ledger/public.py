@@ -118,7 +118,7 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
 
     # 2. Files against the newest listing.
     snap = read_snapshot(layout.root)
-    present, unlisted = account_files(listing, layout.data_files(), report.notes)
+    present, unlisted = account_files(listing, layout.data_files(), report.notes, records[-1].last_seq if records else -1)
     segments: dict[tuple[int, int], list[tuple[str, str, int | None, str]]] = {}
     for rel, f in sorted(listing.items()):
         m = SEGMENT_FILE.fullmatch(rel)

@@ -45,7 +45,7 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
     files: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
     for r in records:
         for f in r.files:
-            files[f.table].append(layout.sealed_file(f.path))
+            files[f.table].append(layout.root / f.path)
     sealed_to = records[-1].last_seq if records else -1
     parts: dict[str, list[pa.Table]] = {}
     last = sealed_to

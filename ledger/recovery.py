@@ -39,7 +39,8 @@ from .errors import IntegrityError, KeyringError
 from .hashing import as_rows, mac_chain, segment_leaves
 from .keys import Keyring, key_check
 from .storage import Head, Layout, SegmentRecord, read_head, read_manifest, record_mac
-from .storage_io import fsync_dir, write_file_atomic
+from .store import ObjectExists
+from .storage_io import write_file_atomic
 
 REPAIR_EVENT = "ledger_repair"
 REPAIRS_DIR = "repairs"
@@ -110,7 +111,7 @@ def examine(layout: Layout, keyring: Keyring, ledger_id: bytes) -> Examination:
     ledger's; changes nothing."""
     records, problems = read_manifest(layout)
     if problems:
-        raise IntegrityError(f"{layout.manifest}: {problems[0]}; run `mrm verify`")
+        raise IntegrityError(f"{layout.where}: the manifest: {problems[0]}; run `mrm verify`")
     persisted = read_head(layout)
     last = records[-1] if records else None
     if last is not None:
@@ -139,7 +140,7 @@ def _check_record_key(layout: Layout, keyring: Keyring, record: SegmentRecord) -
     key = keyring.key(record.key_id)
     if record_mac(key, record.body()) != record.mac:
         raise KeyringError(
-            f"{layout.root}: the key given for key id {record.key_id!r} is not the one this ledger was written with "
+            f"{layout.where}: the key given for key id {record.key_id!r} is not the one this ledger was written with "
             f"(the newest manifest line fails its MAC under it); nothing was written. Give the ledger's own keyring, "
             f"or run `mrm verify` if the manifest may have been edited"
         )
@@ -268,14 +269,14 @@ def plan_repair(layout: Layout, exam: Examination, *, accept_loss: bool, covered
     sealed_size = exam.sealed.sealed_seq + 1
     if covered_size > sealed_size:
         raise IntegrityError(
-            f"{layout.root}: the stored tree or a signed checkpoint covers {covered_size} entries, the manifest only "
+            f"{layout.where}: the stored tree or a signed checkpoint covers {covered_size} entries, the manifest only "
             f"{sealed_size}: sealed entries are missing. They cannot be accepted as lost (their sequence numbers are "
             f"already signed); restore the segment files and manifest from a copy"
         )
     lost = exam.lost
     if lost is not None and not accept_loss:
         raise IntegrityError(
-            f"{layout.root}: entries {lost[0]}-{lost[1]} were acknowledged and are lost; `mrm repair --accept-loss` "
+            f"{layout.where}: entries {lost[0]}-{lost[1]} were acknowledged and are lost; `mrm repair --accept-loss` "
             f"records the loss in the ledger (verification reports it for ever after) and lets it be written again"
         )
     data = layout.wal.read_bytes() if layout.wal.exists() else b""
@@ -299,15 +300,13 @@ def stage_repair(layout: Layout, exam: Examination, plan: RepairPlan, reason: st
     """Keep the original log, write the pending repair record, and rewrite the log to its
     kept frames (lock held). A crash anywhere here leaves either the old state (HEAD still
     shows the loss) or a pending record that the next writer completes."""
-    folder = layout.root / REPAIRS_DIR
-    folder.mkdir(exist_ok=True)
     data = layout.wal.read_bytes() if layout.wal.exists() else b""
     saved = f"{REPAIRS_DIR}/{plan.repair_id}.wal"
-    write_file_atomic(layout.root / saved, data, mode=0o444)
+    layout.store.put_if_absent(saved, data)
     plan = replace(plan, saved_wal=saved)
     record = {"details": plan.details(reason), "actor": actor, "entry_seq": None,
               "staged_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
-    write_file_atomic(pending_path(layout, plan.repair_id), (json.dumps(record, indent=2) + "\n").encode())
+    layout.store.put_if_absent(pending_key(plan.repair_id), (json.dumps(record, indent=2) + "\n").encode())
     rewrite_log(layout, exam)
     return plan
 
@@ -331,36 +330,40 @@ def covered_size(layout: Layout) -> int:
     return max(sizes, default=0)
 
 
-def pending_path(layout: Layout, repair_id: str) -> Path:
-    return layout.root / REPAIRS_DIR / f"{repair_id}.pending.json"
+def pending_key(repair_id: str) -> str:
+    return f"{REPAIRS_DIR}/{repair_id}.pending.json"
 
 
-def pending_repairs(layout: Layout) -> list[tuple[Path, dict]]:
-    """Repair records staged but whose entry is not yet known to be written, oldest first."""
-    folder = layout.root / REPAIRS_DIR
-    if not folder.is_dir():
-        return []
+def pending_repairs(layout: Layout) -> list[tuple[str, dict]]:
+    """Repair records staged but whose entry is not yet known to be written (key, record),
+    oldest first."""
     out = []
-    for path in sorted(folder.glob("*.pending.json"), key=lambda p: p.stat().st_mtime):
+    for obj in layout.store.list(f"{REPAIRS_DIR}/"):
+        if not obj.key.endswith(".pending.json"):
+            continue
         try:
-            out.append((path, json.loads(path.read_text(encoding="utf-8"))))
+            out.append((obj.key, json.loads(layout.store.read(obj.key).decode("utf-8"))))
         except (OSError, ValueError) as e:
-            raise IntegrityError(f"{path}: unreadable repair record ({type(e).__name__}); it names a loss: keep it and run `mrm verify`") from None
-    return out
+            raise IntegrityError(f"{layout.store.where(obj.key)}: unreadable repair record ({type(e).__name__}); it names a loss: "
+                                 "keep it and run `mrm verify`") from None
+    return sorted(out, key=lambda kr: str(kr[1].get("staged_at", "")))
 
 
 def done_repair(layout: Layout, repair_id: str) -> RepairPlan:
     """A completed repair, as its record in repairs/ holds it."""
-    record = json.loads((layout.root / REPAIRS_DIR / f"{repair_id}.json").read_text(encoding="utf-8"))
+    record = json.loads(layout.store.read(f"{REPAIRS_DIR}/{repair_id}.json").decode("utf-8"))
     d = record["details"]
     lost = (d["lost_first_seq"], d["lost_last_seq"]) if "lost_first_seq" in d else None
     return RepairPlan(repair_id, lost, d.get("last_known_mac"), d["dropped_frames"], d.get("reordered_frames", []), d["wal_sha256"],
                       d.get("saved_wal"), d.get("recorded_head"), record["entry_seq"])
 
 
-def complete_repair(path: Path, record: dict, entry_seq: int) -> None:
+def complete_repair(layout: Layout, key: str, record: dict, entry_seq: int) -> None:
     """Mark a staged repair done: its entry is in the log at `entry_seq`."""
-    done = path.with_name(path.name.replace(".pending.json", ".json"))
-    write_file_atomic(done, (json.dumps({**record, "entry_seq": entry_seq}, indent=2) + "\n").encode())
-    os.unlink(path)
-    fsync_dir(path.parent)
+    done = key.replace(".pending.json", ".json")
+    data = (json.dumps({**record, "entry_seq": entry_seq}, indent=2) + "\n").encode()
+    try:
+        layout.store.put_if_absent(done, data)
+    except ObjectExists:
+        pass  # a completion stopped before it removed the pending record
+    layout.store.delete(key)

@@ -1,20 +1,25 @@
-"""On-disk layout of a ledger, and the records that authenticate it.
+"""The layout of a ledger's objects in its store, and the records that authenticate it.
 
-    <ledger>/
-      LEDGER.json                      ledger id and format version (written once)
-      HEAD                             chain head: last sequence number, its MAC, key in use
-      LOCK                             writers serialise on an exclusive flock of this file
-      wal.log                          write-ahead log of entries not yet sealed (ledger/wal.py)
-      manifest.jsonl                   one MACed, hash-chained line per sealed segment
+    <ledger>/                          a directory (LocalStore) or s3://bucket/prefix (ObjectStore)
+      LEDGER.json                      ledger id, format version and layout (written once)
+      HEAD                             chain head: last sequence number, its MAC, key in use,
+                                       and the writer whose log holds the unsealed entries
+      manifest/<first>.json            one MACed, hash-chained record per sealed segment (written once)
       tables/<table>/<first>-<last>.parquet
                                        immutable zstd Parquet, rows in sequence order;
                                        <first>-<last> is the segment's sequence range,
                                        zero-padded to 12 digits
+      index/, tree/, checkpoints/      the key index, the Merkle tree's tiles, signed checkpoints
+
+    <writer's local directory>/        the ledger's own directory for a LocalStore
+      LOCK                             writers on this machine serialise on an exclusive flock
+      wal.log                          write-ahead log of entries not yet sealed (ledger/wal.py)
 
 Any Parquet reader can query ``tables/<table>/*.parquet`` directly; the column types are
-those of ledger/schema.py. A segment is one manifest line: its sequence range, the MAC of
+those of ledger/schema.py. A segment is one manifest record: its sequence range, the MAC of
 its last entry and each file's row count, size and SHA-256, so deleted, added, replaced or
-extended files are found without reading them.
+extended files are found without reading them. Records are separate objects, written once,
+so the manifest needs no append and every record can be put under retention.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import io
 import json
 import os
 import re
@@ -34,69 +40,81 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import rfc8785
 
-from .errors import LedgerFormatError
+from .errors import LedgerError, LedgerFormatError
 from .schema import FORMAT_VERSION, TABLE_NAMES
-from .storage_io import write_file_atomic
+from .store import LocalStore, ObjectExists, Store, VersionConflict, open_store
 
 LEDGER_FORMAT = "mrm-ledger"
+LAYOUT_VERSION = 2  # 2: one manifest object per segment (1 kept them in one appended manifest.jsonl)
 _MANIFEST_LABEL = b"mrm-ledger manifest v1\x00"
 NO_PREV = "0" * 64
 SEQ_DIGITS = 12
 SEGMENT_FILE = re.compile(r"tables/([a-z_]+)/(\d{12})-(\d{12})\.parquet")  # table, first and last seq
+MANIFEST_PREFIX = "manifest/"
+MANIFEST_RECORD = re.compile(r"manifest/(\d{12})\.json")
+META_KEY = "LEDGER.json"
+HEAD_KEY = "HEAD"
 
 
-@dataclass(frozen=True)
 class Layout:
-    root: Path
+    """Where a ledger's objects and its writer's local files are.
+
+    `Layout(path)` is a ledger in a directory: objects and local files both there.
+    `Layout(store, local)` is a ledger in any store, with the writer's write-ahead log and
+    lock in `local` (a directory on the writer's machine)."""
+
+    __slots__ = ("store", "local")
+
+    def __init__(self, root: str | os.PathLike[str] | Store, local: str | os.PathLike[str] | None = None):
+        self.store: Store = open_store(root)
+        if local is None:
+            if self.store.local_root is None:
+                raise LedgerError(f"{self.store.url}: a writer needs a local directory for its write-ahead log (--work-dir)")
+            local = self.store.local_root
+        self.local = Path(local)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and (self.store.url, self.local) == (other.store.url, other.local)
+
+    def __hash__(self) -> int:
+        return hash((self.store.url, self.local))
+
+    def __repr__(self) -> str:
+        return f"Layout({self.store!r}, local={str(self.local)!r})"
 
     @property
-    def meta(self) -> Path:
-        return self.root / "LEDGER.json"
+    def root(self) -> Path:
+        """The directory holding the ledger's files, for readers that open them as files
+        (a local store, or the mirror of a remote one); else the writer's local directory."""
+        return self.store.local_root if self.store.local_root is not None else self.local
 
     @property
-    def head(self) -> Path:
-        return self.root / "HEAD"
+    def where(self) -> str:
+        """The ledger as messages name it: its directory or its store URL."""
+        return self.store.url
 
     @property
     def lock(self) -> Path:
-        return self.root / "LOCK"
+        return self.local / "LOCK"
 
     @property
     def wal(self) -> Path:
-        return self.root / "wal.log"
+        return self.local / "wal.log"
 
     @property
-    def manifest(self) -> Path:
-        return self.root / "manifest.jsonl"
-
-    @property
-    def tables(self) -> Path:
-        return self.root / "tables"
+    def meta(self) -> str:
+        return self.store.where(META_KEY)
 
     def table_dir(self, table: str) -> Path:
-        return self.tables / table
+        return self.root / "tables" / table
 
     def segment_name(self, table: str, first: int, last: int) -> str:
         return f"tables/{table}/{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
 
-    def sealed_file(self, rel: str) -> Path:
-        """A listed segment file, or the completed temporary of a seal that a crash stopped
-        between its manifest line (written after the temporary was fsynced) and the rename:
-        the same bytes, which the next writer renames into place."""
-        path = self.root / rel
-        if not path.exists():
-            pending = self.root / (rel + ".tmp")
-            if pending.exists():
-                return pending
-        return path
-
     def data_files(self) -> Iterator[str]:
-        """Every file under tables/, as a path relative to the ledger root."""
-        if not self.tables.exists():
-            return
-        for dirpath, _, files in os.walk(self.tables):
-            for name in files:
-                yield Path(dirpath, name).relative_to(self.root).as_posix()
+        """Every object under tables/, as its key (a path relative to the ledger root)."""
+        for obj in self.store.list("tables/"):
+            yield obj.key
 
 
 # ------------------------------------------------------------------------------ metadata
@@ -119,19 +137,27 @@ def new_meta(created_at: dt.datetime | None = None) -> LedgerMeta:
 
 
 def write_meta(layout: Layout, meta: LedgerMeta) -> None:
-    doc = {"format": LEDGER_FORMAT, **asdict(meta), "tables": list(TABLE_NAMES)}
-    write_file_atomic(layout.meta, (json.dumps(doc, indent=2) + "\n").encode())
+    """Write LEDGER.json once: of two writers creating a ledger in one place, one wins."""
+    doc = {"format": LEDGER_FORMAT, **asdict(meta), "layout": LAYOUT_VERSION, "tables": list(TABLE_NAMES)}
+    try:
+        layout.store.put_if_absent(META_KEY, (json.dumps(doc, indent=2) + "\n").encode())
+    except ObjectExists:
+        raise LedgerFormatError(f"{layout.where}: a ledger exists there already") from None
 
 
 def read_meta(layout: Layout) -> LedgerMeta:
+    data = layout.store.read_or_none(META_KEY)
+    if data is None:
+        raise LedgerFormatError(f"{layout.where}: not a ledger (no LEDGER.json)")
     try:
-        doc = json.loads(layout.meta.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LedgerFormatError(f"{layout.root}: not a ledger (no LEDGER.json)") from None
-    except (OSError, ValueError) as e:
+        doc = json.loads(data.decode("utf-8"))
+    except ValueError as e:
         raise LedgerFormatError(f"{layout.meta}: unreadable ({type(e).__name__})") from None
     if not isinstance(doc, dict) or doc.get("format") != LEDGER_FORMAT:
         raise LedgerFormatError(f"{layout.meta}: not an mrm-ledger metadata file")
+    if doc.get("layout") != LAYOUT_VERSION:
+        raise LedgerFormatError(f"{layout.meta}: layout {doc.get('layout', 1)!r} is not supported (this is {LAYOUT_VERSION}: "
+                                "one manifest object per segment); copy its entries into a new ledger with this version")
     if doc.get("format_version") != FORMAT_VERSION:
         raise LedgerFormatError(f"{layout.meta}: format version {doc.get('format_version')!r} is not supported (this is {FORMAT_VERSION})")
     ledger_id = doc.get("ledger_id")
@@ -154,18 +180,36 @@ class Head:
     key_id: str  # key the next entry is MACed with
     wal_size: int  # bytes of wal.log that hold those entries
     sealed_seq: int  # last sequence number sealed into Parquet (-1 if none)
+    writer: str = ""  # whose write-ahead log holds entries sealed_seq+1..seq ("" for a directory's own)
 
 
-def write_head(layout: Layout, head: Head, *, durable: bool) -> None:
-    write_file_atomic(layout.head, (json.dumps(asdict(head)) + "\n").encode(), durable=durable)
+def write_head(layout: Layout, head: Head, *, durable: bool, expected: str | None | bool = False) -> str:
+    """Publish the head; returns its new version. With `expected` (a version, or None for
+    "no HEAD yet") the write is a compare-and-swap, so a writer that lost its lease to
+    another finds out here instead of forking the chain (VersionConflict)."""
+    data = (json.dumps(asdict(head)) + "\n").encode()
+    if expected is False:
+        current = layout.store.stat(HEAD_KEY)
+        expected = current.version if current is not None else None
+    return layout.store.replace_if_unchanged(HEAD_KEY, data, expected, durable=durable).version
 
 
 def read_head(layout: Layout) -> Head | None:
+    return read_head_versioned(layout)[0]
+
+
+def read_head_versioned(layout: Layout) -> tuple[Head | None, str | None]:
+    """HEAD and the version it was read at (None, None if there is none or it is unreadable;
+    the version is still given for an unreadable one, so it can be replaced)."""
+    obj = layout.store.stat(HEAD_KEY)
+    if obj is None:
+        return None, None
     try:
-        doc = json.loads(layout.head.read_text(encoding="utf-8"))
-        return Head(int(doc["seq"]), str(doc["mac"]), str(doc["key_id"]), int(doc["wal_size"]), int(doc["sealed_seq"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        doc = json.loads(layout.store.read(HEAD_KEY).decode("utf-8"))
+        return Head(int(doc["seq"]), str(doc["mac"]), str(doc["key_id"]), int(doc["wal_size"]), int(doc["sealed_seq"]),
+                    str(doc.get("writer", ""))), obj.version
+    except (OSError, ValueError, KeyError, TypeError, LedgerError):
+        return None, obj.version
 
 
 # ------------------------------------------------------------------------------ manifest
@@ -210,38 +254,51 @@ def manifest_line(record: SegmentRecord) -> bytes:
     return json.dumps({**record.body(), "mac": record.mac}, separators=(",", ":")).encode()
 
 
+def manifest_key(first_seq: int) -> str:
+    return f"{MANIFEST_PREFIX}{first_seq:0{SEQ_DIGITS}d}.json"
+
+
+def parse_manifest_record(data: bytes) -> SegmentRecord:
+    """One manifest record as stored (ValueError, KeyError or TypeError if it is not one)."""
+    line = data[:-1] if data.endswith(b"\n") else data
+    doc = json.loads(line)
+    files = tuple(SegmentFile(**f) for f in doc["files"])
+    return SegmentRecord(int(doc["first_seq"]), int(doc["last_seq"]), str(doc["last_mac"]), files,
+                         str(doc["prev"]), str(doc["key_id"]), str(doc["mac"]), hashlib.sha256(line).hexdigest())
+
+
 def read_manifest(layout: Layout) -> tuple[list[SegmentRecord], list[str]]:
-    """Records in order, and a description of each line that could not be parsed."""
+    """Records in key order, and a description of each object that could not be parsed
+    or is not named for the segment it records."""
     records: list[SegmentRecord] = []
     problems: list[str] = []
-    try:
-        data = layout.manifest.read_bytes()
-    except FileNotFoundError:
-        return records, problems
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line:
+    for obj in layout.store.list(MANIFEST_PREFIX):
+        named = MANIFEST_RECORD.fullmatch(obj.key)
+        if named is None:
+            problems.append(f"{obj.key}: not a manifest record's name")
             continue
         try:
-            doc = json.loads(line)
-            files = tuple(SegmentFile(**f) for f in doc["files"])
-            records.append(
-                SegmentRecord(
-                    int(doc["first_seq"]), int(doc["last_seq"]), str(doc["last_mac"]), files,
-                    str(doc["prev"]), str(doc["key_id"]), str(doc["mac"]), hashlib.sha256(line).hexdigest(),
-                )
-            )
-        except (ValueError, KeyError, TypeError) as e:
-            problems.append(f"manifest.jsonl line {number}: unreadable ({type(e).__name__})")
+            record = parse_manifest_record(layout.store.read(obj.key))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
+            problems.append(f"{obj.key}: unreadable ({type(e).__name__})")
+            continue
+        except LedgerError:
+            problems.append(f"{obj.key}: listed but cannot be read")
+            continue
+        if int(named.group(1)) != record.first_seq:
+            problems.append(f"{obj.key}: records the segment starting at {record.first_seq}, not the one its name says")
+            continue
+        records.append(record)
     return records, problems
 
 
-def append_manifest(layout: Layout, record: SegmentRecord) -> None:
-    fd = os.open(layout.manifest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+def write_manifest_record(layout: Layout, record: SegmentRecord) -> None:
+    """The commit point of a seal: the record, written once. Of two writers sealing the same
+    range, one wins; the other gets VersionConflict and must not go on."""
     try:
-        os.write(fd, manifest_line(record) + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        layout.store.put_if_absent(manifest_key(record.first_seq), manifest_line(record) + b"\n")
+    except ObjectExists:
+        raise VersionConflict(f"{layout.store.where(manifest_key(record.first_seq))}: another writer sealed this range") from None
 
 
 # ------------------------------------------------------------------------------ Parquet
@@ -262,21 +319,26 @@ def lookup_layout(table: pa.Table) -> dict:
     return {"row_group_size": ROW_GROUP_ROWS, "bloom_filter_options": bloom or None}
 
 
-def write_segment_file(path: Path, table: pa.Table) -> None:
-    """Write one immutable segment file (fsynced before returning)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        pq.write_table(
-            table,
-            f,
-            compression="zstd",
-            **lookup_layout(table),
-            write_statistics=True,
-            write_page_index=True,
-            sorting_columns=[pq.SortingColumn(0)],
-        )
-        f.flush()
-        os.fsync(f.fileno())
+def segment_bytes(table: pa.Table) -> bytes:
+    """One immutable segment file's bytes (the same rows give the same bytes)."""
+    sink = io.BytesIO()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        **lookup_layout(table),
+        write_statistics=True,
+        write_page_index=True,
+        sorting_columns=[pq.SortingColumn(0)],
+    )
+    return sink.getvalue()
+
+
+def read_segment(layout: Layout, rel: str) -> pa.Table:
+    """A segment file read from the ledger's store."""
+    if layout.store.local_root is not None:
+        return pq.read_table(layout.store.local_root / rel)
+    return pq.read_table(pa.BufferReader(layout.store.read(rel)))
 
 
 def read_segment_file(path: Path) -> pa.Table:

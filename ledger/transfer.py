@@ -33,12 +33,12 @@ META_KEY = "LEDGER.json"
 # Coordination files of a writer on one machine: never evidence, never copied.
 LOCK_KEYS = frozenset({"LOCK", "tree/lock"})
 # What a writer changes in place; everything else under a ledger is written once.
-MUTABLE_KEYS = frozenset({"HEAD", "wal.log", "manifest.jsonl", "tree/tree-state"})
+MUTABLE_KEYS = frozenset({"HEAD", "wal.log", "tree/tree-state"})
 _MIRROR_STATE = ".mirror.json"
 
 
 def is_mutable(key: str) -> bool:
-    """Whether a writer may replace the object: the head, the log, the manifest, the tree's
+    """Whether a writer may replace the object: the head, the log, the tree's
     state, a partial tile (``tree/tile/<level>/<index>.p/<width>``) or a staged repair."""
     return key in MUTABLE_KEYS or ".p/" in key or key.endswith(".pending.json")
 

@@ -224,7 +224,7 @@ def _ranges(values: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _load_file(task: _Task, table: str, rel: str, rows: int, digest: str, out: _Collector) -> pa.Table | None:
-    path = Layout(Path(task.root)).sealed_file(rel)
+    path = Path(task.root) / rel
     try:
         raw = path.read_bytes()  # read once: hashed, then parsed from memory
     except OSError as e:
@@ -493,22 +493,21 @@ def _snapshot(layout: Layout, keyring: Keyring, ledger_id: bytes) -> _Snapshot:
     return _Snapshot(records, problems, head, wal_bytes, files, exam)
 
 
-def account_files(listed: Iterable[str], present: Iterable[str], notes: list[str]) -> tuple[set[str], list[str]]:
+def account_files(listed: Iterable[str], present: Iterable[str], notes: list[str], sealed_to: int | None = None) -> tuple[set[str], list[str]]:
     """The listed files that are present, and the present files that are not listed.
 
-    A seal writes each segment file as ``<name>.tmp``, appends its manifest line, then
-    renames: a crash in between leaves a completed temporary, which stands in for a listed
-    file (Layout.sealed_file reads it), or one never listed. Both are noted, not failures;
-    any other unlisted file is."""
+    A seal writes its segment files first and its manifest record last (the commit point):
+    files of the segment after the last record (first sequence number `sealed_to` + 1) are
+    a seal in progress, or one a crash stopped. They are noted, never read as evidence, and
+    the next writer removes them; any other unlisted file is a failure."""
     listed, present = set(listed), set(present)
-    found = {rel for rel in listed if rel in present or rel + ".tmp" in present}
+    found = listed & present
     unlisted = []
     for rel in sorted(present - listed):
-        base = rel.removesuffix(".tmp")
-        if base != rel and base in listed and base not in present:
-            notes.append(f"{rel}: the completed temporary of a seal that a crash stopped before renaming it; verified in place of {base} (the next writer renames it)")
-        elif base != rel and SEGMENT_FILE.fullmatch(base):
-            notes.append(f"{rel}: a temporary of a seal that a crash stopped; not read as evidence (the next writer renames or removes it)")
+        named = SEGMENT_FILE.fullmatch(rel)
+        if sealed_to is not None and named is not None and int(named.group(2)) == sealed_to + 1:
+            notes.append(f"{rel}: written by a seal not yet recorded in the manifest (in progress, or stopped by a crash); "
+                         "not read as evidence")
         else:
             unlisted.append(rel)
     return found, unlisted
@@ -585,7 +584,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
 
     # 2. The set of files.
     listed = {f.path: (r, f) for r in snap.records for f in r.files}
-    present, unlisted = account_files(listed, snap.data_files, report.notes)
+    present, unlisted = account_files(listed, snap.data_files, report.notes, snap.records[-1].last_seq if snap.records else -1)
     for rel in unlisted:
         add(Problem("EXTRA", "file is not listed in the manifest", file=rel))
     for rel in sorted(listed.keys() - present):

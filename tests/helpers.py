@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -19,11 +20,11 @@ from ledger.storage import Layout, read_manifest, read_meta
 
 
 def fingerprint(path: Path) -> dict[str, str]:
-    """SHA-256 of every file under `path` (LOCK excluded: it is only ever flocked)."""
+    """SHA-256 of every file under `path` (lock files excluded: they are only ever flocked)."""
     return {
         p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(path.rglob("*"))
-        if p.is_file() and p.name != "LOCK"
+        if p.is_file() and p.name not in ("LOCK", ".store-lock")
     }
 
 
@@ -92,7 +93,21 @@ def _as_normalised(row: dict) -> dict:
 
 
 def manifest_lines(path: Path) -> list[bytes]:
-    return [l for l in (path / "manifest.jsonl").read_bytes().split(b"\n") if l]
+    """The manifest records of a ledger directory, in order, each without its newline."""
+    return [p.read_bytes().rstrip(b"\n") for p in sorted((path / "manifest").glob("*.json"))]
+
+
+def write_manifest_lines(path: Path, lines: list[bytes]) -> None:
+    """What an attacker with write access does to the manifest: replace its records with
+    `lines`, each stored under the name of the segment it claims (or its position)."""
+    for p in (path / "manifest").glob("*.json"):
+        p.unlink()
+    for i, line in enumerate(lines):
+        try:
+            first = int(json.loads(line)["first_seq"])
+        except (ValueError, KeyError, TypeError):
+            first = i
+        (path / "manifest" / f"{first:012d}.json").write_bytes(line + b"\n")
 
 
 def records(path: Path):

@@ -19,7 +19,7 @@ from ledger.storage import Layout, read_meta
 from mrm.synthetic import stream
 
 from .conftest import KEY, OTHER_KEY
-from .helpers import manifest_lines, read_rows, rechain, records, segment_files, write_rows
+from .helpers import write_manifest_lines, manifest_lines, read_rows, rechain, records, segment_files, write_rows
 
 SIGNER = Signer.parse("PRIVATE+KEY+mrm-test+64b144e8+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f")
 
@@ -105,7 +105,7 @@ def test_truncated_tail_and_newest_checkpoints_deleted(signed, signed_keyring, t
     for f in last.files:
         (signed / f.path).unlink()
     checkpoint_path(Layout(signed), last.last_seq + 1).unlink()
-    (signed / "manifest.jsonl").write_bytes(b"\n".join(manifest_lines(signed)[:-1]) + b"\n")
+    write_manifest_lines(signed, manifest_lines(signed)[:-1])
     report = public(signed, signed_keyring)  # no state: the ledger's own tree still knew more
     assert "TRUNCATED" in report.kinds(), report.to_text()
     shutil.rmtree(signed / "tree")  # a thorough attacker: only the remembered state catches it

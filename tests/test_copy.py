@@ -124,7 +124,7 @@ def test_frozen_view_links_immutable_and_copies_mutable(segmented, tmp_path):
     for obj in view.objects:
         shared = (segmented / obj.key).stat().st_ino == (tmp_path / "view" / obj.key).stat().st_ino
         assert shared != is_mutable(obj.key), obj.key
-    assert {"HEAD", "wal.log", "manifest.jsonl"} <= {o.key for o in view.objects}
+    assert {"HEAD", "wal.log"} <= {o.key for o in view.objects}
     assert "LOCK" not in {o.key for o in view.objects}
 
 

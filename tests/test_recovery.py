@@ -159,8 +159,7 @@ def test_a_loss_that_a_signed_checkpoint_covers_cannot_be_accepted(tmp_path):
         ledger.seal()
         for i in range(5):
             log_event(ledger, i)
-    manifest = path / "manifest.jsonl"
-    manifest.write_bytes(b"".join(manifest.read_bytes().splitlines(keepends=True)[:-1]))
+    sorted((path / "manifest").glob("*.json"))[-1].unlink()
     with pytest.raises(IntegrityError, match="signed checkpoint covers"):
         Ledger.open(path, SIGNED)
     with pytest.raises(IntegrityError, match="restore the segment files"):

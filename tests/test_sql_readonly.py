@@ -32,7 +32,7 @@ def attacks(ledger: Path, listed: Path, export: Path) -> list[str]:
         f"COPY (SELECT 1 AS a) TO '{ledger}/tables/model_inference/999999999990-999999999999.parquet' (FORMAT parquet)",
         f"COPY (SELECT 1 AS a) TO '{listed}' (FORMAT parquet, USE_TMP_FILE false)",
         f"COPY (SELECT 1 AS a) TO '{listed}' (FORMAT parquet, OVERWRITE true)",
-        f"COPY (SELECT 'x' AS a) TO '{ledger}/manifest.jsonl' (FORMAT csv, HEADER false)",
+        f"COPY (SELECT 'x' AS a) TO '{ledger}/manifest/000000000000.json' (FORMAT csv, HEADER false)",
         f"COPY (SELECT 'x' AS a) TO '{ledger}/HEAD' (FORMAT csv)",
         f"COPY model_inference TO '{ledger}/tables' (FORMAT parquet, PARTITION_BY (model_slot), OVERWRITE_OR_IGNORE)",
         f"COPY (SELECT 1 AS a) TO '{export}/../{ledger.name}/x.csv'",
@@ -253,11 +253,10 @@ def test_export_dir_with_links_into_the_ledger_is_refused(known, tmp_path):  # n
 
 def test_a_manifest_naming_files_outside_the_ledger_is_refused(known):  # noqa: F811
     ledger = known[0]
-    lines = (ledger / "manifest.jsonl").read_text().splitlines()
-    doc = json.loads(lines[1])
+    record = sorted((ledger / "manifest").glob("*.json"))[1]
+    doc = json.loads(record.read_text())
     doc["files"][0]["path"] = "../../../../etc/passwd"
-    lines[1] = json.dumps(doc)
-    (ledger / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    record.write_text(json.dumps(doc) + "\n")
     with pytest.raises(UnreadableEvidence, match="outside the ledger's tables/ directory"):
         LedgerSQL.open(ledger)
 

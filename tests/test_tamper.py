@@ -14,7 +14,7 @@ from ledger.storage import Layout, manifest_line, read_meta, record_mac
 from ledger.storage_io import sha256_file
 
 from .conftest import KEY, OTHER_KEY
-from .helpers import all_rows, edit_rows, manifest_lines, read_rows, rechain, records, segment_files, write_rows
+from .helpers import write_manifest_lines, all_rows, edit_rows, manifest_lines, read_rows, rechain, records, segment_files, write_rows
 
 
 def check(path, keyring, kind, first_seq, *, also=()):
@@ -171,7 +171,7 @@ def _reseal(path, key_id, key):
         line = manifest_line(rec)
         lines.append(line)
         prev = hashlib.sha256(line).hexdigest()
-    (path / "manifest.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    write_manifest_lines(path, lines)
     head = json.loads((path / "HEAD").read_text())
     head["mac"] = rows[max(rows)]["mac"].hex()
     (path / "HEAD").write_text(json.dumps(head))
@@ -249,7 +249,7 @@ def test_truncated_tail(segmented, keyring):
     for f in last.files:
         (segmented / f.path).unlink()
     lines = manifest_lines(segmented)
-    (segmented / "manifest.jsonl").write_bytes(b"\n".join(lines[:-1]) + b"\n")
+    write_manifest_lines(segmented, lines[:-1])
     check(segmented, keyring, "TRUNCATED", last.first_seq)
 
 
@@ -258,7 +258,7 @@ def test_manifest_line_removed_from_the_middle(segmented, keyring):
     middle = records(segmented)[2]
     for f in middle.files:
         (segmented / f.path).unlink()
-    (segmented / "manifest.jsonl").write_bytes(b"\n".join(lines[:2] + lines[3:]) + b"\n")
+    write_manifest_lines(segmented, lines[:2] + lines[3:])
     check(segmented, keyring, "GAP", middle.first_seq, also=["MANIFEST"])
 
 

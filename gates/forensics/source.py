@@ -104,7 +104,7 @@ def _checked_files(root: Path, records: tuple[SegmentRecord, ...]) -> dict[tuple
     files: dict[tuple[int, str], Path] = {}
     for r in records:
         for f in r.files:
-            where = f"manifest.jsonl (segment {r.first_seq}-{r.last_seq})"
+            where = f"the manifest record of segment {r.first_seq}-{r.last_seq}"
             if f.table not in TABLES:
                 raise UnreadableEvidence(f"{where} lists a file of unknown table {f.table!r}; run `mrm verify`")
             real = Path(os.path.realpath(root / f.path))
