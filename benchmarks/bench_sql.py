@@ -89,7 +89,7 @@ def evict(path: Path) -> None:
 _COLD = """
 import json, sys, time
 t0 = time.perf_counter()
-from gates.forensics.reconstruct import Reconstructor
+from forensics.reconstruct import Reconstructor
 t1 = time.perf_counter()
 query = json.loads(sys.argv[2])
 with Reconstructor.open(sys.argv[1], use_index=query.pop("use_index", True)) as r:
@@ -147,7 +147,7 @@ def _ms(values: list[float]) -> tuple[float, float, float]:
 
 
 def run(scale: str) -> list[dict]:
-    from gates.forensics.reconstruct import Reconstructor
+    from forensics.reconstruct import Reconstructor
 
     n = SCALES[scale]
     path, info = ensure_ledger(n)

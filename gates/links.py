@@ -10,7 +10,7 @@ writing entry's ``details`` (gates/details.py documents both):
                      (force-promote, sign-off, manual rollback) the committee reviewed.
 
 A link that names no such entry is refused with :class:`BadLink` (an input error: nothing
-is written). The SQL views ``alert_responses`` and ``override_reviews`` (gates/forensics)
+is written). The SQL views ``alert_responses`` and ``override_reviews`` (forensics)
 join on these links.
 """
 

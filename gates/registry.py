@@ -227,7 +227,7 @@ class Registry:
 
 
 # -- production periods ------------------------------------------------------------------
-# The periods a version was production (gates.sql lays them out from the transitions above:
+# The periods a version was production (forensics.registry lays them out from the transitions above:
 # slot, version, live_from, live_until, promotion_seq, promotion_decision, ...). Every reader
 # that asks "what was production then?" of them asks here, so the documents cannot disagree.
 

@@ -1,6 +1,6 @@
 """Evaluate a pack against a ledger, read-only, through the forensic SQL session.
 
-Every query runs in :class:`gates.forensics.LedgerSQL`, so a pack gets exactly the guarantees
+Every query runs in :class:`forensics.LedgerSQL`, so a pack gets exactly the guarantees
 of `mrm sql`: DuckDB never sees a path into the ledger, only SELECT runs, and with a verifier
 the answers rest only on entries the verification vouched for.
 
@@ -29,10 +29,10 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 
+from forensics.attestation import Verifier
+from forensics.errors import QueryError
+from forensics.session import LedgerSQL
 from gates.canonical import utc_text
-from gates.forensics.attestation import Verifier
-from gates.forensics.errors import QueryError
-from gates.forensics.session import LedgerSQL
 from ledger.schema import TABLE_NAMES
 
 from . import expectations as ex

@@ -95,7 +95,7 @@ def map_command(
       mrm map ./audit --all --json
       mrm map ./audit --pack my-policy.toml --fail-on-gap
     """
-    from gates.forensics.session import LedgerSQL
+    from forensics.session import LedgerSQL
     from mappings.bundle import write_bundle
     from mappings.catalog import load_pack, load_packs
     from mappings.evaluate import evaluate, ledger_period

@@ -75,7 +75,7 @@ def report_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from gates.forensics.errors import ForensicsError, UnreadableEvidence
+        from forensics.errors import ForensicsError, UnreadableEvidence
         from reports.documents import LedgerVerificationFailed
 
         try:
@@ -143,7 +143,7 @@ def _info(institution: str | None, prepared_by: str, report_id: str | None, *, t
 def _created(created: str | None) -> dt.datetime | None:
     if created is None:
         return None
-    from gates.forensics.reconstruct import parse_instant
+    from forensics.reconstruct import parse_instant
 
     return parse_instant(created, "--created")
 

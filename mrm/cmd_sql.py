@@ -11,8 +11,8 @@ from typing import Any, Callable
 import click
 
 # Only light modules at import time: every `mrm` command imports this one to register it.
-from gates.forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
-from gates.forensics.errors import ForensicsError, UnreadableEvidence
+from forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
+from forensics.errors import ForensicsError, UnreadableEvidence
 
 from .cli import EXIT_INTEGRITY, UsageFailure, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
 from .sql_output import FORMATS
@@ -122,7 +122,7 @@ def sql(
       mrm sql ./audit "SELECT * FROM subject_timeline('cust-42', since := '2025-09-01T00:00:00Z')" --verify
       mrm sql ./audit                       # interactive shell
     """
-    from gates.forensics.session import LedgerSQL
+    from forensics.session import LedgerSQL
 
     from .sql_shell import Shell, is_terminal
 
@@ -229,7 +229,7 @@ def reconstruct(
       mrm reconstruct ./audit --subject cust-42 --at 2025-09-03T10:15:00+09:00 --verify
       mrm reconstruct ./audit --request-id req-0001 --verify --public-key ledger.pub
     """
-    from gates.forensics.reconstruct import Reconstructor
+    from forensics.reconstruct import Reconstructor
 
     if (request_id is None) == (subject_id is None):
         raise UsageFailure("give --request-id or --subject (exactly one)")

@@ -21,9 +21,9 @@ from typing import IO, Callable
 
 import duckdb
 
-from gates.forensics.errors import ForensicsError
-from gates.forensics.session import LedgerSQL
-from gates.forensics.views import OBJECTS, describe
+from forensics.errors import ForensicsError
+from forensics.session import LedgerSQL
+from forensics.views import OBJECTS, describe
 
 from .sql_output import write_table
 

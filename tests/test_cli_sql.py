@@ -156,7 +156,7 @@ def test_reconstruct_input_errors_exit_2(known, args, message):  # noqa: F811
 
 
 def test_interactive_shell_multiline_interrupts_and_history(known, tmp_path, monkeypatch):  # noqa: F811
-    from gates.forensics.session import LedgerSQL
+    from forensics.session import LedgerSQL
     from mrm.sql_shell import CONTINUE, PROMPT, Shell
 
     lines = iter(["SELECT request_id", "FROM decisions", "ORDER BY request_id LIMIT 2;", "SELECT 'abandoned'", KeyboardInterrupt,
@@ -184,7 +184,7 @@ def test_interactive_shell_multiline_interrupts_and_history(known, tmp_path, mon
 
 
 def test_history_is_never_written_inside_the_ledger(known, monkeypatch):  # noqa: F811
-    from gates.forensics.session import LedgerSQL
+    from forensics.session import LedgerSQL
     from mrm.sql_shell import Shell
 
     monkeypatch.setenv("MRM_SQL_HISTORY", str(known[0] / "history"))

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gates.forensics import HmacChainVerifier, LedgerSQL
+from forensics import HmacChainVerifier, LedgerSQL
 from ledger import Keyring, Ledger
 from mappings import (
     InForce,

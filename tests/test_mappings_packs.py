@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gates.forensics import HmacChainVerifier, LedgerSQL
+from forensics import HmacChainVerifier, LedgerSQL
 from mappings import Period, Status, evaluate, load_pack, load_packs
 from mappings.status import Status as S
 

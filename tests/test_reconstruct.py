@@ -7,12 +7,12 @@ import json
 import pyarrow as pa
 import pytest
 
+from forensics.attestation import HmacChainVerifier, IntegrityFailure
+from forensics.errors import Ambiguous, ForensicsError, NotFound
+from forensics.reconstruct import Reconstructor, reconstruct
+from forensics.session import LedgerSQL
 from ledger import Keyring
 from ledger.key_index import INDEX_DIR
-from gates.forensics.attestation import HmacChainVerifier, IntegrityFailure
-from gates.forensics.errors import Ambiguous, ForensicsError, NotFound
-from gates.forensics.reconstruct import Reconstructor, reconstruct
-from gates.forensics.session import LedgerSQL
 
 from .conftest import OTHER_KEY
 from .forensic_ledger import DIGEST, T0, H, US
@@ -213,7 +213,7 @@ def test_warm_lookups_reuse_one_reader(known):  # noqa: F811
 
 def test_ledger_grown_after_verification_answers_only_verified_entries(known):  # noqa: F811
     """Entries appended, or sealed into new files, after the verifier looked are left out."""
-    from gates.forensics.attestation import Verification
+    from forensics.attestation import Verification
 
     path, seqs = known  # segments: genesis, 1-15, 16-20; entries 21-25 in the write-ahead log
 
@@ -240,7 +240,7 @@ def test_signed_checkpoints_verify_with_public_keys_only(tmp_path):
     """The examiner's case: no HMAC key, only the ledger's public keys. Answers rest on the
     newest signed checkpoint; entries written after it are left out."""
     from ledger import Ledger
-    from gates.forensics.attestation import SignedCheckpointVerifier
+    from forensics.attestation import SignedCheckpointVerifier
 
     from .forensic_ledger import _request
 

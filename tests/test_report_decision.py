@@ -96,7 +96,7 @@ def test_the_main_factors_are_told_in_plain_language_and_honestly(dossier):
 
 
 def test_plain_language_account_orders_by_size_and_names_direction():
-    from gates.forensics.reconstruct import AttributionRecord, FeatureContribution
+    from forensics.reconstruct import AttributionRecord, FeatureContribution
 
     record = AttributionRecord(None, "shap", "v9", (  # type: ignore[arg-type]
         FeatureContribution("income", 50000.0, 0.02), FeatureContribution("debt_ratio", 0.61, 0.9),

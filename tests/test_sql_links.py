@@ -10,9 +10,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from forensics.session import LedgerSQL
 from gates.alerts import PROPOSE_ROLLBACK, Alert
 from gates.decision import decide_force_promote, decide_rollback
-from gates.forensics.session import LedgerSQL
 from gates.ledger_io import promotion_entry
 from gates.replay_check import check_replay
 from ledger import Keyring, Ledger

@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from gates.forensics.errors import ExportDirError, QueryError, QueryRefused, UnreadableEvidence
-from gates.forensics.evidence import EvidenceReader
-from gates.forensics.session import LedgerSQL
-from gates.forensics.source import open_source
+from forensics.errors import ExportDirError, QueryError, QueryRefused, UnreadableEvidence
+from forensics.evidence import EvidenceReader
+from forensics.session import LedgerSQL
+from forensics.source import open_source
 
 from .helpers import fingerprint
 from .test_sql_views import known, known_template  # noqa: F401  (fixtures)
@@ -304,7 +304,7 @@ def test_a_read_only_copy_of_the_ledger_can_be_queried(known, tmp_path, monkeypa
 def test_a_temporary_directory_inside_the_ledger_is_refused_before_anything_is_created(known, monkeypatch):  # noqa: F811
     import tempfile
 
-    from gates.forensics.errors import ForensicsError
+    from forensics.errors import ForensicsError
 
     ledger = known[0]
     before = fingerprint(ledger)

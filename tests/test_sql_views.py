@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from forensics.attestation import HmacChainVerifier
+from forensics.session import LedgerSQL
+from forensics.views import MACRO_NAMES, OBJECTS, VIEW_NAMES
 from ledger import Keyring
 from ledger.read import read_table
 from ledger.schema import TABLE_NAMES, TABLES
-from gates.forensics.attestation import HmacChainVerifier
-from gates.forensics.session import LedgerSQL
-from gates.forensics.views import MACRO_NAMES, OBJECTS, VIEW_NAMES
 
 from .conftest import KEY
 from .forensic_ledger import DIGEST, T0, H, build

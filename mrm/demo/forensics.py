@@ -1,5 +1,5 @@
 """Forensic questions an examiner asks of the demo ledger, answered by the read-only SQL layer
-(``gates.forensics``: ``LedgerSQL`` views and macros, ``Reconstructor``).
+(``forensics``: ``LedgerSQL`` views and macros, ``Reconstructor``).
 
 The questions:
 
@@ -25,18 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forensics.attestation import Verification
+from forensics.reconstruct import Reconstructor
+from forensics.session import LedgerSQL
+from forensics.source import open_source
 from gates.canonical import utc_text
-from gates.forensics.attestation import Verification
-from gates.forensics.reconstruct import Reconstructor
-from gates.forensics.session import LedgerSQL
-from gates.forensics.source import open_source
 from gates.ledger_io import parse_details
 from ledger.schema import TABLE_NAMES
 
 
 @dataclass(frozen=True)
 class AlreadyVerified:
-    """A :class:`gates.forensics.Verifier` that reports a verification made moments before on
+    """A :class:`forensics.Verifier` that reports a verification made moments before on
     the same, closed ledger, so it is not run twice."""
 
     verification: Verification
@@ -60,7 +60,7 @@ class Forensics:
     unsuitable_served: int  # modify/block verdicts whose final output is the unsuitable proposal
     served_by_version: dict[str, int]
     disputed_request_id: str
-    reconstruction: dict[str, Any]  # the decision record (gates.forensics) plus its late outcome
+    reconstruction: dict[str, Any]  # the decision record (forensics) plus its late outcome
     reconstruction_text: str
 
 

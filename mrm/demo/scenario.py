@@ -48,9 +48,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from forensics.attestation import HmacChainVerifier, SignedCheckpointVerifier
 from gates.decision import APPROVE, BOOTSTRAP, FORCE_PROMOTE, PENDING, PROMOTE, REJECT, ROLLBACK
 from gates.evaluation import Evaluation, evaluation_to_dict, observe_artifacts
-from gates.forensics.attestation import HmacChainVerifier, SignedCheckpointVerifier
 from gates.ledger_io import load_registry
 from gates.manifest import serving_manifest, write_manifest
 from gates.alerts import PROPOSE_RETRAIN

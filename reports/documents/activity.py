@@ -14,8 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Sequence
 
-from gates.forensics.session import LedgerSQL
-from gates.forensics.source import Source
+from forensics.session import LedgerSQL
+from forensics.source import Source
 
 from ..charts import Series, line_chart
 from ..model import Block, CodeBlock, Figure, KeyValue, KeyValues, Paragraph, Section

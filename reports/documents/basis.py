@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from gates.forensics.attestation import (
+from forensics.attestation import (
     Attestation,
     HmacChainVerifier,
     IntegrityFailure,
@@ -38,7 +38,7 @@ from gates.forensics.attestation import (
     Verification,
     resolve,
 )
-from gates.forensics.source import Source, open_source
+from forensics.source import Source, open_source
 from ledger.checkpoints import parse as parse_ledger_checkpoint
 from ledger.checkpoints import stored_notes
 from ledger.errors import IntegrityError

@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from gates.forensics.errors import NotFound
-from gates.forensics.reconstruct import (
+from forensics.errors import NotFound
+from forensics.reconstruct import (
     AttributionRecord,
     DecisionRecord,
     GuardrailRecord,

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gates.forensics.session import LedgerSQL
+from forensics.session import LedgerSQL
 from ledger.note import Signer
 from mappings.bundle import PARQUET_FILES, evidence_parquet, evidence_tables
 from mappings.catalog import load_pack

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from gates.forensics.session import LedgerSQL
-from gates.forensics.source import Source
+from forensics.session import LedgerSQL
+from forensics.source import Source
 from gates.policy import PolicyError, policy_from_mapping
 from gates.registry import StartingProduction, production_at, starting_production
 

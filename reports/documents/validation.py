@@ -17,8 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from gates.forensics.errors import ForensicsError
-from gates.forensics.reconstruct import parse_instant
+from forensics.errors import ForensicsError
+from forensics.reconstruct import parse_instant
 from gates.monitors import BREACH_RULES, INSUFFICIENT, OUTSIDE_NOT_ALERTED, FairnessResult
 from ledger.note import Signer
 

@@ -41,7 +41,7 @@ from ledger.schema import TABLE_NAMES
 
 from .attestation import Attestation, Verifier
 from .errors import ExportDirError, QueryError, QueryRefused
-from .registry import load_registry
+from .registry import read_registry_tables
 from .source import Source, open_source, private_temp_dir
 from .views import MACRO_NAMES, OBJECTS, VIEW_NAMES
 
@@ -103,7 +103,7 @@ class LedgerSQL:
         con.execute("SET TimeZone = 'UTC'")
         for table in TABLE_NAMES:
             con.register(f"mrm_raw_{table}", source.dataset(table))
-        registry = load_registry(source)
+        registry = read_registry_tables(source)
         con.register("mrm_production", registry.production)
         con.register("mrm_registry_history", registry.history)
         con.register("mrm_registry_problems", registry.problems)

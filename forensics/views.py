@@ -5,9 +5,9 @@ the shell and the README's "SQL forensics" section describe the same list.
 Raw inputs, registered by the session before these are created:
 
     mrm_raw_<table>       each audit table as an Arrow dataset (listed files + unsealed log)
-    mrm_production        gates.sql PRODUCTION_SCHEMA (periods a version was production)
-    mrm_registry_history  gates.sql HISTORY_SCHEMA
-    mrm_registry_problems gates.sql PROBLEM_SCHEMA
+    mrm_production        forensics.registry PRODUCTION_SCHEMA (periods a version was production)
+    mrm_registry_history  forensics.registry HISTORY_SCHEMA
+    mrm_registry_problems forensics.registry PROBLEM_SCHEMA
     mrm_ledger_files      one row per listed file
     mrm_ledger_info       one row: what the answers rest on
 """

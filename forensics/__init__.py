@@ -6,6 +6,7 @@
 - ``attestation``  what answers rest on; :class:`Verifier`: HMAC chain or signed checkpoints
 - ``source``       the snapshot the answers are read from, bounded by what was verified
 - ``evidence``     fast point lookups (side index + Parquet row groups and Bloom filters)
+- ``registry``     the model registry as tables, derived by :mod:`gates.registry`
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The model registry as tables, for SQL readers of the ledger.
+"""The model registry of a ledger snapshot as tables, for SQL readers of the ledger.
 
 The promotion semantics live in :mod:`gates.registry` and nowhere else: this module only
-feeds it the ledger's ``model_promotion`` and ``operation`` entries in sequence order and lays
-its transitions out as Arrow tables (one row per transition, and one row per period a
+feeds it the snapshot's ``model_promotion`` and ``operation`` entries in sequence order and
+lays its transitions out as Arrow tables (one row per transition, and one row per period a
 version was production). An entry the registry refuses (a stale or out-of-order decision)
 changes nothing, exactly as :meth:`Registry.apply` promises, and is listed as a problem
 instead of failing the whole history.
@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 
-from .registry import PRODUCTION, Registry, RegistryError, Transition
+from gates.registry import PRODUCTION, Registry, RegistryError, Transition
+
+from .source import Source
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -55,12 +58,33 @@ PRODUCTION_SCHEMA = pa.schema(
 PROBLEM_SCHEMA = pa.schema([("seq", pa.int64()), ("ts", TIMESTAMP), ("table_name", pa.string()), ("message", pa.string())])
 
 
+PROMOTION_COLUMNS = [
+    "seq", "table_name", "ts", "actor", "key_id", "slot", "champion_version", "challenger_version", "decision", "trigger",
+    "operator", "reason", "comparison", "significance", "mac",
+]
+
+
 @dataclass(frozen=True)
 class RegistryTables:
     history: pa.Table  # HISTORY_SCHEMA, in order
     production: pa.Table  # PRODUCTION_SCHEMA, by slot then live_from
     problems: pa.Table  # PROBLEM_SCHEMA: entries the registry refused
     registry: Registry
+
+
+def registry_entries(source: Source) -> list[dict[str, Any]]:
+    """The snapshot's model_promotion entries and model_registered operations, in sequence
+    order: everything the registry state machine reads."""
+    # Promotion details can carry whole evaluations (gates' replay inputs): not read here.
+    promotions = source.read("model_promotion", columns=PROMOTION_COLUMNS).to_pylist()
+    registrations = source.read("operation", filter=ds.field("event_type") == "model_registered").to_pylist()
+    return sorted(promotions + registrations, key=lambda e: e["seq"])
+
+
+def read_registry_tables(source: Source) -> RegistryTables:
+    """The snapshot's registry history as tables (what the SQL views ``mrm_production``,
+    ``mrm_registry_history`` and ``mrm_registry_problems`` hold)."""
+    return registry_tables(registry_entries(source))
 
 
 def registry_tables(entries: Iterable[Mapping[str, Any]]) -> RegistryTables:

@@ -26,12 +26,11 @@ from typing import Any, Mapping
 from gates.ledger_io import parse_details
 from gates.observations import OUTCOME
 from gates.registry import production_at
-from gates.sql import RegistryTables, registry_tables
 
 from .attestation import Attestation, Verifier
 from .errors import Ambiguous, ForensicsError, NotFound
 from .evidence import EvidenceReader
-from .registry import registry_entries
+from .registry import RegistryTables, registry_entries, registry_tables
 from .source import Source, open_source
 
 
