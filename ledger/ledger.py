@@ -50,6 +50,7 @@ from .storage import (
     LedgerMeta,
     SegmentFile,
     SegmentRecord,
+    MIRROR_STATE,
     SEGMENT_FILE,
     new_meta,
     read_head_versioned,
@@ -108,6 +109,9 @@ class Ledger:
         if not isinstance(keyring, Keyring):
             raise KeyringError("a Keyring is required (there is no default key)")
         self.layout = Layout(path, work_dir)
+        if isinstance(self.layout.store, LocalStore) and (self.layout.root / MIRROR_STATE).exists():
+            raise LedgerError(f"{self.layout.root}: a mirror of a ledger kept in a store, for reading only; "
+                              "write through the store's URL")
         self.meta: LedgerMeta = read_meta(self.layout)
         self._writer_id = _writer_id(self.layout)
         self._head_version: str | None = None  # HEAD's version as last read or written (compare-and-swap)

@@ -28,7 +28,7 @@ from .anchors import SignedCheckpoint, check_anchors, check_tree, entry_roots, o
 from .checkpoints import ORIGIN_PREFIX, ListedFile, listed, listing_digest, stored_notes, tree_dir
 from .note import Checkpoint, NoteError, Verifier, parse_note
 from .read import snapshot as read_snapshot
-from .storage import SEGMENT_FILE, Layout, read_head, read_manifest, read_meta
+from .storage import SEGMENT_FILE, Layout, held_elsewhere, read_head, read_manifest, read_meta
 from .verify import Problem, VerifyReport, _Collector, _Task, account_files, recorded_losses, run_tasks
 
 __all__ = ["SignedCheckpoint", "open_ledger_checkpoint", "verify_public"]
@@ -176,7 +176,11 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
 
     # A head that ran further than the data and the checkpoints (unsigned, but kept apart).
     head = read_head(layout)
-    if head is not None and head.seq + 1 > max(newest.size, entries.size) + uncovered:
+    sealed_to = records[-1].last_seq if records else -1
+    if head is not None and head.seq + 1 > max(newest.size, entries.size) + uncovered and held_elsewhere(layout, head, sealed_to):
+        report.notes.append(f"entries {max(newest.size, entries.size) + uncovered}-{head.seq} are acknowledged in the write-ahead log "
+                            f"of writer {head.writer} and not yet sealed")
+    elif head is not None and head.seq + 1 > max(newest.size, entries.size) + uncovered:
         end = max(newest.size, entries.size)
         out.add(Problem("TRUNCATED", f"the ledger's head records {head.seq + 1} entries; the data and checkpoints end at {end}", end))
 

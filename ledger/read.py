@@ -6,6 +6,7 @@ unlisted file an attacker drops in (or a seal in progress) is never read as evid
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import os
 from contextlib import contextmanager
@@ -18,7 +19,8 @@ import pyarrow.parquet as pq
 
 from . import wal
 from .schema import TABLE_NAMES, TABLES, table_spec
-from .storage import Layout, SegmentRecord, read_manifest, read_meta
+from .errors import IntegrityError
+from .storage import Layout, SegmentFile, SegmentRecord, read_manifest, read_meta
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,10 @@ class LedgerSnapshot:
 
 
 def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
-    layout = Layout(Path(path))
+    """The ledger as of now. For a ledger kept in a remote store (a store URL, or its local
+    directory) the listed files are fetched into the local mirror first, once each: they
+    never change. Entries not yet sealed are those in this machine's write-ahead log."""
+    layout = Layout(path)
     meta = read_meta(layout)
     with shared_lock(layout):  # a consistent manifest and log, writers paused briefly
         records, _ = read_manifest(layout)
@@ -45,7 +50,7 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
     files: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
     for r in records:
         for f in r.files:
-            files[f.table].append(layout.root / f.path)
+            files[f.table].append(_fetched(layout, f))
     sealed_to = records[-1].last_seq if records else -1
     parts: dict[str, list[pa.Table]] = {}
     last = sealed_to
@@ -57,6 +62,22 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
             parts.setdefault(name, []).append(t)
     unsealed = {name: pa.concat_tables(ts).cast(TABLES[name].arrow_schema) for name, ts in parts.items()}
     return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records))
+
+
+def _fetched(layout: Layout, listed: SegmentFile) -> Path:
+    """A listed file as a local path: in place for a directory, else fetched into the
+    mirror (checked against the manifest's digest, so a reader never caches other bytes)."""
+    path = layout.root / listed.path
+    if layout.store.local_root is not None or (path.exists() and path.stat().st_size == listed.bytes):
+        return path
+    data = layout.store.read(listed.path)
+    if hashlib.sha256(data).hexdigest() != listed.sha256:
+        raise IntegrityError(f"{layout.store.where(listed.path)}: its bytes are not the ones the manifest lists; run `mrm verify`")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
 
 
 def as_snapshot(source: str | os.PathLike[str] | LedgerSnapshot) -> LedgerSnapshot:

@@ -56,21 +56,57 @@ META_KEY = "LEDGER.json"
 HEAD_KEY = "HEAD"
 
 
+STORE_MARKER = "STORE"  # in a writer's local directory: the URL of the store it writes
+MIRROR_STATE = ".mirror.json"  # in a mirror of a store: what was fetched (ledger/transfer.py)
+
+
+def default_work_dir(store: Store) -> Path:
+    """The local directory of a ledger kept in a remote store: $MRM_WORK_DIR, else one per
+    store URL under $XDG_STATE_HOME (~/.local/state). It holds the write-ahead log, the
+    lock and a mirror of what readers on this machine have fetched."""
+    base = os.environ.get("MRM_WORK_DIR")
+    if base:
+        return Path(base)
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return state / "mrm-ledger" / hashlib.sha256(store.url.encode()).hexdigest()[:32]
+
+
+def work_dir_for(store: Store, local: str | os.PathLike[str] | None = None) -> Path:
+    """The local directory for a ledger in `store`, created and marked with the store's URL,
+    so that the directory alone names the ledger (``Layout(work_dir)``)."""
+    work = Path(local) if local is not None else default_work_dir(store)
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / STORE_MARKER
+    try:
+        found = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(store.url + "\n")
+        return work
+    if found != store.url:
+        raise LedgerError(f"{work}: the local directory of {found}, not of {store.url}; give another --work-dir")
+    return work
+
+
 class Layout:
     """Where a ledger's objects and its writer's local files are.
 
-    `Layout(path)` is a ledger in a directory: objects and local files both there.
-    `Layout(store, local)` is a ledger in any store, with the writer's write-ahead log and
-    lock in `local` (a directory on the writer's machine)."""
+    `Layout(path)` is a ledger in a directory: objects and local files both there, or, when
+    the directory is the local directory of a ledger kept in a remote store (it holds a
+    STORE file naming it), that store. `Layout(store, local)` is a ledger in any store,
+    with the writer's write-ahead log and lock in `local` (by default `default_work_dir`)."""
 
     __slots__ = ("store", "local")
 
     def __init__(self, root: str | os.PathLike[str] | Store, local: str | os.PathLike[str] | None = None):
+        if not isinstance(root, Store) and not os.fspath(root).startswith("s3://"):
+            marker = Path(root) / STORE_MARKER
+            if local is None and marker.is_file():
+                root, local = marker.read_text(encoding="utf-8").strip(), root
         self.store: Store = open_store(root)
         if local is None:
-            if self.store.local_root is None:
-                raise LedgerError(f"{self.store.url}: a writer needs a local directory for its write-ahead log (--work-dir)")
-            local = self.store.local_root
+            local = self.store.local_root if self.store.local_root is not None else work_dir_for(self.store)
         self.local = Path(local)
 
     def __eq__(self, other: object) -> bool:
@@ -84,9 +120,10 @@ class Layout:
 
     @property
     def root(self) -> Path:
-        """The directory holding the ledger's files, for readers that open them as files
-        (a local store, or the mirror of a remote one); else the writer's local directory."""
-        return self.store.local_root if self.store.local_root is not None else self.local
+        """The directory holding the ledger's files, for readers that open them as files: a
+        local store's own, or the mirror of a remote one in the local directory (filled by
+        ledger.transfer.mirror, or with the files a snapshot lists)."""
+        return self.store.local_root if self.store.local_root is not None else self.local / "mirror"
 
     @property
     def where(self) -> str:
@@ -192,6 +229,18 @@ def write_head(layout: Layout, head: Head, *, durable: bool, expected: str | Non
         current = layout.store.stat(HEAD_KEY)
         expected = current.version if current is not None else None
     return layout.store.replace_if_unchanged(HEAD_KEY, data, expected, durable=durable).version
+
+
+def held_elsewhere(layout: Layout, head: Head | None, sealed_to: int) -> bool:
+    """Whether HEAD's unsealed entries are in another machine's write-ahead log: a writer on
+    a shared store acknowledges entries in its own local log and seals them later, so a
+    reader elsewhere (or a mirror) sees them counted and not yet here."""
+    if head is None or not head.writer or head.sealed_seq > sealed_to:
+        return False
+    try:
+        return (layout.local / "WRITER").read_text(encoding="utf-8").strip() != head.writer
+    except FileNotFoundError:
+        return True
 
 
 def read_head(layout: Layout) -> Head | None:

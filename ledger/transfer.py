@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, IntegrityError
+from .storage import MIRROR_STATE, Layout
 from .store import LocalStore, ObjectExists, Store, StoredObject, open_store
 
 META_KEY = "LEDGER.json"
@@ -34,7 +35,6 @@ META_KEY = "LEDGER.json"
 LOCK_KEYS = frozenset({"LOCK", "tree/lock"})
 # What a writer changes in place; everything else under a ledger is written once.
 MUTABLE_KEYS = frozenset({"HEAD", "wal.log", "tree/tree-state"})
-_MIRROR_STATE = ".mirror.json"
 
 
 def is_mutable(key: str) -> bool:
@@ -108,24 +108,20 @@ class Mirror:
     downloaded: int  # objects fetched in this run (the others were already there, unchanged)
 
 
-def default_mirror_dir(store: Store) -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "mrm-ledger" / "mirrors" / hashlib.sha256(store.url.encode()).hexdigest()[:32]
-
-
 def mirror(store: Store, into: str | os.PathLike[str] | None = None) -> Mirror:
     """A local directory that holds exactly the ledger objects `store` lists now.
 
     A local store is its own mirror. Otherwise objects are fetched into `into` (by default
-    a cache directory per store URL) when their version differs from the one fetched
-    before, and local files the store no longer lists are removed, so the directory shows
-    the store as it is: a deleted or added object there is deleted or added here."""
+    the mirror in the ledger's local directory, see ledger.storage.default_work_dir) when
+    their version differs from the one fetched before, and local files the store no longer
+    lists are removed, so the directory shows the store as it is: a deleted or added object
+    there is deleted or added here."""
     if isinstance(store, LocalStore):
         return Mirror(store.root, store, tuple(ledger_objects(store)), 0)
-    root = Path(into) if into is not None else default_mirror_dir(store)
+    root = Path(into) if into is not None else Layout(store).root
     root.mkdir(parents=True, exist_ok=True)
     local = LocalStore(root)
-    state_file = root / _MIRROR_STATE
+    state_file = root / MIRROR_STATE
     try:
         fetched: dict[str, str] = json.loads(state_file.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
@@ -135,7 +131,7 @@ def mirror(store: Store, into: str | os.PathLike[str] | None = None) -> Mirror:
         raise InputError(f"{store.url}: not a ledger (no {META_KEY} is listed there)")
     listed = {o.key for o in objects}
     for stale in ledger_objects(local):
-        if stale.key not in listed and stale.key != _MIRROR_STATE:
+        if stale.key not in listed and stale.key != MIRROR_STATE:
             local.delete(stale.key)
             fetched.pop(stale.key, None)
     downloaded = 0
@@ -159,7 +155,6 @@ def frozen_view(store: LocalStore, into: Path) -> Mirror:
     than a listing: under the readers' shared lock, immutable files are hard-linked (they
     are never changed in place) and the few a writer changes are copied."""
     from .read import shared_lock
-    from .storage import Layout
 
     shutil.rmtree(into, ignore_errors=True)
     into.mkdir(parents=True)
@@ -185,7 +180,7 @@ def dst_scratch(dst: Store) -> Path:
     same file system, so hard links work), else in the cache."""
     if isinstance(dst, LocalStore):
         return dst.root.parent / f".{dst.root.name}.copy-work-{os.getpid()}"
-    return default_mirror_dir(dst).with_name(default_mirror_dir(dst).name + "-copy")
+    return Layout(dst).local / f"copy-work-{os.getpid()}"
 
 
 # ------------------------------------------------------------------------------ copying

@@ -63,7 +63,7 @@ from .merkle import aligned_subtrees, perfect_root
 from .problems import KINDS, Problem
 from .read import shared_lock
 from .schema import TABLES
-from .storage import NO_PREV, SEGMENT_FILE, Layout, SegmentRecord, read_head, read_manifest, read_meta, record_mac
+from .storage import NO_PREV, SEGMENT_FILE, Layout, held_elsewhere, SegmentRecord, read_head, read_manifest, read_meta, record_mac
 from .tiles import TILE_WIDTH, stored_leaf_tiles
 
 MAX_PROBLEMS_PER_KIND = 50  # per segment; the total count is still reported
@@ -673,7 +673,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector, report)
     report.losses = recorded_losses(key_events)
     covered_to = max(expected_first - 1, frames[-1].last_seq if frames else -1)
-    _check_head(snap.head, covered_to, collector, report)
+    _check_head(snap.head, covered_to, collector, report, held_elsewhere(layout, snap.head, sealed_to))
 
     problems = collector.problems
     for kind, n in collector.suppressed().items():
@@ -784,13 +784,17 @@ def _json_object(text: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _check_head(head, covered_to: int, collector: _Collector, report: VerifyReport) -> None:
-    """`covered_to` is the last sequence number the manifest and the log account for."""
+def _check_head(head, covered_to: int, collector: _Collector, report: VerifyReport, elsewhere: bool = False) -> None:
+    """`covered_to` is the last sequence number the manifest and the log account for;
+    `elsewhere`: the entries past the sealed ones are in another writer's log."""
     if head is None:
         collector.add(Problem("HEAD", "the persisted head (HEAD) is missing or unreadable"))
         return
     report.head_seq = head.seq
-    if head.seq > covered_to:
+    if head.seq > covered_to and elsewhere:
+        report.notes.append(f"entries {covered_to + 1}-{head.seq} are acknowledged in the write-ahead log of writer {head.writer} "
+                            "and not yet sealed; they are verified here once sealed")
+    elif head.seq > covered_to:
         collector.add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}", covered_to + 1))
     elif head.seq < covered_to:
         report.notes.append(f"entries {head.seq + 1}-{covered_to} are past the persisted head (a writer did not close); they verify and are kept")

@@ -97,11 +97,11 @@ class LedgerLocation(click.ParamType):
     """A ledger: a directory, or ``s3://bucket/prefix`` (credentials and endpoint from the
     standard AWS variables and files, never from the command line).
 
-    A ledger on object storage is read through a local mirror (ledger/transfer.py) that
-    holds exactly what the store lists now; the command then reads that directory, and
-    ``ctx.meta["mrm.mirror"]`` keeps the listing (for the retention state). Commands that
-    write take `writes=True`, which refuses a store location: this version writes ledgers
-    only to a directory (move one to object storage with `mrm copy`)."""
+    A command that reads a ledger kept in a store reads a local mirror (ledger/transfer.py)
+    holding exactly what the store lists now, and ``ctx.meta["mrm.mirror"]`` keeps that
+    listing (for the retention state). A command that writes (`writes=True`) gets the
+    ledger's local directory on this machine ($MRM_WORK_DIR, else one per store under
+    ~/.local/state/mrm-ledger), which holds the write-ahead log and names the store."""
 
     name = "ledger"
 
@@ -111,14 +111,15 @@ class LedgerLocation(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = os.fspath(value)
         if text.startswith("s3://"):
-            if self.writes:
-                self.fail(f"{text}: this command writes, and ledgers on object storage are written only by `mrm copy` "
-                          "for now; copy it to a directory, write there, and copy it back", param, ctx)
+            from ledger.storage import work_dir_for
             from ledger.store import open_store
             from ledger.transfer import mirror
 
             try:
-                view = mirror(open_store(text))
+                store = open_store(text)
+                if self.writes:
+                    return str(work_dir_for(store))
+                view = mirror(store, work_dir_for(store) / "mirror")
             except LedgerError as e:
                 raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
             if ctx is not None:
@@ -147,13 +148,11 @@ def command_mirror() -> Any:
     return ctx.meta.get("mrm.mirror") if ctx is not None else None
 
 
-def refuse_write_to_mirror() -> None:
-    """Refuse to write when the command's ledger is a mirror of an object store: the entry
-    would go into the local cache, not into the ledger."""
+def writable(path: str) -> str:
+    """Where a command that read `path` writes: the store a mirror was read from (its
+    writer goes through the store and this machine's local directory), else `path`."""
     view = command_mirror()
-    if view is not None:
-        raise UsageFailure(f"{view.store.url}: ledgers on object storage are written only by `mrm copy` for now; "
-                           "run without --record, or copy the ledger to a directory and record there")
+    return view.store.url if view is not None and str(view.path) == path else path
 
 
 def emit_json(doc: Any) -> None:

@@ -31,7 +31,7 @@ from .cli import (
     resolve_keyring,
 )
 
-ledger_path = click.argument("path", type=click.Path(file_okay=False))
+ledger_path = click.argument("path")  # a directory to create, or s3://bucket/prefix
 
 
 @click.command()
@@ -47,15 +47,23 @@ def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | N
     A generated key is saved to PATH.keyring.json beside the ledger (mode 600), never
     inside it: whoever holds the key can forge entries, so keep it apart from the data.
 
+    PATH may be s3://bucket/prefix (an empty prefix): the ledger's objects go there, and
+    this machine keeps its write-ahead log in $MRM_WORK_DIR (default: one directory per
+    store under ~/.local/state/mrm-ledger).
+
     \b
     Example:
       mrm init ./audit-ledger
       MRM_KEYRING=/secure/keys.json mrm init ./audit-ledger
+      mrm init s3://audit-bucket/ledgers/credit --keyring /secure/credit.keyring.json
     """
     generated_at = None
     try:
         keyring = resolve_keyring(None, keyring_file)
     except UsageFailure:
+        if path.startswith("s3://"):
+            raise UsageFailure("a ledger on object storage keeps no key beside it: make one first "
+                               "(mrm keys generate --out FILE) and give it with --keyring or $MRM_KEYRING") from None
         generated_at = default_keyring_path(path)
         if generated_at.exists():
             raise UsageFailure(f"{generated_at} already exists; pass it with --keyring or remove it") from None
@@ -71,7 +79,10 @@ def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | N
             shutil.rmtree(path, ignore_errors=True)
             raise
     ledger.close()
-    result = {"path": str(Path(path)), "ledger_id": ledger.ledger_id, "key_id": keyring.active, "keyring": str(generated_at or keyring.source)}
+    result = {"path": path if path.startswith("s3://") else str(Path(path)), "ledger_id": ledger.ledger_id,
+              "key_id": keyring.active, "keyring": str(generated_at or keyring.source)}
+    if path.startswith("s3://"):
+        result["work_dir"] = str(ledger.layout.local)  # this machine's write-ahead log for it
     if as_json:
         emit_json(result)
     else:

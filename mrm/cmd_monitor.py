@@ -40,7 +40,7 @@ from ledger.errors import InputError
 from ledger.jsontext import JSONTextError, loads_strict
 from ledger.numbers import parse_float_text
 
-from .cli import UsageFailure, existing_ledger, refuse_write_to_mirror, writable_ledger, emit_json, json_option, keyring_option, resolve_keyring, usage_errors
+from .cli import UsageFailure, existing_ledger, writable, writable_ledger, emit_json, json_option, keyring_option, resolve_keyring, usage_errors
 from .cmd_gate import (
     actor_option,
     check_manifest_destination,
@@ -99,8 +99,7 @@ def _record_and_print(path: str, report: MonitorReport, record: bool, keyring_fi
     doc = report.to_dict()
     doc["recorded"] = record
     if record:
-        refuse_write_to_mirror()
-        with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
+        with Ledger.open(writable(path), resolve_keyring(path, keyring_file), actor=actor) as ledger:
             run = record_monitor_report(ledger, report)
         doc.update(run_id=run.run_id, run_seq=run.run_seq, alert_seqs=list(run.alert_seqs))
     if as_json:
@@ -362,8 +361,7 @@ def monitor_online(path: str, slot: str, policy_file: str, challenger_version: s
                             champion_version=champion_version, metrics=metrics or None, window=_window(since, until))
     doc = {**report.to_dict(), "recorded": record}
     if record:
-        refuse_write_to_mirror()
-        with Ledger.open(path, resolve_keyring(path, keyring_file), actor=actor) as ledger:
+        with Ledger.open(writable(path), resolve_keyring(path, keyring_file), actor=actor) as ledger:
             doc["seq"] = record_online(ledger, report)
     if as_json:
         emit_json(doc)
