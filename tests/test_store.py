@@ -367,3 +367,24 @@ def test_compare_and_swap_one_winner_under_faults(faulty):
         if winners:
             assert current.version == winners[0].version
         version = current.version
+
+
+@pytest.mark.parametrize("kind", ["stall_after", "drop_response"])
+def test_retained_put_whose_answer_was_lost(faulty, kind):
+    """The PUT landed with its retention, its answer did not: the retry's 412 is our own."""
+    store, proxy, direct = faulty
+    until = later(2)
+    proxy.policy = Faults.script([kind], methods=("PUT",))
+    put = store.put_if_absent("segments/9", b"sealed", retain_until=until)
+    assert proxy.counts.get(kind) == 1
+    assert put.retain_until == until and direct.stat("segments/9").retain_until == until
+    proxy.policy = Faults.script([kind], methods=("PUT",))
+    with pytest.raises(ObjectExists):  # other bytes after a lost answer: not ours
+        store.put_if_absent("segments/9", b"other", retain_until=until)
+
+
+def test_list_follows_continuation_tokens(s3_server):
+    store = ObjectStore(s3_server.new_bucket(), "p", list_page=3)
+    for i in range(10):
+        store.put_if_absent(f"k/{i:02d}", b"x")
+    assert [o.key for o in store.list("k/")] == [f"k/{i:02d}" for i in range(10)]
