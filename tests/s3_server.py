@@ -5,6 +5,11 @@ the test extra), started on 127.0.0.1 on a free port by the suite itself and sto
 which also points the standard AWS variables at it, with fake credentials made for this run
 only, so `ledger.store.open_store("s3://...")` reaches it as it would reach AWS. Nothing but
 loopback is ever contacted: the variables name the local endpoint, and ~/.aws is hidden.
+
+The server is moto's own application, run by `serve` one request at a time: moto checks
+``If-None-Match``/``If-Match`` and then stores the object with no lock between (moto/s3/
+responses.py), so under its threaded ``moto.server`` two racing conditional PUTs could both
+succeed. S3 makes the check and the write one step; serialising requests does the same here.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -47,7 +53,7 @@ class MotoServer:
         for _attempt in range(3):  # the free port can be taken between bind and moto's listen
             self.port = free_port()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                [sys.executable, __file__, str(self.port)],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
             )
@@ -120,3 +126,24 @@ def s3_server():
         for name, value in server.env().items():
             mp.setenv(name, value)
         yield server
+
+
+def serve(port: int) -> None:
+    """moto's server application (as ``python -m moto.server`` builds it) on 127.0.0.1,
+    handling one request at a time (see the module docstring)."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import run_simple
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    app = DomainDispatcherApplication(create_backend_app)
+    one_at_a_time = threading.Lock()
+
+    def serial(environ, start_response):
+        with one_at_a_time:
+            return app(environ, start_response)
+
+    run_simple("127.0.0.1", port, serial, threaded=True)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
