@@ -135,7 +135,11 @@ class ObjectStore(Store):
         self.attempts = max(1, attempts)
         self.backoff, self.max_backoff = backoff, max_backoff
         self.list_page = max(1, min(list_page, _LIST_PAGE))
-        self._client = client if client is not None else _make_client(connect_timeout, read_timeout)
+        try:
+            self._client = client if client is not None else _make_client(connect_timeout, read_timeout)
+        except _credential_errors() as e:
+            raise StoreError(f"{self.url}: the AWS configuration is not usable ({type(e).__name__}); check "
+                             "AWS_PROFILE and ~/.aws/config") from None
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
 

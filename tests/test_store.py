@@ -230,6 +230,7 @@ def test_retention_on_a_bucket_without_object_lock_is_refused(s3_server):
     with pytest.raises(StoreError) as e:
         store.put_if_absent("k", b"x", retain_until=later())
     assert not isinstance(e.value, StoreUnavailable)
+    assert_no_secret(str(e.value), s3_server)
     assert store.stat("k") is None
     store.put_if_absent("k", b"x")  # an unlocked bucket still holds unretained objects
     store.delete("k")
@@ -388,3 +389,32 @@ def test_list_follows_continuation_tokens(s3_server):
     for i in range(10):
         store.put_if_absent(f"k/{i:02d}", b"x")
     assert [o.key for o in store.list("k/")] == [f"k/{i:02d}" for i in range(10)]
+
+
+def test_credentials_and_endpoint_from_the_aws_files(s3_server, tmp_path, monkeypatch):
+    bucket = s3_server.new_bucket()
+    (tmp_path / "credentials").write_text(
+        f"[ledger]\naws_access_key_id = {s3_server.access_key}\naws_secret_access_key = {s3_server.secret_key}\n")
+    (tmp_path / "config").write_text(f"[profile ledger]\nregion = us-east-1\nendpoint_url = {s3_server.endpoint}\n")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_PROFILE", "ledger")
+    store = open_store(f"s3://{bucket}/p")
+    store.put_if_absent("HEAD", b"from the profile")
+    assert store.read("HEAD") == b"from the profile"
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(StoreError, match="AWS configuration") as e:
+        open_store(f"s3://{bucket}/p")
+    assert_no_secret(str(e.value), s3_server)
+
+
+def test_missing_credentials_are_a_clear_error(s3_server, monkeypatch):
+    bucket = s3_server.new_bucket()
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    store = open_store(f"s3://{bucket}/p")
+    with pytest.raises(StoreError, match="no usable AWS credentials") as e:
+        store.stat("HEAD")
+    assert not isinstance(e.value, StoreUnavailable)
