@@ -5,6 +5,7 @@ import pytest
 
 from ledger import Keyring, Ledger
 from mrm.synthetic import stream
+from tests.s3_server import s3_server  # noqa: F401  (the loopback S3 server, session-wide)
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(100, 132))
