@@ -1,6 +1,6 @@
 """mrm-ledger's trust core: seven audit tables, one HMAC chain, Parquet segments."""
 
-from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError
+from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError, WriterConflict
 from .keys import Keyring
 from .ledger import Ledger
 from .schema import TABLE_NAMES, TABLES
@@ -21,4 +21,5 @@ __all__ = [
     "TABLES",
     "VerifyReport",
     "verify_ledger",
+    "WriterConflict",
 ]

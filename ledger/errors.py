@@ -35,6 +35,12 @@ class EntryError(LedgerError, ValueError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
+class WriterConflict(LedgerError):
+    """Another writer holds the ledger (a shared store): this one stops before it
+    acknowledges anything, so the chain never forks. Try again once that writer has
+    sealed and closed."""
+
+
 class KeyringError(LedgerError):
     """A key is missing, malformed, too short, or not the ledger's key."""
 

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from . import recovery, wal
 from .chain import GENESIS_PREV
 from .hashing import as_rows, mac_chain, segment_leaves, table_leaf_hashes
-from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError
+from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError, WriterConflict
 from .key_index import write_index
 from .keys import Keyring, key_check
 from .normalize import RowNormalizer, micros_to_datetime, normalize_arrow, rows_to_arrow
@@ -318,6 +318,14 @@ class Ledger:
                 f"{self.layout.where}: the stored tree or a signed checkpoint covers {covered} entries, the manifest only "
                 f"{exam.sealed.sealed_seq + 1}: sealed entries are missing; restore them from a copy. Nothing was changed"
             )
+        theirs = exam.persisted.writer if exam.persisted is not None else ""
+        if exam.lost is not None and not accepted and theirs and theirs != self._writer_id:
+            first, last = exam.lost
+            raise WriterConflict(
+                f"{self.layout.where}: another writer ({theirs}) holds entries {first}-{last} in its local write-ahead log, not "
+                "yet sealed; this writer wrote nothing. Try again once that writer has sealed or closed; if that machine and "
+                "its log are gone for good, `mrm repair --accept-loss` records the loss"
+            )
         if not exam.sound and not accepted:
             raise IntegrityError(
                 "; ".join(exam.problems(self.layout.where))
@@ -350,7 +358,7 @@ class Ledger:
             return write_head(self.layout, head, durable=durable, expected=self._head_version)
         except VersionConflict:
             theirs, self._head_version = read_head_versioned(self.layout)
-            raise LedgerError(
+            raise WriterConflict(
                 f"{self.layout.where}: another writer ({theirs.writer if theirs and theirs.writer else 'unknown'}) took over "
                 "the ledger; this writer stops here and what it had not acknowledged was not written. Open it again to go on"
             ) from None
