@@ -296,9 +296,6 @@ class ObjectStore(Store):
 
     # -- helpers --------------------------------------------------------------------------
 
-    def where(self, key: str) -> str:
-        return f"{self.url}/{key}"
-
     def _name(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
