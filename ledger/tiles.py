@@ -1,12 +1,12 @@
 """Persistent, append-only storage of a Merkle tree's hashes as C2SP tlog-tiles.
 
-Layout (https://c2sp.org/tlog-tiles), under the directory the caller gives::
+Layout (https://c2sp.org/tlog-tiles), as objects of a :class:`ledger.store.Store` under a
+key prefix (``tree/`` in a ledger; nothing when the caller gives a directory)::
 
-    <dir>/tile/<L>/<N>          full tile: 256 hashes, 8192 bytes, immutable
-    <dir>/tile/<L>/<N>.p/<W>    partial tile: the first W (1..255) hashes of tile N
-    <dir>/tree-state            commit record: size, root, previous size, pending size
-    <dir>/lock                  flock()ed by the single writer
-    <dir>/.tmp/                 temporary files, renamed into place
+    <prefix>tile/<L>/<N>          full tile: 256 hashes, 8192 bytes, written once
+    <prefix>tile/<L>/<N>.p/<W>    partial tile: the first W (1..255) hashes of tile N, written once
+    <prefix>tree-state            commit record: size, root, previous size, pending size
+    <prefix>lock                  flock()ed by the single writer (local stores only)
 
 ``<N>`` is written in 3-digit groups, all but the last prefixed with ``x``
 (``1234067`` -> ``x001/x234/067``). A level-``L`` tile holds tree hashes of level ``8*L``:
@@ -14,26 +14,35 @@ hash ``i`` of tile ``(L, N)`` is the Merkle tree hash of leaves
 ``[(256*N + i) * 256**L, (256*N + i + 1) * 256**L)``. Levels in between are recomputed
 from a tile's hashes (at most 127 SHA-256 calls), so a root at any size and any proof need
 O(log n) tile reads: :meth:`TileStore.hash_at` implements the :data:`ledger.merkle.HashAt`
-protocol. The ``tile/`` folder can be served as-is as a tlog-tiles log prefix (with a
-``checkpoint`` file added by the caller beside it).
+protocol. The ``tile/`` objects can be served as-is as a tlog-tiles log prefix (with a
+``checkpoint`` added by the caller beside them).
 
-Crash safety. Nothing readable is ever modified in place. An append:
+Life of an append. Nothing readable is ever modified in place; every step is one store
+operation, atomic on both backends (a directory: temporary, fsync, link or rename;
+object storage: one conditional PUT or DELETE):
 
-1. rewrites ``tree-state`` with ``pending <new size>`` (an intent record);
-2. writes the new full tiles and the new partial tiles (new paths: a partial tile of a
-   larger width is a different file) via temp file + fsync + rename, then fsyncs the
-   directories;
-3. rewrites ``tree-state`` with the new size and root: **the commit point**;
-4. deletes the partial tiles the new state no longer needs.
+1. ``tree-state`` is replaced, compare-and-swap on the version this writer last read or
+   wrote, with ``pending <new size>``: the intent record;
+2. the new full tiles and the new partial tiles are written with put-if-absent (a partial
+   tile of a larger width is a new key). A tile already there with the same bytes counts
+   as written, so an append repeated after a crash is idempotent; other bytes are refused
+   (:class:`TileConflictError`), never overwritten;
+3. ``tree-state`` is replaced, again compare-and-swap, with the new size and root:
+   **the commit point**;
+4. the partial tiles the new state no longer needs are deleted.
 
-``tree-state`` itself is replaced atomically (temp + fsync + rename + directory fsync). A
-crash before 3 leaves the old state fully readable (its partial tiles are deleted only in
-4); a crash after 3 leaves the new one. Reopening for writing removes what an interrupted
-append left behind (from the ``pending`` and ``prev`` sizes), and every open recomputes
-the root from the tiles and compares it with the committed one.
+A crash before 3 leaves the old state fully readable (its partial tiles are deleted only
+in 4); a crash after 3 leaves the new one. Reopening for writing removes what an
+interrupted append left behind (from the ``pending`` and ``prev`` sizes), and every open
+recomputes the root from the tiles and compares it with the committed one.
+
+One writer. On a local store the writer holds an exclusive flock on ``lock``. Object
+storage has no lock: exclusivity comes from the ledger's own writer lease, and the
+compare-and-swap of steps 1 and 3 makes sure that of two writers that read one state only
+one ever commits; the other stops with :class:`StoreLockedError` and touches nothing more.
 
 Every full tile read is checked against its parent hash one level up, and the right edge
-(the partial tiles) against the committed root, so a corrupted or swapped tile file is
+(the partial tiles) against the committed root, so a corrupted or swapped tile is
 reported as :class:`CorruptTileError` instead of producing a proof that fails later.
 """
 
@@ -42,7 +51,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import secrets
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +69,7 @@ from .merkle import (
     pack_hashes,
     root_at,
 )
+from .store import ObjectExists, Store, StoreError, StoredObject, VersionConflict, check_key, open_store
 
 try:  # POSIX advisory locking; the ledger targets Linux.
     import fcntl
@@ -75,6 +84,7 @@ __all__ = [
     "TileStoreError",
     "CorruptTileError",
     "AppendOnlyError",
+    "TileConflictError",
     "StoreLockedError",
     "committed_size",
     "stored_leaf_tiles",
@@ -110,8 +120,13 @@ class AppendOnlyError(TileStoreError):
     """The append would change, or leave a gap before, leaves already in the tree."""
 
 
+class TileConflictError(AppendOnlyError, CorruptTileError):
+    """A write-once tile key already holds other hashes than the tree puts there. Refused,
+    never overwritten: the append would rewrite history, and the object is not the tree's."""
+
+
 class StoreLockedError(TileStoreError):
-    """Another writer holds the store's lock."""
+    """Another writer holds the store's lock, or changed ``tree-state`` under this one."""
 
 
 def _index_path(index: int) -> str:
@@ -206,25 +221,42 @@ def _decimal(s: str) -> int:
     return int(s)
 
 
-def committed_size(directory: str | os.PathLike[str]) -> int:
+def _resolve(store_or_directory: Store | str | os.PathLike[str], prefix: str) -> tuple[Store, str]:
+    """The store (a directory or s3:// URL is opened as one) and the prefix, '/'-terminated."""
+    store = open_store(store_or_directory)
+    if prefix:
+        prefix = prefix.rstrip("/") + "/"
+        check_key(prefix + _STATE)
+    return store, prefix
+
+
+def _where(store: Store, prefix: str) -> str:
+    return store.where(prefix.rstrip("/")) if prefix else store.url
+
+
+def committed_size(store_or_directory: Store | str | os.PathLike[str], prefix: str = "") -> int:
     """The size a store's ``tree-state`` commits to, read without checking any tile."""
-    path = Path(directory) / _STATE
-    try:
-        return _State.decode(path.read_bytes(), str(path)).size
-    except FileNotFoundError:
-        raise TileStoreError(f"no tile store at {directory}") from None
+    store, prefix = _resolve(store_or_directory, prefix)
+    data = store.read_or_none(prefix + _STATE)
+    if data is None:
+        raise TileStoreError(f"no tile store at {_where(store, prefix)}")
+    return _State.decode(data, store.where(prefix + _STATE)).size
 
 
-def stored_leaf_tiles(directory: str | os.PathLike[str], size: int, start: int, end: int) -> list[tuple[str, int, bytes]]:
+def stored_leaf_tiles(
+    store_or_directory: Store | str | os.PathLike[str], size: int, start: int, end: int, prefix: str = ""
+) -> list[tuple[str, int, bytes]]:
     """The level-0 tiles of a tree of ``size`` leaves that hold leaves ``[start, end)``
-    (``end`` at most ``size``), as stored and unchecked: (path, index of the tile's first
-    leaf, bytes; empty when unreadable). For comparing leaves with what the tree recorded."""
+    (``end`` at most ``size``), as stored and unchecked: (path relative to the tree, index
+    of the tile's first leaf, bytes; empty when unreadable). For comparing leaves with what
+    the tree recorded."""
+    store, prefix = _resolve(store_or_directory, prefix)
     out = []
     for index in range(start // TILE_WIDTH, -(-end // TILE_WIDTH)):
         width = min(TILE_WIDTH, size - index * TILE_WIDTH)
         rel = tile_path(0, index, width)
         try:
-            data = (Path(directory) / rel).read_bytes()
+            data = store.read_or_none(prefix + rel) or b""
         except OSError:
             data = b""
         out.append((rel, index * TILE_WIDTH, data))
@@ -234,37 +266,41 @@ def stored_leaf_tiles(directory: str | os.PathLike[str], size: int, start: int, 
 class TileStore:
     """The hashes of one append-only RFC 6962 tree, stored as C2SP tlog-tiles.
 
-    ``TileStore(dir)`` opens (creating if needed) a store for writing and takes its lock;
-    ``TileStore(dir, readonly=True)`` opens a read-only snapshot at the committed size
-    (:meth:`refresh` moves it to the latest commit). ``durable=False`` skips fsync (tests
-    and benchmarks only)."""
+    ``TileStore(dir)`` opens (creating if needed) a tree in a directory for writing and
+    takes its lock; ``TileStore(store, "tree/")`` does the same with the objects of a
+    :class:`ledger.store.Store` under a key prefix. ``readonly=True`` opens a read-only
+    snapshot at the committed size (:meth:`refresh` moves it to the latest commit).
+    ``durable=False`` lets a local store skip the fsync of ``tree-state`` (tests and
+    benchmarks only; tiles are written durably by the store either way)."""
 
     def __init__(
         self,
-        directory: str | os.PathLike[str],
+        store_or_directory: Store | str | os.PathLike[str],
+        prefix: str = "",
         *,
         readonly: bool = False,
         durable: bool = True,
         verify_reads: bool = True,
         cache_tiles: int = 64,
     ) -> None:
-        self.directory = Path(directory)
+        self.store, self.prefix = _resolve(store_or_directory, prefix)
+        local = self.store.local_root
+        # The tree's directory when its objects are files on this machine, else None.
+        self.directory: Path | None = None if local is None else local / self.prefix
         self.readonly = readonly
         self.durable = durable
         self.verify_reads = verify_reads
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._cache_tiles = max(cache_tiles, 4)
         self._lock_fd: int | None = None
+        self._open = True
         self._broken = False
+        self._state_version: str | None = None  # of tree-state as this writer last read or wrote it
         self._size = 0
         self._root = EMPTY_ROOT
         self._prev = 0
         self._edges: list[bytes] = []
-        if readonly:
-            if not (self.directory / _STATE).is_file():
-                raise TileStoreError(f"no tile store at {self.directory}")
-        else:
-            self.directory.mkdir(parents=True, exist_ok=True)
+        if not readonly:
             self._lock()
         try:
             if not readonly:
@@ -276,8 +312,14 @@ class TileStore:
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def where(self) -> str:
+        """The tree as messages name it: a directory, or s3://bucket/prefix."""
+        return _where(self.store, self.prefix)
+
     def close(self) -> None:
         """Release the writer lock (the store stays readable until then)."""
+        self._open = False
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor drops the flock
             self._lock_fd = None
@@ -388,10 +430,9 @@ class TileStore:
             self._cache.move_to_end(key)
             return cached
         rel = tile_path(level, index)
-        try:
-            data = (self.directory / rel).read_bytes()
-        except FileNotFoundError:
-            raise CorruptTileError(f"tile {rel} is missing", tile=rel) from None
+        data = self.store.read_or_none(self.prefix + rel)
+        if data is None:
+            raise CorruptTileError(f"tile {rel} is missing", tile=rel)
         if len(data) != TILE_BYTES:
             raise CorruptTileError(f"tile {rel} is {len(data)} bytes, want {TILE_BYTES}", tile=rel)
         if verify:
@@ -405,23 +446,33 @@ class TileStore:
 
     # ------------------------------------------------------------------ loading
 
-    def _read_state(self) -> _State:
-        path = self.directory / _STATE
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise TileStoreError(f"no tile store state at {path}") from None
-        return _State.decode(data, str(path))
+    def _read_state(self) -> tuple[_State, str | None, bytes] | None:
+        """The committed state, the version it was read at and its bytes; None if there is
+        no ``tree-state``."""
+        key = self.prefix + _STATE
+        # The version is taken before the bytes: a replacement in between makes this
+        # writer's next compare-and-swap fail, never succeed on a state it did not read.
+        info = self.store.stat(key)
+        data = self.store.read_or_none(key)
+        if data is None:
+            return None
+        return _State.decode(data, self.store.where(key)), None if info is None else info.version, data
+
+    def _committed(self) -> _State:
+        read = self._read_state()
+        if read is None:
+            raise TileStoreError(f"no tile store at {self.where} (no {_STATE})")
+        return read[0]
 
     def _load(self, attempts: int = 5) -> None:
         for attempt in range(attempts):
-            state = self._read_state()
+            state = self._committed()
             try:
                 edges = self._read_edges(state.size)
             except CorruptTileError:
                 # A writer may have committed and removed the partial tiles we were about
                 # to read: re-read the state and try again before calling it corruption.
-                if attempt + 1 < attempts and self._read_state() != state:
+                if attempt + 1 < attempts and self._committed() != state:
                     continue
                 raise
             self._cache.clear()
@@ -436,10 +487,9 @@ class TileStore:
         edges = [b""] * levels
         for level, index, width in _edge_widths(size):
             rel = tile_path(level, index, width)
-            try:
-                data = (self.directory / rel).read_bytes()
-            except FileNotFoundError:
-                raise CorruptTileError(f"partial tile {rel} is missing", tile=rel) from None
+            data = self.store.read_or_none(self.prefix + rel)
+            if data is None:
+                raise CorruptTileError(f"partial tile {rel} is missing", tile=rel)
             if len(data) != width * HASH_SIZE:
                 raise CorruptTileError(f"partial tile {rel} is {len(data)} bytes, want {width * HASH_SIZE}", tile=rel)
             edges[level] = data
@@ -495,7 +545,7 @@ class TileStore:
     def _require_writer(self) -> None:
         if self.readonly:
             raise TileStoreError("store opened read-only")
-        if self._lock_fd is None:
+        if not self._open:
             raise TileStoreError("store is closed")
         if self._broken:
             raise TileStoreError("an earlier append failed and could not be rolled back; reopen the store")
@@ -503,15 +553,17 @@ class TileStore:
     def _append(self, packed: bytes) -> None:
         old_size, old_edges = self._size, self._edges
         new_size = old_size + len(packed) // HASH_SIZE
-        self._write_state(_State(old_size, self._root, self._prev, new_size))
-        dirs: set[Path] = set()
+        old_state = _State(old_size, self._root, self._prev, None)
+        intent = _State(old_size, self._root, self._prev, new_size)
+        ours = {old_state.encode(), intent.encode()}  # what tree-state may hold if this append fails
         try:
+            self._write_state(intent)
             size, edges = old_size, old_edges
             for pos in range(0, len(packed), _CHUNK_LEAVES * HASH_SIZE):
                 chunk = packed[pos : pos + _CHUNK_LEAVES * HASH_SIZE]
                 size, edges, writes = self._grow(size, edges, chunk)
-                self._write_files(writes, dirs)
-            # Partial tiles only for the final size (a new path whenever the contents
+                self._write_files(writes)
+            # Partial tiles only for the final size (a new key whenever the contents
             # changed), never for the chunk boundaries in between.
             old_partials = {tile_path(*e) for e in _edge_widths(old_size)}
             self._write_files(
@@ -519,27 +571,32 @@ class TileStore:
                     (tile_path(level, index, width), edges[level])
                     for level, index, width in _edge_widths(new_size)
                     if tile_path(level, index, width) not in old_partials
-                ],
-                dirs,
+                ]
             )
-            self._fsync_dirs(dirs)
             self._size, self._edges = new_size, edges
             new_root = root_at(new_size, self.hash_at)
-            self._write_state(_State(new_size, new_root, old_size, None))
+            commit = _State(new_size, new_root, old_size, None)
+            ours.add(commit.encode())
+            self._write_state(commit)
         except BaseException:
-            # Put the directory and this object back to whatever is committed on disk (the
-            # old state, or the new one if only the final directory fsync failed); if even
-            # that fails, refuse further appends until the store is reopened.
+            # Put the store and this object back to whatever is committed (the old state,
+            # or the new one if the commit was written but not acknowledged); if even that
+            # fails, or another writer changed tree-state, refuse further appends until the
+            # store is reopened.
             self._size, self._edges = old_size, old_edges
             self._cache.clear()
-            try:
-                self._recover()
-                self._load()
-            except BaseException:
-                self._broken = True
+            if not self._broken:
+                try:
+                    self._recover(expect=ours)
+                    self._load()
+                except BaseException:
+                    self._broken = True
             raise
         self._root, self._prev = new_root, old_size
-        self._drop_stale_partials(old_size, new_size)
+        try:
+            self._drop_stale_partials(old_size, new_size)
+        except StoreError:
+            pass  # committed; no reader uses a stale partial tile, and the next open removes it
 
     @staticmethod
     def _grow(size: int, edges: list[bytes], leaves: bytes) -> tuple[int, list[bytes], list[tuple[str, bytes]]]:
@@ -564,88 +621,67 @@ class TileStore:
             level += 1
         return size + len(leaves) // HASH_SIZE, new_edges, writes
 
-    # ------------------------------------------------------------------ files
+    # ------------------------------------------------------------------ objects
 
     def _lock(self) -> None:
+        """The writer's exclusive flock, when the tree is in a local directory. On object
+        storage the ledger's writer lease keeps other writers out, and the compare-and-swap
+        on ``tree-state`` stops any that gets past it from committing."""
+        if self.directory is None:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
-                raise StoreLockedError(f"{self.directory} is open for writing elsewhere") from None
+                raise StoreLockedError(f"{self.where} is open for writing elsewhere") from None
         self._lock_fd = fd
 
-    def _write_files(self, writes: list[tuple[str, bytes]], dirs: set[Path]) -> None:
-        """Write files (temp + fsync + rename each). fsync latency, not CPU, bounds this,
-        so with durability on, a few threads overlap the waits."""
-        (self.directory / ".tmp").mkdir(exist_ok=True)
-        for rel, _ in writes:
-            self._makedirs((self.directory / rel).parent, dirs)
-        if self.durable and len(writes) > 8:
+    def _write_files(self, writes: list[tuple[str, bytes]]) -> None:
+        """Write tiles. Each write waits on an fsync or a round trip to the object store,
+        not on the CPU, so a few threads overlap the waits."""
+        if len(writes) > 8:
             with ThreadPoolExecutor(max_workers=_WRITER_THREADS) as pool:
-                for parent in pool.map(lambda w: self._write_file(*w), writes):
-                    dirs.add(parent)
+                for _ in pool.map(lambda w: self._write_file(*w), writes):
+                    pass
         else:
             for rel, data in writes:
-                dirs.add(self._write_file(rel, data))
+                self._write_file(rel, data)
 
-    def _write_file(self, rel: str, data: bytes) -> Path:
-        final = self.directory / rel
-        if rel != _STATE and final.exists():
-            # Recovery removed everything an interrupted append left, so an existing tile
-            # here is part of the tree: identical content is a no-op, anything else would
-            # rewrite history.
-            if final.read_bytes() == data:
-                return final.parent
-            raise AppendOnlyError(f"{rel} already exists with different hashes; refusing to overwrite")
-        tmp = self.directory / ".tmp" / secrets.token_hex(8)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if self.durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        return final.parent
-
-    def _makedirs(self, path: Path, dirs: set[Path]) -> None:
-        if path.is_dir():
-            return
-        self._makedirs(path.parent, dirs)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            pass
-        dirs.add(path.parent)
-
-    def _fsync_dirs(self, dirs: set[Path]) -> None:
-        if not self.durable:
-            return
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            fd = os.open(d, os.O_RDONLY)
+    def _write_file(self, rel: str, data: bytes) -> StoredObject | None:
+        """Write one object of the tree: ``tree-state`` by compare-and-swap, a tile once."""
+        key = self.prefix + rel
+        if rel == _STATE:
             try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                return self.store.replace_if_unchanged(key, data, self._state_version, durable=self.durable)
+            except VersionConflict as exc:
+                self._broken = True  # another writer's state is not this one's to repair
+                raise StoreLockedError(
+                    f"{self.store.where(key)} was changed by another writer since this one read it; "
+                    "nothing was committed here (reopen the store to continue from the other writer's state)"
+                ) from exc
+        try:
+            return self.store.put_if_absent(key, data)
+        except ObjectExists:
+            # Recovery removed what an interrupted append left, so a tile here was written
+            # by this tree (an append repeated after a crash): the same bytes are a no-op,
+            # anything else would rewrite history.
+            if self.store.read_or_none(key) == data:
+                return None
+            raise TileConflictError(f"{rel} already exists with different hashes; refusing to overwrite", tile=rel) from None
 
     def _write_state(self, state: _State) -> None:
-        dirs: set[Path] = set()
-        self._write_files([(_STATE, state.encode())], dirs)
-        self._fsync_dirs(dirs)
+        written = self._write_file(_STATE, state.encode())
+        self._state_version = written.version  # type: ignore[union-attr]  # a state write returns its object
 
     def _remove(self, rel: str) -> None:
-        path = self.directory / rel
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            return
-        if path.parent.name.endswith(".p"):
+        self.store.delete(self.prefix + rel)
+        if self.directory is not None and ".p/" in rel:
+            # A directory store keeps the emptied ``<N>.p/`` folder: one per 256 leaves.
             try:
-                path.parent.rmdir()
+                (self.directory / rel).parent.rmdir()
             except OSError:
                 pass  # other widths still there
 
@@ -656,22 +692,24 @@ class TileStore:
             if rel not in keep:
                 self._remove(rel)
 
-    def _recover(self) -> None:
-        """Bring the directory back to exactly the committed state after a crash."""
-        tmp_dir = self.directory / ".tmp"
-        if tmp_dir.is_dir():
-            for p in tmp_dir.iterdir():
-                p.unlink()
-        path = self.directory / _STATE
-        if not path.exists():
-            tiles = self.directory / "tile"
-            if tiles.is_dir() and any(p.is_file() for p in tiles.rglob("*")):
-                raise CorruptTileError(
-                    f"{self.directory} holds tiles but no {_STATE}: refusing to start a new tree over them"
-                )
+    def _recover(self, expect: set[bytes] | None = None) -> None:
+        """Bring the store back to exactly the committed state after a crash. With
+        `expect` (after a failed append), ``tree-state`` must hold one of those states:
+        anything else was written by another writer, and is left alone."""
+        if self.directory is not None:
+            for leftover in self.store.list(self.prefix + ".tmp/"):
+                self.store.delete(leftover.key)  # temporaries of a directory written before ledger.store
+        read = self._read_state()
+        if expect is not None and (read is None or read[2] not in expect):
+            self._broken = True
+            raise StoreLockedError(f"{self.store.where(self.prefix + _STATE)} was changed by another writer")
+        if read is None:
+            if self.store.list(self.prefix + "tile/"):
+                raise CorruptTileError(f"{self.where} holds tiles but no {_STATE}: refusing to start a new tree over them")
+            self._state_version = None
             self._write_state(_State(0, EMPTY_ROOT, 0, None))
             return
-        state = self._read_state()
+        state, self._state_version, _ = read
         if state.pending is not None:
             keep = {tile_path(*e) for e in _edge_widths(state.size)}
             for rel in self._files_between(state.size, state.pending):
