@@ -63,8 +63,11 @@ def checkpoints_dir(layout: Layout) -> Path:
     return layout.root / "checkpoints"
 
 
+TREE_PREFIX = "tree/"  # the Merkle tree's tiles and state, in the ledger's store
+
+
 def tree_dir(layout: Layout) -> Path:
-    return layout.root / "tree"
+    return layout.root / TREE_PREFIX
 
 
 def checkpoint_key(size: int) -> str:

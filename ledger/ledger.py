@@ -64,7 +64,7 @@ from .storage import (
     write_meta,
 )
 from .store import LocalStore, ObjectExists, Store, VersionConflict, open_store
-from .checkpoints import Timestamper, checkpoint_key, checkpoint_path, tree_dir
+from .checkpoints import TREE_PREFIX, Timestamper, checkpoint_key, checkpoint_path
 from .checkpoints import write as write_checkpoint
 from .tiles import TileStore
 from .storage_io import fsync_dir
@@ -614,7 +614,7 @@ class Ledger:
         if not records:
             return
         size = records[-1].last_seq + 1
-        with TileStore(tree_dir(self.layout)) as tree:
+        with TileStore(self.layout.store, TREE_PREFIX) as tree:
             for r in records:
                 if r.last_seq < tree.size:
                     continue

@@ -319,12 +319,12 @@ def rewrite_log(layout: Layout, exam: Examination) -> None:
 
 def covered_size(layout: Layout) -> int:
     """The most entries the stored tree or a stored checkpoint claims (0 for none)."""
-    from .checkpoints import stored_notes, tree_dir
+    from .checkpoints import TREE_PREFIX, stored_note_keys
     from .tiles import TileStoreError, committed_size
 
-    sizes = [size for size, _ in stored_notes(layout)]
+    sizes = [size for size, _ in stored_note_keys(layout)]
     try:
-        sizes.append(committed_size(tree_dir(layout)))
+        sizes.append(committed_size(layout.store, TREE_PREFIX))
     except (TileStoreError, OSError):
         pass  # no tree yet, or one the verifiers report
     return max(sizes, default=0)
