@@ -50,8 +50,10 @@ from .storage import (
     LedgerMeta,
     SegmentFile,
     SegmentRecord,
+    META_KEY,
     MIRROR_STATE,
     SEGMENT_FILE,
+    manifest_key,
     new_meta,
     read_head_versioned,
     read_manifest,
@@ -163,8 +165,12 @@ class Ledger:
         A directory appears whole or not at all; in any other store, LEDGER.json is written
         first and only once, so of two creators in one place one wins."""
         store = open_store(path)
+        retain_days = options.pop("retain_days", None)
         if not isinstance(store, LocalStore):
-            return cls._create_in_store(store, keyring, **options)
+            return cls._create_in_store(store, keyring, retain_days, **options)
+        if retain_days is not None:
+            raise LedgerFormatError(f"{store.url}: a directory keeps no retention lock; create the ledger on object "
+                                    "storage with Object Lock (s3://bucket/prefix) to retain it")
         root = store.root
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise LedgerFormatError(f"{root}: already exists and is not an empty directory")
@@ -173,7 +179,7 @@ class Ledger:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         try:
-            cls._write_genesis(Layout(staging), staging, keyring, options)
+            cls._write_genesis(Layout(staging), staging, keyring, options, None)
             if root.exists():
                 root.rmdir()
             os.replace(staging, root)
@@ -184,18 +190,21 @@ class Ledger:
         return cls(root, keyring, **options)
 
     @classmethod
-    def _create_in_store(cls, store: Store, keyring: Keyring, **options: Any) -> "Ledger":
+    def _create_in_store(cls, store: Store, keyring: Keyring, retain_days: int | None, **options: Any) -> "Ledger":
         if store.list():
             raise LedgerFormatError(f"{store.url}: not empty; a ledger is created only where nothing is stored yet")
         layout = Layout(store, options.get("work_dir"))
-        cls._write_genesis(layout, store, keyring, options)
+        cls._write_genesis(layout, store, keyring, options, retain_days)
         return cls(store, keyring, **options)
 
     @classmethod
-    def _write_genesis(cls, layout: Layout, where: str | os.PathLike[str] | Store, keyring: Keyring, options: dict) -> None:
+    def _write_genesis(cls, layout: Layout, where: str | os.PathLike[str] | Store, keyring: Keyring, options: dict,
+                       retain_days: int | None) -> None:
         clock = options.get("clock") or _now_micros
-        meta = new_meta(micros_to_datetime(clock()))
+        meta = new_meta(micros_to_datetime(clock()), retain_days)
         write_meta(layout, meta)
+        if retain_days is not None:
+            layout.store.retain(META_KEY, _retain_until(retain_days))
         key_id = keyring.active
         write_head(layout, Head(-1, GENESIS_PREV.hex(), key_id, 0, -1), durable=True, expected=None)
         with cls(where, keyring, **options) as ledger:
@@ -208,6 +217,7 @@ class Ledger:
                     "format_version": FORMAT_VERSION,
                     "key_id": key_id,
                     "key_check": key_check(keyring.key(key_id), meta.ledger_id_bytes),
+                    **({"retain_days": retain_days} if retain_days is not None else {}),
                 },
                 durable=True,
             )
@@ -350,7 +360,22 @@ class Ledger:
         head = replace(head, wal_size=keep, writer=self._writer_id)
         self._head_version = self._write_head(head, durable=True)
         self._publish(records)
+        if records:
+            self._retain(records[-1])  # a seal may have stopped before it retained its objects
         return head
+
+    def _retain(self, record: SegmentRecord) -> None:
+        """Put a sealed segment's files, its manifest record and its checkpoint under the
+        ledger's retention (after the record, the commit point: what a stopped seal left
+        unrecorded is never retained, so recovery can remove it)."""
+        if self.meta.retain_days is None:
+            return
+        until = _retain_until(self.meta.retain_days)
+        keys = [f.path for f in record.files] + [manifest_key(record.first_seq)]
+        if self.layout.store.exists(checkpoint_key(record.last_seq + 1)):
+            keys.append(checkpoint_key(record.last_seq + 1))
+        for key in keys:
+            self.layout.store.retain(key, until)
 
     def _write_head(self, head: Head, *, durable: bool) -> str:
         """Publish `head` if HEAD is still as this writer last saw it (lock held)."""
@@ -599,6 +624,7 @@ class Ledger:
         record = SegmentRecord(first, last, head.mac, tuple(files), body["prev"], head.key_id, record_mac(self.keyring.key(head.key_id), body))
         write_manifest_record(self.layout, record)  # the commit point: the segment is sealed
         self._publish(records + [record], fresh=(first, leaves))
+        self._retain(record)
         self._last_seal = time.monotonic()
         os.truncate(self.layout.wal, 0)
         os.fsync(self._wal_fd)
@@ -800,6 +826,10 @@ def _write_key_index(layout: Layout, record: SegmentRecord, tables: dict[str, pa
         write_index(layout, record, tables)
     except (OSError, LedgerError):
         pass
+
+
+def _retain_until(days: int) -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)
 
 
 def _put_segment_file(store: Store, rel: str, data: bytes) -> None:

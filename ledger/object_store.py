@@ -294,6 +294,19 @@ class ObjectStore(Store):
 
             self._retry("delete", key, remove)
 
+    def retain(self, key: str, until: dt.datetime) -> StoredObject:
+        name = self._name(key)
+        until = _retention_date(self, key, until)
+        head = self._retry("retain", key, lambda: self._head(name))
+        if head is None:
+            raise ObjectMissing(f"{self.where(key)}: no such object to retain")
+        current = head.get("ObjectLockRetainUntilDate")
+        if current is not None and _aware(current) >= until:
+            return self._stored(key, head)
+        self._retry("retain", key, lambda: self._client.put_object_retention(
+            Bucket=self.bucket, Key=name, Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until}))
+        return self._stored(key, self._retry("retain", key, lambda: self._head(name)))
+
     # -- helpers --------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:

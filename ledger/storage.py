@@ -162,20 +162,22 @@ class LedgerMeta:
     ledger_id: str  # 32 hex digits
     format_version: int
     created_at: str
+    retain_days: int | None = None  # every sealed segment, record and checkpoint is retained this long
 
     @property
     def ledger_id_bytes(self) -> bytes:
         return bytes.fromhex(self.ledger_id)
 
 
-def new_meta(created_at: dt.datetime | None = None) -> LedgerMeta:
+def new_meta(created_at: dt.datetime | None = None, retain_days: int | None = None) -> LedgerMeta:
     created = (created_at or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc)
-    return LedgerMeta(uuid.uuid4().hex, FORMAT_VERSION, created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return LedgerMeta(uuid.uuid4().hex, FORMAT_VERSION, created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), retain_days)
 
 
 def write_meta(layout: Layout, meta: LedgerMeta) -> None:
     """Write LEDGER.json once: of two writers creating a ledger in one place, one wins."""
-    doc = {"format": LEDGER_FORMAT, **asdict(meta), "layout": LAYOUT_VERSION, "tables": list(TABLE_NAMES)}
+    fields = {k: v for k, v in asdict(meta).items() if v is not None}
+    doc = {"format": LEDGER_FORMAT, **fields, "layout": LAYOUT_VERSION, "tables": list(TABLE_NAMES)}
     try:
         layout.store.put_if_absent(META_KEY, (json.dumps(doc, indent=2) + "\n").encode())
     except ObjectExists:
@@ -204,7 +206,10 @@ def read_meta(layout: Layout) -> LedgerMeta:
         bytes.fromhex(ledger_id)
     except ValueError:
         raise LedgerFormatError(f"{layout.meta}: ledger_id must be 32 hex digits") from None
-    return LedgerMeta(ledger_id, FORMAT_VERSION, str(doc.get("created_at")))
+    retain_days = doc.get("retain_days")
+    if retain_days is not None and (not isinstance(retain_days, int) or isinstance(retain_days, bool) or not 1 <= retain_days <= 36500):
+        raise LedgerFormatError(f"{layout.meta}: retain_days must be a whole number of days in [1, 36500]")
+    return LedgerMeta(ledger_id, FORMAT_VERSION, str(doc.get("created_at")), retain_days)
 
 
 # ------------------------------------------------------------------------------ head

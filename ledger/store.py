@@ -112,6 +112,11 @@ class Store(ABC):
     def delete(self, key: str) -> None:
         """Remove an object (absent is fine); `RetentionRefused` if it is retained."""
 
+    def retain(self, key: str, until: dt.datetime) -> StoredObject:
+        """Put an existing object under retention until `until` (compliance mode: nobody can
+        shorten it); a later date already set is kept. Stores without retention refuse."""
+        raise StoreError(f"{self.url}: this store keeps no retention lock")
+
     def read_or_none(self, key: str) -> bytes | None:
         try:
             return self.read(key)

@@ -43,6 +43,13 @@ def is_mutable(key: str) -> bool:
     return key in MUTABLE_KEYS or ".p/" in key or key.endswith(".pending.json")
 
 
+def is_evidence(key: str) -> bool:
+    """What a retention policy must keep: the ledger's metadata, its sealed segments, their
+    manifest records and the signed checkpoints. The tree's tiles and the key index are
+    derived from the segments and can be rebuilt, so they are not retained by a writer."""
+    return key == META_KEY or key.startswith(("tables/", "manifest/")) or (key.startswith("checkpoints/") and key.endswith(".note"))
+
+
 def ledger_objects(store: Store) -> list[StoredObject]:
     """What a ledger consists of in `store`: every object but the writers' lock files."""
     return [o for o in store.list() if o.key not in LOCK_KEYS]
@@ -53,7 +60,7 @@ class RetentionState:
     """How much of a ledger is under retention, as the store reports it."""
 
     retained: int = 0
-    not_retained: list[str] = field(default_factory=list)  # immutable objects without a future retention date
+    not_retained: list[str] = field(default_factory=list)  # evidence objects without a future retention date
     earliest: dt.datetime | None = None
     latest: dt.datetime | None = None
     supported: bool = True  # False: the store keeps no retention (a local directory)
@@ -62,10 +69,10 @@ class RetentionState:
         if not self.supported:
             return "no retention lock (a local directory)"
         if not self.retained:
-            return f"no object is under retention ({len(self.not_retained)} immutable objects unprotected)"
+            return f"no object is under retention ({len(self.not_retained)} evidence objects unprotected)"
         text = f"{self.retained} objects retained until {self.earliest:%Y-%m-%d} or later (latest {self.latest:%Y-%m-%d})"
         if self.not_retained:
-            text += f"; {len(self.not_retained)} immutable objects NOT retained, e.g. {self.not_retained[0]}"
+            text += f"; {len(self.not_retained)} evidence objects NOT retained, e.g. {self.not_retained[0]}"
         return text
 
     def as_json(self) -> dict:
@@ -79,13 +86,14 @@ class RetentionState:
 
 
 def retention_state(store: Store, objects: Iterable[StoredObject] | None = None, *, now: dt.datetime | None = None) -> RetentionState:
-    """Which immutable objects of the ledger carry a retention date still in the future."""
+    """Which evidence objects of the ledger (`is_evidence`) carry a retention date still in
+    the future (one HEAD request per object: listings do not carry retention)."""
     if isinstance(store, LocalStore):
         return RetentionState(supported=False)
     now = now or dt.datetime.now(dt.timezone.utc)
     state = RetentionState()
     for listed in objects if objects is not None else ledger_objects(store):
-        if is_mutable(listed.key):
+        if not is_evidence(listed.key):
             continue
         obj = listed if listed.retain_until is not None else store.stat(listed.key)
         until = obj.retain_until if obj is not None else None

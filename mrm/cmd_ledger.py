@@ -39,9 +39,12 @@ ledger_path = click.argument("path")  # a directory to create, or s3://bucket/pr
 @keyring_option
 @click.option("--key-id", help="Id for a generated key (default: k<date>-<random>).")
 @click.option("--actor", help="Who writes the genesis entry (default: $MRM_ACTOR or user@host).")
+@click.option("--retain-days", type=click.IntRange(1, 36500),
+              help="On object storage with Object Lock: keep every sealed segment, manifest record and checkpoint "
+                   "under compliance retention for this many days from when it is sealed.")
 @json_option
 @handle_errors
-def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | None, as_json: bool) -> None:
+def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | None, retain_days: int | None, as_json: bool) -> None:
     """Create a ledger at PATH, and an HMAC key unless one is given.
 
     A generated key is saved to PATH.keyring.json beside the ledger (mode 600), never
@@ -68,7 +71,9 @@ def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | N
         if generated_at.exists():
             raise UsageFailure(f"{generated_at} already exists; pass it with --keyring or remove it") from None
         keyring = Keyring.generate(key_id)
-    ledger = Ledger.create(path, keyring, actor=actor)
+    if retain_days is not None and not path.startswith("s3://"):
+        raise UsageFailure(f"{path}: a directory keeps no retention lock; --retain-days needs s3://bucket/prefix")
+    ledger = Ledger.create(path, keyring, actor=actor, **({"retain_days": retain_days} if retain_days else {}))
     if generated_at is not None:
         try:
             keyring.save(generated_at)

@@ -193,3 +193,21 @@ def test_racing_writers_on_one_prefix(url, keyring, tmp_path):
     for seq, name in acknowledged.items():
         assert by_seq.get(seq) == name, f"acknowledged entry {seq} of {name} is not in the chain"
     assert acknowledged, "no writer ever wrote"
+
+
+def test_a_ledger_created_with_retention_retains_what_it_seals(url, keyring, tmp_path, keyring_file):
+    Ledger.create(url, keyring, work_dir=tmp_path / "work", actor="test", retain_days=30).close()
+    write_some(url, keyring, tmp_path / "work", n=20)
+    store = open_store(url)
+    state = retention_state(store)
+    assert state.retained >= 1 + 3 * 2 and not state.not_retained, state.summary()  # LEDGER.json, 3 segments x (file, record)
+    record = next(o.key for o in store.list("manifest/"))
+    with pytest.raises(RetentionRefused):
+        store.delete(record)
+    # what is not evidence (the tree's tiles and state, HEAD) stays writable for the writer
+    assert store.stat("HEAD").retain_until is None
+    assert "retain_days" in json.loads(store.read("LEDGER.json"))
+    status = json.loads(run("status", url, "--json").output)
+    assert status["retention"]["retained"] == state.retained and not status["retention"]["not_retained"]
+    refused = run("init", tmp_path / "dir-ledger", "--keyring", keyring_file, "--retain-days", "5")
+    assert refused.exit_code == 2 and "keeps no retention" in refused.output
