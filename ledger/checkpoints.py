@@ -59,10 +59,6 @@ def origin_for(ledger_id: str) -> str:
     return ORIGIN_PREFIX + ledger_id
 
 
-def checkpoints_dir(layout: Layout) -> Path:
-    return layout.root / "checkpoints"
-
-
 TREE_PREFIX = "tree/"  # the Merkle tree's tiles and state, in the ledger's store
 
 

@@ -27,6 +27,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -54,6 +55,8 @@ from .storage import (
     MIRROR_STATE,
     SEGMENT_FILE,
     manifest_key,
+    manifest_line,
+    parse_manifest_record,
     new_meta,
     read_head_versioned,
     read_manifest,
@@ -117,6 +120,7 @@ class Ledger:
         self.meta: LedgerMeta = read_meta(self.layout)
         self._writer_id = _writer_id(self.layout)
         self._head_version: str | None = None  # HEAD's version as last read or written (compare-and-swap)
+        self._records: list[SegmentRecord] | None = None  # the manifest as this writer last read or extended it
         self.keyring = keyring
         self.actor = actor or default_actor()
         self.flush_interval = flush_interval
@@ -359,6 +363,7 @@ class Ledger:
             os.fsync(self._wal_fd)
         head = replace(head, wal_size=keep, writer=self._writer_id)
         self._head_version = self._write_head(head, durable=True)
+        self._records = list(records)
         self._publish(records)
         if records:
             self._retain(records[-1])  # a seal may have stopped before it retained its objects
@@ -609,7 +614,7 @@ class Ledger:
         if first is None:
             return None
         last = head.seq
-        records, _ = read_manifest(self.layout)
+        records = self._manifest_records(head)
         tables = {name: pa.concat_tables(parts[name]).cast(TABLES[name].arrow_schema) for name in TABLE_NAMES if name in parts}
         _, leaves = segment_leaves(tables, self._ledger_id)
         files = []
@@ -623,6 +628,7 @@ class Ledger:
         ).body()
         record = SegmentRecord(first, last, head.mac, tuple(files), body["prev"], head.key_id, record_mac(self.keyring.key(head.key_id), body))
         write_manifest_record(self.layout, record)  # the commit point: the segment is sealed
+        self._records = records + [parse_manifest_record(manifest_line(record))]  # with its line hash, as read back
         self._publish(records + [record], fresh=(first, leaves))
         self._retain(record)
         self._last_seal = time.monotonic()
@@ -633,6 +639,16 @@ class Ledger:
         self._set_head(head)
         _write_key_index(self.layout, record, tables)
         return record
+
+    def _manifest_records(self, head: Head) -> list[SegmentRecord]:
+        """The manifest up to `head`'s last sealed entry: as this writer holds it when that
+        is where it ends (no request), else read again. A record another writer added since
+        cannot be missed into a fork: its key is the next segment's, which put-if-absent
+        then refuses."""
+        if self._records is not None and (self._records[-1].last_seq if self._records else -1) == head.sealed_seq:
+            return self._records
+        self._records, _ = read_manifest(self.layout)
+        return self._records
 
     def _publish(self, records: list[SegmentRecord], fresh: tuple[int, bytes] | None = None) -> None:
         """Bring the Merkle tree up to the last sealed entry and, with a signing key, sign a
@@ -855,8 +871,6 @@ def _writer_id(layout: Layout) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        import uuid
-
         ident = f"{socket.gethostname()}/{uuid.uuid4().hex[:16]}"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

@@ -177,10 +177,11 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
     # A head that ran further than the data and the checkpoints (unsigned, but kept apart).
     head = read_head(layout)
     sealed_to = records[-1].last_seq if records else -1
-    if head is not None and head.seq + 1 > max(newest.size, entries.size) + uncovered and held_elsewhere(layout, head, sealed_to):
-        report.notes.append(f"entries {max(newest.size, entries.size) + uncovered}-{head.seq} are acknowledged in the write-ahead log "
+    accounted = max(newest.size, entries.size) + uncovered  # entries the data, checkpoints and log hold
+    if head is not None and head.seq + 1 > accounted and held_elsewhere(layout, head, sealed_to):
+        report.notes.append(f"entries {accounted}-{head.seq} are acknowledged in the write-ahead log "
                             f"of writer {head.writer} and not yet sealed")
-    elif head is not None and head.seq + 1 > max(newest.size, entries.size) + uncovered:
+    elif head is not None and head.seq + 1 > accounted:
         end = max(newest.size, entries.size)
         out.add(Problem("TRUNCATED", f"the ledger's head records {head.seq + 1} entries; the data and checkpoints end at {end}", end))
 

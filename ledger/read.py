@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from . import wal
 from .schema import TABLE_NAMES, TABLES, table_spec
 from .errors import IntegrityError
+from .storage_io import write_file_atomic
 from .storage import Layout, SegmentFile, SegmentRecord, read_manifest, read_meta
 
 
@@ -74,9 +75,7 @@ def _fetched(layout: Layout, listed: SegmentFile) -> Path:
     if hashlib.sha256(data).hexdigest() != listed.sha256:
         raise IntegrityError(f"{layout.store.where(listed.path)}: its bytes are not the ones the manifest lists; run `mrm verify`")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_file_atomic(path, data, durable=False)  # a cache: fetched again if lost
     return path
 
 

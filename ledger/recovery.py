@@ -26,10 +26,8 @@ import datetime as dt
 import hashlib
 import io
 import json
-import os
 import uuid
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 

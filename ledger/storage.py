@@ -42,7 +42,7 @@ import rfc8785
 
 from .errors import LedgerError, LedgerFormatError
 from .schema import FORMAT_VERSION, TABLE_NAMES
-from .store import LocalStore, ObjectExists, Store, VersionConflict, open_store
+from .store import ObjectExists, Store, VersionConflict, open_store
 
 LEDGER_FORMAT = "mrm-ledger"
 LAYOUT_VERSION = 2  # 2: one manifest object per segment (1 kept them in one appended manifest.jsonl)
@@ -142,9 +142,6 @@ class Layout:
     def meta(self) -> str:
         return self.store.where(META_KEY)
 
-    def table_dir(self, table: str) -> Path:
-        return self.root / "tables" / table
-
     def segment_name(self, table: str, first: int, last: int) -> str:
         return f"tables/{table}/{first:0{SEQ_DIGITS}d}-{last:0{SEQ_DIGITS}d}.parquet"
 
@@ -225,14 +222,11 @@ class Head:
     writer: str = ""  # whose write-ahead log holds entries sealed_seq+1..seq ("" for a directory's own)
 
 
-def write_head(layout: Layout, head: Head, *, durable: bool, expected: str | None | bool = False) -> str:
-    """Publish the head; returns its new version. With `expected` (a version, or None for
-    "no HEAD yet") the write is a compare-and-swap, so a writer that lost its lease to
-    another finds out here instead of forking the chain (VersionConflict)."""
+def write_head(layout: Layout, head: Head, *, durable: bool, expected: str | None) -> str:
+    """Publish the head if HEAD is at version `expected` (None: there is none yet); returns
+    the new version. A compare-and-swap, so a writer that lost the ledger to another finds
+    out here instead of forking the chain (VersionConflict)."""
     data = (json.dumps(asdict(head)) + "\n").encode()
-    if expected is False:
-        current = layout.store.stat(HEAD_KEY)
-        expected = current.version if current is not None else None
     return layout.store.replace_if_unchanged(HEAD_KEY, data, expected, durable=durable).version
 
 

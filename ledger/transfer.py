@@ -18,7 +18,6 @@ into it resumes where it stopped.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from .errors import InputError, IntegrityError
 from .storage import MIRROR_STATE, Layout
+from .storage_io import write_file_atomic
 from .store import LocalStore, ObjectExists, Store, StoredObject, open_store
 
 META_KEY = "LEDGER.json"
@@ -149,9 +149,7 @@ def mirror(store: Store, into: str | os.PathLike[str] | None = None) -> Mirror:
         data = store.read(obj.key)
         path = local.path(obj.key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-mirror")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_file_atomic(path, data, durable=False)  # a cache of the store: fetched again if lost
         fetched[obj.key] = obj.version
         downloaded += 1
     state_file.write_text(json.dumps(fetched, sort_keys=True), encoding="utf-8")
