@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import getpass
 import os
+import random
 import shutil
 import socket
 import threading
@@ -71,13 +72,14 @@ from .storage import (
 from .store import LocalStore, ObjectExists, Store, VersionConflict, open_store
 from .checkpoints import TREE_PREFIX, Timestamper, checkpoint_key, checkpoint_path
 from .checkpoints import write as write_checkpoint
-from .tiles import TileStore
+from .tiles import StoreLockedError, TileStore
 from .storage_io import fsync_dir
 
 DEFAULT_FLUSH_INTERVAL = 0.1
 DEFAULT_SEAL_ENTRIES = 250_000
 DEFAULT_CHECKPOINT_INTERVAL = 60.0  # seconds: while entries arrive, seal and sign at least this often
 FRAME_ROWS = 100_000  # rows per WAL frame for large batches
+PUBLISH_ATTEMPTS = 4  # tree appends tried when other writers keep swapping tree-state
 
 
 def default_actor() -> str:
@@ -139,6 +141,9 @@ class Ledger:
         self._background_error: BaseException | None = None
         self._closed = False
         self._locked = False
+        # Set when a seal stopped after its commit point (the manifest record): the next
+        # acquire re-derives the head and finishes the seal from the store, as after a crash.
+        self._unfinished_seal = False
         self.layout.local.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self.layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         self._wal_fd = -1  # opened (and created if absent) by recovery, once it finds nothing lost
@@ -294,9 +299,10 @@ class Ledger:
         self._locked = True
         try:
             head, self._head_version = read_head_versioned(self.layout)
-            if (recover or head is None or os.fstat(self._wal_fd).st_size != head.wal_size
+            if (recover or self._unfinished_seal or head is None or os.fstat(self._wal_fd).st_size != head.wal_size
                     or head.writer != self._writer_id):
                 head = self._recover()
+                self._unfinished_seal = False
             self._set_head(head)
         except BaseException:
             self._release()
@@ -326,6 +332,43 @@ class Ledger:
         self._logged_repairs = exam.repairs
         accepted = exam.lost is not None and any(
             r["details"].get("lost_last_seq", -1) >= exam.persisted.seq for _, r in self._repairs)
+        try:
+            self._check_examined(exam, accepted)
+        except IntegrityError:
+            if read_head_versioned(self.layout)[1] != self._head_version:
+                # What looked missing or out of order was another writer moving the ledger on
+                # while this one read it, one object after another.
+                raise WriterConflict(
+                    f"{self.layout.where}: another writer changed the ledger while this one examined it; this writer "
+                    "wrote nothing. Open it again to go on"
+                ) from None
+            raise
+        records = exam.records
+        if self._wal_fd < 0:
+            self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        keep = exam.kept[-1].end if exam.kept else 0
+        if exam.wal_size != keep:
+            os.truncate(self.layout.wal, keep)  # a torn or unacknowledged tail, or frames already sealed
+            os.fsync(self._wal_fd)
+        head = replace(exam.head, wal_size=keep, writer=self._writer_id)
+        # From this swap on, this writer holds the ledger: only then may it remove what others
+        # could still be writing (a writer that reads HEAD before it is swapped fails its own).
+        self._head_version = self._write_head(head, durable=True)
+        sealed_to = records[-1].last_seq if records else -1
+        for rel in list(self.layout.data_files()):
+            named = SEGMENT_FILE.fullmatch(rel)
+            if named is not None and int(named.group(2)) > sealed_to:
+                # Written by a seal that stopped before its manifest record: never evidence
+                # (no record lists it), and its entries are still in the log.
+                self.layout.store.delete(rel)
+        self._records = list(records)
+        self._publish(records)
+        if records:
+            self._retain(records[-1])  # a seal may have stopped before it retained its objects
+        return head
+
+    def _check_examined(self, exam: "recovery.Examination", accepted: bool) -> None:
+        """Refuse, changing nothing, what recovery found that it may not repair by itself."""
         covered = recovery.covered_size(self.layout)
         if covered > exam.sealed.sealed_seq + 1:
             raise IntegrityError(
@@ -346,28 +389,6 @@ class Ledger:
                 + ". Nothing was changed. `mrm verify` reports it; `mrm repair` (with --accept-loss for lost entries) "
                 "records it in the ledger and lets it be written again"
             )
-        records = exam.records
-        sealed_to = records[-1].last_seq if records else -1
-        for rel in list(self.layout.data_files()):
-            named = SEGMENT_FILE.fullmatch(rel)
-            if named is not None and int(named.group(2)) > sealed_to:
-                # Written by a seal that stopped before its manifest record: never evidence
-                # (no record lists it), and its entries are still in the log.
-                self.layout.store.delete(rel)
-        if self._wal_fd < 0:
-            self._wal_fd = os.open(self.layout.wal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        head = exam.head
-        keep = exam.kept[-1].end if exam.kept else 0
-        if exam.wal_size != keep:
-            os.truncate(self.layout.wal, keep)  # a torn or unacknowledged tail, or frames already sealed
-            os.fsync(self._wal_fd)
-        head = replace(head, wal_size=keep, writer=self._writer_id)
-        self._head_version = self._write_head(head, durable=True)
-        self._records = list(records)
-        self._publish(records)
-        if records:
-            self._retain(records[-1])  # a seal may have stopped before it retained its objects
-        return head
 
     def _retain(self, record: SegmentRecord) -> None:
         """Put a sealed segment's files, its manifest record and its checkpoint under the
@@ -553,9 +574,11 @@ class Ledger:
         self._pending.clear()
         self._commit_seconds = time.monotonic() - started
         self._set_head(head)
-        if head.seq - head.sealed_seq >= self.seal_entries:
-            self._seal()
-        self._release()
+        try:
+            if head.seq - head.sealed_seq >= self.seal_entries:
+                self._seal()
+        finally:
+            self._release()
 
     def _flush_loop(self) -> None:
         """Commit pending entries by their deadline; seal and sign at least every
@@ -627,15 +650,28 @@ class Ledger:
             first, last, head.mac, tuple(files), records[-1].line_hash if records else NO_PREV, head.key_id, ""
         ).body()
         record = SegmentRecord(first, last, head.mac, tuple(files), body["prev"], head.key_id, record_mac(self.keyring.key(head.key_id), body))
-        write_manifest_record(self.layout, record)  # the commit point: the segment is sealed
-        self._records = records + [parse_manifest_record(manifest_line(record))]  # with its line hash, as read back
-        self._publish(records + [record], fresh=(first, leaves))
-        self._retain(record)
-        self._last_seal = time.monotonic()
-        os.truncate(self.layout.wal, 0)
-        os.fsync(self._wal_fd)
-        head = replace(head, wal_size=0, sealed_seq=last)
-        self._head_version = self._write_head(head, durable=True)
+        try:
+            write_manifest_record(self.layout, record)  # the commit point: the segment is sealed
+        except VersionConflict:
+            self._unfinished_seal = True
+            raise WriterConflict(
+                f"{self.layout.where}: another writer sealed entries from {first} on first; this writer stops here. "
+                "Open the ledger again to go on"
+            ) from None
+        try:
+            self._records = records + [parse_manifest_record(manifest_line(record))]  # with its line hash, as read back
+            self._publish(records + [record], fresh=(first, leaves))
+            self._retain(record)
+            self._last_seal = time.monotonic()
+            os.truncate(self.layout.wal, 0)
+            os.fsync(self._wal_fd)
+            head = replace(head, wal_size=0, sealed_seq=last)
+            self._head_version = self._write_head(head, durable=True)
+        except BaseException:
+            # Sealed, but not all of what follows the commit point was done: the next
+            # acquire finishes it from the store (tree, checkpoint, retention, log, HEAD).
+            self._unfinished_seal = True
+            raise
         self._set_head(head)
         _write_key_index(self.layout, record, tables)
         return record
@@ -656,6 +692,27 @@ class Ledger:
         if not records:
             return
         size = records[-1].last_seq + 1
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                root = self._grow_tree(records, size, fresh)
+                break
+            except StoreLockedError:
+                # Another writer swapped tree-state mid-append: it took the ledger over and
+                # integrates the same sealed entries (appends are idempotent), or rolled this
+                # append back as a stopped one. Look again; the tree is only ever derived.
+                if attempt + 1 == PUBLISH_ATTEMPTS:
+                    raise WriterConflict(
+                        f"{self.layout.where}: another writer keeps changing the Merkle tree; entries up to {size - 1} "
+                        "are sealed, and the next writer to open the ledger brings the tree up to them"
+                    ) from None
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        signer = self.keyring.signer
+        if signer is not None and not self.layout.store.exists(checkpoint_key(size)):
+            write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper,
+                             now=self.now())
+
+    def _grow_tree(self, records: list[SegmentRecord], size: int, fresh: tuple[int, bytes] | None) -> bytes:
+        """Append to the stored tree what `records` seal beyond it; its root at `size`."""
         with TileStore(self.layout.store, TREE_PREFIX) as tree:
             for r in records:
                 if r.last_seq < tree.size:
@@ -665,11 +722,7 @@ class Ledger:
                 else:
                     packed = segment_leaves(_read_segment(self.layout, r), self._ledger_id)[1]
                 tree.append_leaf_hashes(packed, start=r.first_seq)
-            root = tree.root(size)
-        signer = self.keyring.signer
-        if signer is not None and not self.layout.store.exists(checkpoint_key(size)):
-            write_checkpoint(self.layout, signer, self.meta.ledger_id, root, records, timestamper=self.timestamper,
-                             now=self.now())
+            return tree.root(size)
 
     def checkpoint(self) -> Path | None:
         """Seal what is written and sign a checkpoint for it now; returns its path (for a

@@ -711,12 +711,19 @@ class TileStore:
             return
         state, self._state_version, _ = read
         if state.pending is not None:
-            keep = {tile_path(*e) for e in _edge_widths(state.size)}
-            for rel in self._files_between(state.size, state.pending):
-                if rel not in keep:
-                    self._remove(rel)
+            # Take the state back first, by compare-and-swap, and only then remove what the
+            # pending append wrote: on object storage that append may still be running in
+            # another writer, and until this swap wins it could yet commit those tiles.
+            # Once it wins, that writer's commit fails. A crash in between leaves tiles
+            # beyond the committed size, which nothing reads and the next append of the
+            # same leaves rewrites with the same bytes.
+            pending = state.pending
             state = _State(state.size, state.root, state.prev, None)
             self._write_state(state)
+            keep = {tile_path(*e) for e in _edge_widths(state.size)}
+            for rel in self._files_between(state.size, pending):
+                if rel not in keep:
+                    self._remove(rel)
         self._drop_stale_partials(state.prev, state.size)
 
     @staticmethod

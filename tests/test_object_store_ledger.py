@@ -159,8 +159,6 @@ def test_two_writers_never_fork_the_chain(url, keyring, tmp_path):
     assert report.ok and report.entries == 3, report.to_text()
 
 
-@pytest.mark.xfail(reason="known defect, open: a writer that loses the tree-state swap mid-seal leaves the tree behind "
-                          "the manifest, and the mirror then fails verification (issue 15 note)", strict=False)
 def test_racing_writers_on_one_prefix(url, keyring, tmp_path):
     """Writers on separate machines (separate local logs) race to append: every entry a
     writer was told is safe is in the one chain, and the chain never forks."""
