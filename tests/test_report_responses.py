@@ -5,7 +5,8 @@ failing on the code before the fix:
   alert) are proven one row per kind, exceptions one row each and first;
 - the override analysis breaks no identifier or word across lines (two tables);
 - responses to monitoring: a retrain proposal answers the drift alert it names
-  (details.alert_seqs), and an automatic rollback is decided by its monitor, never NULL.
+  (details.alert_seqs), and an automatic rollback is decided by its monitor, never NULL; in
+  the PDF and in the `alert_responses` view.
 
 The slot, in the demo's names: reco-2025w00 bootstraps; nightly drift runs, the sixth
 significant (alert, retrain proposal); weekly challengers lose in competition; reco-2025w09
@@ -28,6 +29,7 @@ from gates.evaluation import evaluation_from_mapping
 from gates.monitoring import Window, drift_report, propose_retrain, record_monitor_report
 from gates.promotion import force_promote, review_override, rollback, run_gate
 from ledger import Ledger
+from forensics.session import LedgerSQL
 from reports.documents import DocumentInfo, TrustPlan, ValidationScope, build_validation_report
 from reports.documents.basis import establish_basis
 from reports.documents.history import read_slot_history
@@ -216,7 +218,7 @@ def test_a_retrain_proposal_answers_the_drift_alert_it_names(story):
     assert response is not None and response.seq == k["proposal"] and response.entry == "retrain_proposal"
     alerts = squash(_section(story, *ALERTS))
     assert squash(f"seq {k['proposal']} (retrain_proposal)") in alerts
-    assert has(story, f"answered by seq {k['proposal']}: retrain proposal by monitor.drift")
+    assert has(story, f"answered by seq {k['proposal']}: retrain proposal by monitor drift (automatic")
     responses = squash(_section(story, *RESPONSES))
     assert squash(f"{k['proposal']}") in responses and squash(f"alert seq {k['drift_alert']}") in responses
     assert squash("2 entr(y/ies) answering an alert") in responses  # the proposal and the automatic rollback
@@ -238,3 +240,18 @@ def test_an_automatic_rollback_is_decided_by_its_monitor_never_null(story):
     timeline = squash(_section(story, *TIMELINE))
     assert squash("monitor online.rollback (automatic)") in timeline
     assert "NULL" not in story.flat.replace(squash("NULL means the ledger holds no value"), "")
+
+
+def test_the_alert_responses_view_counts_them_too(story):
+    k = story.known
+    with LedgerSQL.open(story.root / "ledger") as sql:
+        rows = sql.query("SELECT alert_seq, response_seq, response, operator, decided_by FROM alert_responses "
+                         "ORDER BY alert_seq, response_seq").to_pylist()
+    by_alert = {r["alert_seq"]: r for r in rows}
+    assert len(rows) == len(by_alert) == 2
+    assert by_alert[k["drift_alert"]] == {"alert_seq": k["drift_alert"], "response_seq": k["proposal"],
+                                          "response": "retrain_proposal", "operator": None,
+                                          "decided_by": "monitor drift (automatic)"}
+    assert by_alert[k["serving_alert"]] == {"alert_seq": k["serving_alert"], "response_seq": k["rollback"],
+                                            "response": "rollback", "operator": None,
+                                            "decided_by": "monitor online.rollback (automatic)"}

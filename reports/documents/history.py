@@ -309,7 +309,8 @@ class AlertResponse:
 
     @classmethod
     def of_proposal(cls, p: MonitorRun) -> "AlertResponse":
-        return cls(p.seq, p.ts, p.event_type, f"retrain proposal by {p.component.removeprefix('gates.')} (deploys nothing: "
+        monitor = p.component.removeprefix("gates.monitor.")
+        return cls(p.seq, p.ts, p.event_type, f"retrain proposal by monitor {monitor} (automatic; deploys nothing: "
                                                "the retrained challenger goes through the gate)")
 
 
@@ -410,12 +411,13 @@ class SlotHistory:
         return max(stamps) if stamps else None
 
     def shown_seqs(self) -> list[int]:
-        """Every entry the document shows: the slot's decisions and monitoring entries in the
-        window, and the reviews and policy changes the override analysis cites."""
+        """Every entry the document shows: the slot's decisions, monitoring entries and
+        responses in the window, and the reviews and policy changes the override analysis cites."""
         cited = {u.seq for f in self.override_findings() for u in f.reviews}
         cited |= {u.seq for u in self.follow_ups if u.event_type == "policy_change"
                   and any(u.describe() in f.followed_by for f in self.override_findings())}
-        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts} | cited)
+        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts}
+                      | {a.seq for a in self.actions} | cited)
 
     @property
     def exceptions(self) -> tuple[GateDecision, ...]:
