@@ -529,7 +529,7 @@ def _rollback_section(h: SlotHistory) -> Section:
         rows.append((d.seq, d.ts, d.champion_version, d.challenger_version, d.trigger, d.decided_by, d.reason, cause))
     return Section("Rollbacks", (
         Paragraph("A rollback returns the slot to a version that was production before. An automatic rollback carries the "
-                  "monitor alert that fired it; a manual one names its operator."),
+                  "monitor alert that fired it and is decided by that monitor; a manual one names its operator."),
         Table(
             (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
              Column("From", ValueKind.IDENTIFIER, weight=1.3), Column("Back to", ValueKind.IDENTIFIER, weight=1.3),
