@@ -17,7 +17,12 @@ Figures:
   whose checks run over every decision) with inclusion proofs only: total and where the time
   goes (open, pack evaluation, the charts' queries, proofs, assembly, render), on a
   10,000,013-entry ledger (2,500,000 requests, built once under bench-out/reports-2500000/)
-  and on the 40,000,013-entry one; target under 30 s for the 10-million-entry ledger.
+  and on the 40,000,013-entry one; target under 30 s for the 10-million-entry ledger;
+- how long the validation history is as a slot's record grows: the demo year's history
+  (the demo at its default 50,000 requests, built once under bench-out/demo-50000/) up to
+  its 8th, 16th, ... gate decision and over the whole year, in pages, with its exceptions,
+  routine rejects and proof rows (`python -m benchmarks.bench_reports validation-length`
+  prints only these).
 """
 
 from __future__ import annotations
@@ -151,7 +156,43 @@ def run(scale: str) -> list[dict]:
     figures.append({"name": "validation history of the slot, proofs only: build + render", "value": time.perf_counter() - t,
                     "unit": "s", "note": f"{rendered.page_count} pages"})
     figures += evidence_figures(scale)
+    figures += validation_length_figures()
     return figures
+
+
+def validation_length_figures(demo_out: Path = Path("bench-out") / "demo-50000", steps: int = 8) -> list[dict]:
+    """Pages of the demo slot's validation history up to every ``steps``-th gate decision and
+    over the whole year (inclusion proofs only, as an examiner's copy would be built)."""
+    from mrm.demo.scenario import SLOT, run_demo
+    from reports.documents import TrustPlan, ValidationScope, build_validation_report, establish_basis
+    from reports.documents.history import read_slot_history
+    from reports.render import render_pdf
+
+    if not (demo_out / "demo-result.json").exists():
+        run_demo(demo_out)
+    ledger, keyring = demo_out / "ledger", Keyring.load(demo_out / "ledger.keyring.json")
+    plan = TrustPlan.inclusion_proofs(keyring.verifiers())
+    decisions = read_slot_history(establish_basis(ledger, plan).source, SLOT, None, None).decisions
+    # Each cut ends just after a decision, so the history holds exactly that many.
+    cuts = [(n, decisions[n - 1].ts + dt.timedelta(microseconds=1)) for n in range(steps, len(decisions), steps)]
+    cuts.append((len(decisions), None))
+    figures = []
+    for n, until in cuts:
+        report = build_validation_report(ledger, ValidationScope(SLOT, until=until), plan)
+        rendered = render_pdf(report, keyring.signer, created=CREATED)
+        shown = decisions[:n]
+        exceptions = sum(1 for d in shown if not d.routine)
+        proven = len(json.loads(next(a.data for a in report.attachments if a.name == "inclusion-proofs.json"))["entries"])
+        figures.append({"name": f"validation history, demo slot up to gate decision {n}", "value": rendered.page_count,
+                        "unit": "pages",
+                        "note": f"{n} decisions: {exceptions} exceptional, {n - exceptions} routine rejects; "
+                                f"{proven} entries proven"})
+    return figures
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["validation-length"]:
+    for figure in validation_length_figures():
+        print(f"{figure['name']:<52} {figure['value']:>4} {figure['unit']}   {figure['note']}")
 
 
 def evidence_figures(scale: str, packs: tuple[str, ...] = EVIDENCE_PACKS) -> list[dict]:

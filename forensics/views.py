@@ -290,19 +290,30 @@ OBJECTS: tuple[SqlObject, ...] = (
         "alert_responses",
         "view",
         "alert_responses",
-        "every monitor alert with the decision that responded to it (linked by details.responds_to_seq; an "
-        "automatic rollback's recorded alert): alert_seq, alert_at, slot, monitor, alert_status, action, "
-        "response_seq, responded_at, response (force_promote, rollback), version, operator, trigger, "
-        "delay_seconds; the response columns are NULL when nothing responded",
+        "every monitor alert with each entry that responded to it, one row per response: a decision (linked by "
+        "details.responds_to_seq; an automatic rollback's recorded alert) or a retrain proposal (details.alert_seqs): "
+        "alert_seq, alert_at, slot, monitor, alert_status, action, response_seq, responded_at, response (force_promote, "
+        "rollback, retrain_proposal), version, operator, trigger, decided_by (the operator, or for an automatic "
+        "response the monitor: 'monitor online.rollback (automatic)'), delay_seconds; the response columns are NULL "
+        "when nothing responded",
         "CREATE VIEW alert_responses AS\n"
+        "WITH responses AS (\n"
+        "  SELECT coalesce(CAST(details ->> '$.responds_to_seq' AS BIGINT), CAST(details ->> '$.replay.alert.seq' AS BIGINT))\n"
+        "         AS alert_seq, seq, ts, decision AS response, challenger_version AS version, operator, trigger,\n"
+        "         coalesce(operator, 'monitor ' || (details ->> '$.replay.alert.monitor') || ' (automatic)') AS decided_by\n"
+        "  FROM model_promotion\n"
+        "  UNION ALL\n"
+        "  SELECT CAST(a.alert_seq AS BIGINT), r.seq, r.ts, r.event_type, r.details ->> '$.version', NULL, 'auto',\n"
+        "         replace(r.component, 'gates.monitor.', 'monitor ') || ' (automatic)'\n"
+        "  FROM operation r, unnest(CAST(r.details -> '$.alert_seqs' AS BIGINT[])) AS a(alert_seq)\n"
+        "  WHERE r.event_type = 'retrain_proposal'\n"
+        ")\n"
         "SELECT a.seq AS alert_seq, a.ts AS alert_at, a.details ->> '$.slot' AS slot, a.component AS monitor,\n"
         "       a.status AS alert_status, a.details ->> '$.action' AS action,\n"
-        "       p.seq AS response_seq, p.ts AS responded_at, p.decision AS response, p.challenger_version AS version,\n"
-        "       p.operator, p.trigger, epoch(p.ts) - epoch(a.ts) AS delay_seconds\n"
+        "       p.seq AS response_seq, p.ts AS responded_at, p.response, p.version, p.operator, p.trigger, p.decided_by,\n"
+        "       epoch(p.ts) - epoch(a.ts) AS delay_seconds\n"
         "FROM operation a\n"
-        "LEFT JOIN model_promotion p\n"
-        "       ON coalesce(CAST(p.details ->> '$.responds_to_seq' AS BIGINT), "
-        "CAST(p.details ->> '$.replay.alert.seq' AS BIGINT)) = a.seq\n"
+        "LEFT JOIN responses p ON p.alert_seq = a.seq\n"
         "WHERE a.event_type = 'monitor_alert'",
     ),
     SqlObject(

@@ -158,9 +158,15 @@ def test_the_embedded_proofs_cover_every_entry_shown(history):
     report = verify_proof(proofs, h.keyring.verifiers())
     assert report.ok, report.problems
     assert {e["seq"] for e in report.entries} == set(h.known.values()) - {h.known[k] for k in ("access", "inference", "attribution", "guardrail", "outcome")}
-    # Each leaf hash is printed shortened, one line; the attached proof holds it whole.
+    # Each exceptional entry's leaf hash is printed shortened, one line; the attached proof holds
+    # it whole. Routine entries (the reject of v014, the runs that did not alert) are proven
+    # too, each kind in one row.
+    routine = {h.known[k] for k in ("reject2", "fair1", "fair2", "drift1")}
     for entry in proofs["entries"]:
-        assert has(h, base64.b64decode(entry["leaf_hash"]).hex()[:12] + "\u2026")
+        printed = has(h, base64.b64decode(entry["leaf_hash"]).hex()[:12] + "\u2026")
+        assert printed == (entry["seq"] not in routine), entry["seq"]
+    assert has(h, f"Routine rejects (gate, in competition) model_promotion 1 {h.known['reject2']} \u2713 1 OF 1 PROVEN")
+    assert has(h, f"Fairness monitor runs without an alert operation 2 {h.known['fair1']} to {h.known['fair2']} \u2713 2 OF 2 PROVEN")
 
 
 def test_an_altered_attachment_is_reported(history):

@@ -27,6 +27,7 @@ from ..widths import short_digest
 
 __all__ = [
     "AlertEntry",
+    "AlertResponse",
     "FollowUp",
     "GateDecision",
     "MonitorRun",
@@ -211,10 +212,28 @@ class GateDecision:
         return digest if isinstance(digest, str) else None
 
     @property
+    def alert(self) -> Mapping[str, Any] | None:
+        """The monitor alert an automatic rollback carries (the one that fired it)."""
+        alert = self.replay.get("alert")
+        return alert if isinstance(alert, Mapping) else None
+
+    @property
+    def responds_to_seq(self) -> int | None:
+        """The monitor_alert entry this decision answers: its typed link, or the alert it carries."""
+        for seq in (self.details.get("responds_to_seq"), (self.alert or {}).get("seq")):
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                return seq
+        return None
+
+    @property
     def decided_by(self) -> str:
-        """Who decided: the person, or for an automatic decision the gate and its policy."""
+        """Who decided: the person; for an automatic rollback the monitor that fired it; for
+        any other automatic decision the gate and its policy."""
         if self.operator:
             return self.operator
+        monitor = (self.alert or {}).get("monitor")
+        if not self.manual and isinstance(monitor, str) and monitor:
+            return f"monitor {monitor} (automatic)"
         digest = self.policy_digest
         return f"gate (policy {short_digest(digest)})" if digest else "gate (policy not recorded)"
 
@@ -251,6 +270,12 @@ class MonitorRun:
         return next((r for r in self.results if r.get("metric") == metric), None)
 
     @property
+    def alert_seqs(self) -> tuple[int, ...]:
+        """The alerts a retrain proposal answers."""
+        seqs = self.details.get("alert_seqs")
+        return tuple(s for s in seqs if isinstance(s, int) and not isinstance(s, bool)) if isinstance(seqs, list) else ()
+
+    @property
     def window(self) -> Mapping[str, Any]:
         w = self.details.get("window")
         return w if isinstance(w, Mapping) else {}
@@ -266,6 +291,27 @@ class AlertEntry:
     summary: str | None
     version: str | None
     correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class AlertResponse:
+    """An entry that answered a monitor alert: a decision that links or carries it, or a
+    retrain proposal that names it (``details.alert_seqs``)."""
+
+    seq: int
+    ts: dt.datetime
+    entry: str  # the decision (rollback, force_promote, ...) or "retrain_proposal"
+    what: str  # in words, with who decided
+
+    @classmethod
+    def of_decision(cls, d: GateDecision) -> "AlertResponse":
+        return cls(d.seq, d.ts, d.decision, f"{d.decision} of {d.challenger_version} by {d.decided_by}")
+
+    @classmethod
+    def of_proposal(cls, p: MonitorRun) -> "AlertResponse":
+        monitor = p.component.removeprefix("gates.monitor.")
+        return cls(p.seq, p.ts, p.event_type, f"retrain proposal by monitor {monitor} (automatic; deploys nothing: "
+                                               "the retrained challenger goes through the gate)")
 
 
 @dataclass(frozen=True)
@@ -365,12 +411,13 @@ class SlotHistory:
         return max(stamps) if stamps else None
 
     def shown_seqs(self) -> list[int]:
-        """Every entry the document shows: the slot's decisions and monitoring entries in the
-        window, and the reviews and policy changes the override analysis cites."""
+        """Every entry the document shows: the slot's decisions, monitoring entries and
+        responses in the window, and the reviews and policy changes the override analysis cites."""
         cited = {u.seq for f in self.override_findings() for u in f.reviews}
         cited |= {u.seq for u in self.follow_ups if u.event_type == "policy_change"
                   and any(u.describe() in f.followed_by for f in self.override_findings())}
-        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts} | cited)
+        return sorted({d.seq for d in self.decisions} | {r.seq for r in self.runs} | {a.seq for a in self.alerts}
+                      | {a.seq for a in self.actions} | cited)
 
     @property
     def exceptions(self) -> tuple[GateDecision, ...]:
@@ -385,21 +432,24 @@ class SlotHistory:
     def decision_at(self, seq: int | None) -> GateDecision | None:
         return next((d for d in self.all_decisions if d.seq == seq), None) if seq is not None else None
 
-    def response_to(self, alert: AlertEntry) -> GateDecision | None:
-        """The decision that answered an alert: the first later one in the slot that links it
-        (``details.responds_to_seq``) or carries it (an automatic rollback); for entries written
-        before the link existed, one whose reason names its sequence number."""
-        for d in self.decisions:
-            if d.seq <= alert.seq:
-                continue
-            if d.details.get("responds_to_seq") == alert.seq:
-                return d
-            carried = d.replay.get("alert")
-            if isinstance(carried, Mapping) and carried.get("seq") == alert.seq:
-                return d
-            if re.search(rf"\bseq {alert.seq}\b", d.reason):
-                return d
-        return None
+    def response_to(self, alert: AlertEntry) -> AlertResponse | None:
+        """The first later entry of the slot that answered an alert: a decision that links it
+        (``details.responds_to_seq``) or carries it (an automatic rollback), a retrain proposal
+        that names it (``details.alert_seqs``); for decisions written before the link existed,
+        one whose reason names its sequence number."""
+        answers = [AlertResponse.of_decision(d) for d in self.decisions if d.seq > alert.seq and (
+            d.responds_to_seq == alert.seq or (d.responds_to_seq is None and re.search(rf"\bseq {alert.seq}\b", d.reason)))]
+        answers += [AlertResponse.of_proposal(p) for p in self.actions
+                    if p.seq > alert.seq and p.event_type == "retrain_proposal" and alert.seq in p.alert_seqs]
+        return min(answers, key=lambda r: r.seq) if answers else None
+
+    def responses(self) -> tuple[tuple[AlertResponse, tuple[int, ...]], ...]:
+        """Every entry that answered monitoring, with the alerts it answers, in sequence order:
+        retrain proposals, and decisions linked to an alert (automatic rollbacks, a
+        force-promote in answer to a breach)."""
+        out = [(AlertResponse.of_decision(d), (d.responds_to_seq,)) for d in self.decisions if d.responds_to_seq is not None]
+        out += [(AlertResponse.of_proposal(p), p.alert_seqs) for p in self.actions if p.event_type == "retrain_proposal"]
+        return tuple(sorted(out, key=lambda r: r[0].seq))
 
     def override_findings(self) -> tuple[OverrideFinding, ...]:
         return tuple(_override_finding(d, self) for d in self.overrides)

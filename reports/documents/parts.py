@@ -90,10 +90,13 @@ class DocumentInfo:
 
 @dataclass(frozen=True)
 class ShownEntry:
-    """An entry a document shows and proves: what it is, for the integrity table."""
+    """An entry a document shows and proves: what it is, for the integrity table. A routine
+    entry (a weekly reject, a monitor run that did not alert) names its kind: it is proven
+    like any other, and listed with the others of its kind in one row."""
 
     seq: int
     what: str
+    routine: str | None = None
 
 
 # --------------------------------------------------------------------------- encoding
@@ -286,7 +289,8 @@ def failed_verification_section(basis: EvidenceBasis, proofs: ProofCheck | None)
 def integrity_section(basis: EvidenceBasis, proofs: ProofCheck | None, shown: Sequence[ShownEntry], *,
                       title: str = "Integrity of this evidence", intro: str = "") -> Section:
     """How the ledger was checked, the checkpoint, and one row per entry shown with its leaf
-    hash and the result of its inclusion proof."""
+    hash and the result of its inclusion proof; routine entries whose proofs verify, one row
+    per kind."""
     c = basis.checkpoint
     status = overall_status(basis, proofs)
     blocks: list[Block] = []
@@ -308,34 +312,65 @@ def integrity_section(basis: EvidenceBasis, proofs: ProofCheck | None, shown: Se
         items.append(KeyValue("Entries newer than the checkpoint (not covered)", basis.newer_entries))
     blocks.append(KeyValues(tuple(items), caption="What this document rests on"))
     if shown:
-        rows = []
-        for entry in shown:
-            result = proofs.result_for(entry.seq) if proofs is not None else None
-            proof = proofs.entry_for(entry.seq) if proofs is not None else None
-            leaf = base64.b64decode(proof["leaf_hash"]).hex() if proof else None
-            table = proof["table"] if proof else (result or {}).get("table")
-            hashes = len(proof["inclusion"]["hashes"]) if proof else None
-            if result is None:
-                badge = StatusBadge(Status.NOT_RUN)
-            elif result.get("ok"):
-                badge = StatusBadge(Status.PASS, "PROVEN")
-            else:
-                badge = StatusBadge(Status.FAIL, "NOT PROVEN", str(result.get("problem", "")))
-            rows.append((entry.what, table, entry.seq, leaf, hashes, badge))
+        results = {r.get("seq"): r for r in proofs.results} if proofs is not None else {}
+        entries = {e["seq"]: e for e in proofs.document["entries"]} if proofs is not None and proofs.document else {}
+        # A routine entry whose proof did not verify is an exception: it gets its own row.
+        grouped = [e for e in shown if e.routine is not None and (results.get(e.seq) or {}).get("ok")]
+        grouped_seqs = {e.seq for e in grouped}
+        single = [e for e in shown if e.seq not in grouped_seqs]
+        attachment = PROOFS_ATTACHMENT if proofs is not None and proofs.document is not None else None
         blocks.append(Paragraph(
             f"Each entry shown in this document is proven to be the leaf at its sequence number in the Merkle tree whose "
             f"root, for size {c.size:,}, the checkpoint signs. The proofs are attached ({PROOFS_ATTACHMENT}); each holds the entry "
-            "as JSON, its canonical bytes, and the sibling hashes from its leaf to the root."))
+            "as JSON, its canonical bytes, and the sibling hashes from its leaf to the root."
+            + (" Exceptional entries (decisions other than routine rejects, alerts and what answered them) have a row "
+               "each; routine entries one row per kind, with the leaf hash of each in the attachment." if grouped else "")))
+        rows = [_proof_row(e, results.get(e.seq), entries.get(e.seq)) for e in single]
         blocks.append(Table(
             (Column("Entry", ValueKind.TEXT, weight=2.2), Column("Table", ValueKind.IDENTIFIER, weight=1.6),
              Column("Seq", ValueKind.IDENTIFIER, weight=0.9), Column("Leaf hash, SHA-256 (hex)", ValueKind.DIGEST, weight=4.0),
              Column("Proof hashes", ValueKind.NUMBER, weight=0.9), Column("Inclusion", ValueKind.STATUS, weight=1.5)),
             tuple(rows),
-            caption=f"Entries shown, proven against the checkpoint of size {c.size:,}",
-            source_attachment=PROOFS_ATTACHMENT if proofs is not None and proofs.document is not None else None,
-            total_rows=len(rows),
-        ))
+            caption=(f"Entries shown, proven against the checkpoint of size {c.size:,}" if not grouped else
+                     f"Exceptional entries shown, each proven against the checkpoint of size {c.size:,}"),
+            source_attachment=attachment, total_rows=len(rows),
+            empty_text="Every entry shown is routine (below)."))
+        if grouped:
+            kinds: dict[str, list[ShownEntry]] = {}
+            for e in grouped:
+                kinds.setdefault(e.routine, []).append(e)  # type: ignore[arg-type]
+            kind_rows = tuple((kind, ", ".join(sorted({str(results[e.seq].get("table")) for e in group})), len(group),
+                               _seq_span([e.seq for e in group]),
+                               StatusBadge(Status.PASS, f"{len(group)} OF {len(group)} PROVEN"))
+                              for kind, group in kinds.items())
+            blocks.append(Table(
+                (Column("Routine entries", ValueKind.TEXT, weight=3.0), Column("Table", ValueKind.IDENTIFIER, weight=1.6),
+                 Column("Entries", ValueKind.NUMBER, weight=0.8), Column("Seqs", ValueKind.TEXT, weight=1.6),
+                 Column("Inclusion", ValueKind.STATUS, weight=1.8)),
+                kind_rows, caption=(f"Routine entries shown, one row per kind: every one proven against the checkpoint of "
+                                    f"size {c.size:,} (each entry's seq, leaf hash and proof in {PROOFS_ATTACHMENT})"),
+                source_attachment=attachment, total_rows=len(kind_rows)))
     return Section(title, tuple(blocks))
+
+
+def _seq_span(seqs: Sequence[int]) -> str:
+    """The seqs of a kind of routine entry, as the first and the last (each is in the proofs)."""
+    first, last = min(seqs), max(seqs)
+    return str(first) if first == last else f"{first} to {last}"
+
+
+def _proof_row(entry: ShownEntry, result: Mapping[str, Any] | None, proof: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """One entry's row: what it is, its table, seq, leaf hash, proof length and result."""
+    leaf = base64.b64decode(proof["leaf_hash"]).hex() if proof else None
+    table = proof["table"] if proof else (result or {}).get("table")
+    hashes = len(proof["inclusion"]["hashes"]) if proof else None
+    if result is None:
+        badge = StatusBadge(Status.NOT_RUN)
+    elif result.get("ok"):
+        badge = StatusBadge(Status.PASS, "PROVEN")
+    else:
+        badge = StatusBadge(Status.FAIL, "NOT PROVEN", str(result.get("problem", "")))
+    return (entry.what, table, entry.seq, leaf, hashes, badge)
 
 
 _LEDGER_METHOD = (

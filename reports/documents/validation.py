@@ -41,7 +41,7 @@ from ..model import (
 from .badges import drift_status, fairness_finding, passed, promotion_status
 from .fairness import DI, EOD, SPD, FairnessRun, fairness_runs
 from .basis import EvidenceBasis, ProofCheck, TrustPlan, establish_basis, prove_shown_entries
-from .history import AlertEntry, GateDecision, SlotHistory, read_slot_history, starting_production_text
+from .history import AlertEntry, AlertResponse, GateDecision, SlotHistory, read_slot_history, starting_production_text
 from .slot_charts import (
     decisions_over_time_chart,
     di_band,
@@ -117,9 +117,27 @@ def write_validation_report(ledger_path: str | os.PathLike[str], scope: Validati
 
 
 def _shown_entries(h: SlotHistory) -> list[ShownEntry]:
-    shown = [ShownEntry(d.seq, f"{d.decision} of {d.challenger_version}") for d in h.decisions]
-    shown += [ShownEntry(r.seq, f"{r.kind} monitor run" if r.event_type == "monitor_run" else f"{r.event_type}") for r in h.runs]
+    """Every entry the document shows. Exceptions (decisions other than routine rejects, runs
+    that alerted, alerts, what answered them, reviews and policy changes cited) are listed one
+    by one under Integrity; routine rejects and quiet runs, one row per kind."""
+    alerted = {a.correlation_id for a in h.alerts if a.correlation_id}
+    shown = [ShownEntry(d.seq, f"{d.decision} of {d.challenger_version}",
+                        "Routine rejects (gate, in competition)" if d.routine else None) for d in h.decisions]
+    for r in h.runs:
+        what = f"{r.kind} monitor run" if r.event_type == "monitor_run" else r.event_type
+        quiet = r.event_type == "monitor_run" and r.correlation_id not in alerted
+        shown.append(ShownEntry(r.seq, what, f"{r.kind.capitalize()} monitor runs without an alert" if quiet else None))
     shown += [ShownEntry(a.seq, f"alert {a.monitor}: {a.status}") for a in h.alerts]
+    for a in h.actions:
+        if a.event_type == "retrain_proposal":
+            shown.append(ShownEntry(a.seq, "retrain proposal"))
+        else:
+            shown.append(ShownEntry(a.seq, f"{a.event_type} of {_str_or_dash(a.details.get('challenger_version'))}",
+                                    "Challengers' traffic splits (shadow, canary)"))
+    listed, cited = {e.seq for e in shown}, set(h.shown_seqs())
+    for u in h.follow_ups:
+        if u.seq in cited and u.seq not in listed:
+            shown.append(ShownEntry(u.seq, u.event_type.replace("_", " ")))
     return sorted(shown, key=lambda e: e.seq)
 
 
@@ -310,13 +328,13 @@ def _exceptions_section(h: SlotHistory) -> Section:
     return Section("Exceptions", tuple(blocks), details)
 
 
-def _alert_text(a: AlertEntry, response: GateDecision | None) -> str:
+def _alert_text(a: AlertEntry, response: AlertResponse | None) -> str:
     said = a.summary or "no summary recorded"
     action = f"; the monitor's action: {a.action}" if a.action else ""
     if response is None:
-        answered = "; no later decision in the slot carries or cites this alert"
+        answered = "; nothing later in the slot answers it (no decision or retrain proposal links it)"
     else:
-        answered = f"; answered by seq {response.seq}: {response.decision} of {response.challenger_version} by {response.decided_by}"
+        answered = f"; answered by seq {response.seq}: {response.what}"
     return f"{said}{action}{answered}"
 
 
@@ -460,25 +478,27 @@ def _override_section(h: SlotHistory) -> Section:
         KeyValue("On a gate verdict no longer current", sum(1 for f in findings if f.stale and not f.against_the_gate)),
         KeyValue("Reviewed by the committee", sum(1 for f in findings if f.reviews)),
     ), caption="Override counts"))
+    # Two tables, so that no column of prose is squeezed until a version or a seq breaks:
+    # the decision and the gate's verdict at the time; then why, the review and what followed.
     badge = {"AGAINST GATE": Status.WARN, "STALE VERDICT": Status.WARN, "CONSISTENT": Status.INFO}
     rows = tuple((f.decision.seq, f.decision.ts, promotion_status(f.decision.decision), f.decision.challenger_version,
-                  f.decision.operator, f.decision.reason, f.gate_said, StatusBadge(badge[f.finding], f.finding))
+                  f.decision.decided_by, f.gate_said, StatusBadge(badge[f.finding], f.finding))
                  for f in findings)
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Decision", ValueKind.STATUS, weight=1.5), Column("Version", ValueKind.IDENTIFIER, weight=1.3),
-         Column("Who", ValueKind.IDENTIFIER, weight=1.5), Column("Why (as recorded)", ValueKind.TEXT, weight=2.6),
-         Column("What the gate had said", ValueKind.TEXT, weight=2.8), Column("Finding", ValueKind.STATUS, weight=1.5)),
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
+         Column("Decision", ValueKind.STATUS, weight=1.4), Column("Version", ValueKind.IDENTIFIER, weight=1.2),
+         Column("Who", ValueKind.TEXT, weight=1.3), Column("What the gate had said at the time", ValueKind.TEXT, weight=3.6),
+         Column("Finding", ValueKind.STATUS, weight=1.2)),
         rows, caption="Decisions made by a person, with the gate's verdict on the same version at the time",
         source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows)))
-    after = tuple((f.decision.seq, f.decision.decision,
+    after = tuple((f.decision.seq, f.decision.reason,
                    "; ".join(r.describe() for r in f.reviews) or "not reviewed (no override_review entry names it)",
                    "; ".join(f.followed_by))
                   for f in findings)
     blocks.append(Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Decision", ValueKind.IDENTIFIER, weight=1.2),
-         Column("Committee review (reviews_seq)", ValueKind.TEXT, weight=3.6), Column("What followed", ValueKind.TEXT, weight=3.6)),
-        after, caption="Each decision by a person: the committee's review of it, and what followed",
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Why (as recorded)", ValueKind.TEXT, weight=3.0),
+         Column("Committee review (reviews_seq)", ValueKind.TEXT, weight=2.6), Column("What followed", ValueKind.TEXT, weight=2.6)),
+        after, caption="Each decision by a person: why, as recorded; the committee's review of it; and what followed",
         source_attachment=ATTACHMENTS["follow_ups"][0], total_rows=len(after)))
     forced = [f for f in findings if f.decision.decision == "force_promote"]
     if forced:
@@ -499,16 +519,21 @@ def _rollback_section(h: SlotHistory) -> Section:
         return Section("Rollbacks", (Paragraph("No rollback of this slot is recorded in the period."),))
     rows = []
     for d in h.rollbacks:
-        alert = d.replay.get("alert") if isinstance(d.replay.get("alert"), Mapping) else None
-        cause = f"alert seq {alert.get('seq')}: {alert.get('summary')}" if alert else (f"by {d.operator}" if d.operator else None)
-        rows.append((d.seq, d.ts, d.champion_version, d.challenger_version, d.trigger, d.operator, d.reason, cause))
+        alert = d.alert
+        if alert is not None:
+            cause = f"alert seq {alert.get('seq')}: {alert.get('summary')}"
+        elif d.responds_to_seq is not None:
+            cause = f"alert seq {d.responds_to_seq}"
+        else:
+            cause = f"by {d.decided_by}, no alert linked"
+        rows.append((d.seq, d.ts, d.champion_version, d.challenger_version, d.trigger, d.decided_by, d.reason, cause))
     return Section("Rollbacks", (
         Paragraph("A rollback returns the slot to a version that was production before. An automatic rollback carries the "
-                  "monitor alert that fired it; a manual one names its operator."),
+                  "monitor alert that fired it and is decided by that monitor; a manual one names its operator."),
         Table(
             (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
              Column("From", ValueKind.IDENTIFIER, weight=1.3), Column("Back to", ValueKind.IDENTIFIER, weight=1.3),
-             Column("Trigger", ValueKind.IDENTIFIER, weight=1.0), Column("Operator", ValueKind.IDENTIFIER, weight=1.3),
+             Column("Trigger", ValueKind.IDENTIFIER, weight=1.0), Column("Decided by", ValueKind.TEXT, weight=1.3),
              Column("Reason", ValueKind.TEXT, weight=2.6), Column("What triggered it", ValueKind.TEXT, weight=2.2)),
             tuple(rows), caption="Rollbacks in the period", source_attachment=ATTACHMENTS["promotions"][0], total_rows=len(rows)),
     ))
@@ -664,41 +689,51 @@ def _alerts_subsection(h: SlotHistory) -> Section | None:
     rows = []
     for a in h.alerts:
         response = h.response_to(a)
-        rows.append((a.seq, a.ts, a.monitor, _alert_status(a), a.action or "none recorded", a.version or "not recorded",
-                     f"seq {response.seq}" if response else "none"))
+        rows.append((a.seq, a.ts, f"{a.monitor}: {a.action or 'no action recorded'}", _alert_status(a),
+                     a.version or "not recorded", f"seq {response.seq} ({response.entry})" if response else "none"))
     return Section("Alerts", (Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Monitor", ValueKind.IDENTIFIER, weight=2.6), Column("Status", ValueKind.STATUS, weight=1.3),
-         Column("Action", ValueKind.IDENTIFIER, weight=1.1), Column("Version", ValueKind.IDENTIFIER, weight=1.1),
-         Column("Answered by", ValueKind.TEXT, weight=1.0)),
-        tuple(rows), caption="Monitor alerts in the period (each with its summary and the decision that answered it under "
-                             "Exceptions)", source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
+         Column("Monitor: action", ValueKind.TEXT, weight=2.4), Column("Status", ValueKind.STATUS, weight=1.3),
+         Column("Version", ValueKind.IDENTIFIER, weight=1.1), Column("Answered by", ValueKind.TEXT, weight=1.6)),
+        tuple(rows), caption="Monitor alerts in the period, each with the entry that answered it (a decision or a retrain "
+                             "proposal; see Responses to monitoring and Exceptions)",
+        source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
 
 
 def _actions_subsection(h: SlotHistory) -> Section | None:
-    """What was done in answer to monitoring: retrain proposals, and challengers' traffic
-    (shadow, canary) before a decision."""
-    if not h.actions:
+    """What was done in answer to monitoring: retrain proposals and decisions linked to an
+    alert (an automatic rollback, a force-promote); and challengers' traffic (shadow,
+    canary) before a decision."""
+    responses = h.responses()
+    splits = [a for a in h.actions if a.event_type != "retrain_proposal"]
+    if not responses and not splits:
         return None
-    rows = []
-    for a in h.actions:
-        d = a.details
-        if a.event_type == "retrain_proposal":
-            what = f"alerts at seq {', '.join(str(s) for s in d.get('alert_seqs') or [])}: {_str_or_dash(d.get('summary'))}"
-            who = _str_or_dash(d.get("version"))
+    rows: list[tuple[Any, ...]] = []
+    for r, alerts in responses:
+        answers = f"alert seq {', '.join(str(s) for s in alerts)}"
+        if r.entry == "retrain_proposal":
+            proposal = next(a for a in h.actions if a.seq == r.seq)
+            rows.append((r.seq, r.ts, r.entry, _str_or_dash(proposal.details.get("version")), answers,
+                         f"{r.what}: {_str_or_dash(proposal.details.get('summary'))}"))
         else:
-            share = d.get("challenger_share")
-            served = f"{share:.0%} of requests served" if _finite(share) else "share not recorded"
-            what = (f"{_str_or_dash(d.get('mode'))} ({served}) beside {_str_or_dash(d.get('champion_version'))}: "
-                    f"{_str_or_dash(d.get('reason'))}")
-            who = _str_or_dash(d.get("challenger_version"))
-        rows.append((a.seq, a.ts, a.event_type, a.status, who, what))
+            d = h.decision_at(r.seq)
+            assert d is not None
+            rows.append((r.seq, r.ts, r.entry, d.challenger_version, answers, f"decided by {d.decided_by}: {d.reason}"))
+    for a in splits:
+        d = a.details
+        share = d.get("challenger_share")
+        served = f"{share:.0%} of requests served" if _finite(share) else "share not recorded"
+        rows.append((a.seq, a.ts, a.event_type, _str_or_dash(d.get("challenger_version")), "none (before a decision)",
+                     f"{_str_or_dash(d.get('mode'))} ({served}) beside {_str_or_dash(d.get('champion_version'))}: "
+                     f"{_str_or_dash(d.get('reason'))}"))
+    rows.sort(key=lambda row: row[0])
     return Section("Responses to monitoring", (Table(
-        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.3),
-         Column("Entry", ValueKind.IDENTIFIER, weight=1.3), Column("Status", ValueKind.IDENTIFIER, weight=1.0),
-         Column("Version", ValueKind.IDENTIFIER, weight=1.2), Column("What", ValueKind.TEXT, weight=4.0)),
-        tuple(rows), caption="Retrain proposals (which deploy nothing: a retrained challenger still goes through the gate) "
-                             "and challengers' live traffic (shadow, canary) before their decision",
+        (Column("Seq", ValueKind.IDENTIFIER, weight=0.6), Column("Time (UTC)", ValueKind.TIMESTAMP, weight=1.2),
+         Column("Entry", ValueKind.IDENTIFIER, weight=1.3), Column("Version", ValueKind.IDENTIFIER, weight=1.2),
+         Column("Answers", ValueKind.TEXT, weight=1.1), Column("What", ValueKind.TEXT, weight=3.6)),
+        tuple(rows), caption=(f"Responses to monitoring: {len(responses)} entr(y/ies) answering an alert (retrain proposals, "
+                              "which deploy nothing: a retrained challenger still goes through the gate; decisions linked "
+                              "to an alert), and challengers' live traffic (shadow, canary) before their decision"),
         source_attachment=ATTACHMENTS["monitoring"][0], total_rows=len(rows)),))
 
 
