@@ -210,13 +210,30 @@ EVENTS: tuple[EventDetails, ...] = (
     ),
     EventDetails(
         "operation", "monitor_alert", "gates.alerts.Alert.to_operation_entry (monitors, serving health)",
-        "A monitor's alert. Decisions that answer it link to it with responds_to_seq (view `alert_responses`).",
+        "A monitor's alert. Decisions that answer it link to it with responds_to_seq, retrain proposals with "
+        "alert_seqs (view `alert_responses` lists both).",
         (
             _SLOT,
             Field("version", "string", "The version the alert is about."),
             Field("action", "string", "What it asks for: none, investigate, propose_retrain, propose_rollback, rollback."),
             Field("summary", "string", "One human sentence."),
             Field("measurements", "object", "The measured values behind it (e.g. value, min, ci_low, ci_high)."),
+        ),
+    ),
+    EventDetails(
+        "operation", "retrain_proposal", "gates.monitoring.propose_retrain (`mrm monitor drift --record`)",
+        "A drift run's answer to its alerts that ask for a retrain: a proposal, never a deployment (the retrained "
+        "challenger goes through the gate). View: `alert_responses`.",
+        (
+            _SLOT,
+            Field("version", "string", "The version whose inputs drifted."),
+            Field("run_id", "string", "The monitor run that alerted."),
+            Field("run_seq", "integer", "That run's monitor_run entry."),
+            Field("alert_seqs", "array of integers", "The monitor_alert entries this proposal answers."),
+            Field("features", "array of strings", "The features past the act line, one per alert."),
+            Field("summary", "string", "The alerts' sentences, joined."),
+            Field("deploys", "null", "Always null: a proposal deploys nothing."),
+            Field("next_step", "string", "What happens next, in words."),
         ),
     ),
     EventDetails(

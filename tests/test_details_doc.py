@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gates.alerts import PROPOSE_ROLLBACK, Alert
+from gates.alerts import PROPOSE_RETRAIN, PROPOSE_ROLLBACK, Alert
 from gates.details import EVENTS, find, markdown
 from gates.ledger_io import MODEL_REGISTERED, TRAFFIC_SPLIT
 from gates.links import MONITOR_ALERT, OVERRIDE_REVIEW
-from gates.monitoring import MONITOR_RUN, ONLINE_EVALUATION, MonitorReport, record_monitor_report
+from gates.monitoring import (
+    MONITOR_RUN,
+    ONLINE_EVALUATION,
+    RETRAIN_PROPOSAL,
+    MonitorReport,
+    propose_retrain,
+    record_monitor_report,
+)
 from gates.observations import Window
 from gates.promotion import (
     approve,
@@ -34,7 +41,8 @@ def test_the_doc_is_generated_from_gates_details():
 
 
 def test_every_event_type_the_writers_define_is_documented():
-    for event in (MODEL_REGISTERED, TRAFFIC_SPLIT, MONITOR_RUN, MONITOR_ALERT, ONLINE_EVALUATION, OVERRIDE_REVIEW):
+    for event in (MODEL_REGISTERED, TRAFFIC_SPLIT, MONITOR_RUN, MONITOR_ALERT, ONLINE_EVALUATION, OVERRIDE_REVIEW,
+                  RETRAIN_PROPOSAL):
         assert find("operation", event) is not None, event
     for kind in ("gate", "force_promote", "approval", "rollback"):
         assert find("model_promotion", kind) is not None, kind
@@ -58,6 +66,10 @@ def _write_every_kind(ledger) -> None:  # noqa: F811
                            responds_to_seq=run.alert_seqs[0])
     review_override(ledger, reviews_seq=forced.seq, outcome="upheld", reviewer="mrm-chair", note="minute 3")
     review_override(ledger, reviews_seq=rolled.seq, outcome="upheld", reviewer="mrm-chair", note="minute 4")
+    drifted = Alert("drift.psi", "credit_pd", "v014", "significant_drift", PROPOSE_RETRAIN, "income drifted",
+                    {"feature": "income", "value": 0.31})
+    report = MonitorReport("drift", "credit_pd", "v014", Window(), ({"feature": "income"},), (drifted,))
+    assert propose_retrain(ledger, report, record_monitor_report(ledger, report)) is not None
 
 
 def test_every_details_key_written_is_documented(ledger):  # noqa: F811
@@ -83,7 +95,7 @@ def test_every_details_key_written_is_documented(ledger):  # noqa: F811
         events.add(row["event_type"])
         details = json.loads(row["details"])
         assert set(details) <= doc.top_level(), (doc.event, set(details) - doc.top_level())
-    assert events == {MODEL_REGISTERED, TRAFFIC_SPLIT, MONITOR_RUN, MONITOR_ALERT, OVERRIDE_REVIEW}
+    assert events == {MODEL_REGISTERED, TRAFFIC_SPLIT, MONITOR_RUN, MONITOR_ALERT, OVERRIDE_REVIEW, RETRAIN_PROPOSAL}
     # the documented fields of each written kind are the ones written (none documented in vain)
     forced = [json.loads(r["details"]) for r in read_table(ledger.path, "model_promotion").to_pylist()
               if r["decision"] == "force_promote"][0]
