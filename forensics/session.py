@@ -98,8 +98,9 @@ class LedgerSQL:
         **options: Any,
     ) -> "LedgerSQL":
         """`retention`: the retention state of the store the ledger lives in
-        (ledger.transfer.retention_state), for a ledger read through a mirror of an object
-        store; a directory's own (none) is read here when it is not given."""
+        (ledger.transfer.retention_state, as `mrm status` reads it), for the views
+        ledger_retention and ledger_retention_objects. Without it a directory is shown as
+        keeping no lock, and a mirror of an object store as not read (forensics.retention)."""
         return cls(open_source(path, verifier), export_dir=export_dir, retention=retention, **options)
 
     @property
