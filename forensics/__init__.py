@@ -7,6 +7,7 @@
 - ``source``       the snapshot the answers are read from, bounded by what was verified
 - ``evidence``     fast point lookups (side index + Parquet row groups and Bloom filters)
 - ``registry``     the model registry as tables, derived by :mod:`gates.registry`
+- ``retention``    what the ledger's store keeps under a retention lock, as tables
 """
 
 from __future__ import annotations

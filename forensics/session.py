@@ -38,10 +38,13 @@ import duckdb
 import pyarrow as pa
 
 from ledger.schema import TABLE_NAMES
+from ledger.storage import Layout, read_meta
+from ledger.transfer import RetentionState
 
 from .attestation import Attestation, Verifier
 from .errors import ExportDirError, QueryError, QueryRefused
 from .registry import read_registry_tables
+from .retention import retention_tables
 from .source import Source, open_source, private_temp_dir
 from .views import MACRO_NAMES, OBJECTS, VIEW_NAMES
 
@@ -68,8 +71,10 @@ class LedgerSQL:
         export_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         memory_limit: str | None = None,
+        retention: RetentionState | None = None,
     ):
         self.source = source
+        self.retention = retention
         self.export_dir = checked_export_dir(export_dir, source) if export_dir is not None else None
         # SQL can write wherever DuckDB spills (layer 1): inside the export directory, or,
         # without one, a private directory that no statement reaches (no COPY runs then).
@@ -89,9 +94,14 @@ class LedgerSQL:
         *,
         verifier: Verifier | None = None,
         export_dir: str | os.PathLike[str] | None = None,
+        retention: RetentionState | None = None,
         **options: Any,
     ) -> "LedgerSQL":
-        return cls(open_source(path, verifier), export_dir=export_dir, **options)
+        """`retention`: the retention state of the store the ledger lives in
+        (ledger.transfer.retention_state, as `mrm status` reads it), for the views
+        ledger_retention and ledger_retention_objects. Without it a directory is shown as
+        keeping no lock, and a mirror of an object store as not read (forensics.retention)."""
+        return cls(open_source(path, verifier), export_dir=export_dir, retention=retention, **options)
 
     @property
     def attestation(self) -> Attestation:
@@ -109,6 +119,10 @@ class LedgerSQL:
         con.register("mrm_registry_problems", registry.problems)
         con.register("mrm_ledger_files", _files_table(source))
         con.register("mrm_ledger_info", pa.Table.from_pylist([self.attestation.to_dict()], schema=_INFO_SCHEMA))
+        summary, objects = retention_tables(source.root, read_meta(Layout(source.root)).retain_days, source.records,
+                                            self.retention)
+        con.register("mrm_ledger_retention", summary)
+        con.register("mrm_ledger_retention_objects", objects)
         for obj in OBJECTS:
             con.execute(obj.sql)
 

@@ -10,6 +10,8 @@ Raw inputs, registered by the session before these are created:
     mrm_registry_problems forensics.registry PROBLEM_SCHEMA
     mrm_ledger_files      one row per listed file
     mrm_ledger_info       one row: what the answers rest on
+    mrm_ledger_retention  one row: what the store keeps under a retention lock (forensics.retention)
+    mrm_ledger_retention_objects  one row per evidence object the store lists, with its lock
 """
 
 from __future__ import annotations
@@ -330,6 +332,26 @@ OBJECTS: tuple[SqlObject, ...] = (
         "ledger_info",
         "what the answers rest on, one row: ledger_id, path, through_seq, head_mac, verified, method, summary",
         "CREATE VIEW ledger_info AS SELECT * FROM mrm_ledger_info",
+    ),
+    SqlObject(
+        "ledger_retention",
+        "view",
+        "ledger_retention",
+        "what the ledger's store keeps under a retention lock, read from the store itself when the session opened, one row: "
+        "store_kind ('directory': no lock, the other columns NULL but retain_days; 'object storage'), retain_days "
+        "(the policy in LEDGER.json; NULL: none), evidence_objects (what a retention policy must keep: LEDGER.json, "
+        "segment files, manifest records, checkpoints), retained (locked until a future date), not_retained, "
+        "earliest_retain_until, latest_retain_until, mode (the lock modes, e.g. COMPLIANCE), summary",
+        "CREATE VIEW ledger_retention AS SELECT * FROM mrm_ledger_retention",
+    ),
+    SqlObject(
+        "ledger_retention_objects",
+        "view",
+        "ledger_retention_objects",
+        "each evidence object the store lists (none on a directory): key, kind (ledger metadata, segment file, "
+        "manifest record, checkpoint), first_seq, last_seq (the sealed segment whose entries it holds or vouches "
+        "for; NULL for LEDGER.json), retain_until (NULL: no lock), retained (locked until a future date), mode",
+        "CREATE VIEW ledger_retention_objects AS SELECT * FROM mrm_ledger_retention_objects",
     ),
     SqlObject(
         "champion_at",

@@ -326,7 +326,8 @@ class ObjectStore(Store):
 
     def _stored(self, key: str, head: dict) -> StoredObject:
         until = head.get("ObjectLockRetainUntilDate")
-        return StoredObject(key, int(head.get("ContentLength", 0)), head["ETag"], _aware(until) if until else None)
+        return StoredObject(key, int(head.get("ContentLength", 0)), head["ETag"], _aware(until) if until else None,
+                            head.get("ObjectLockMode") if until else None)
 
     def _holds(self, name: str, data: bytes, md5_hex: str) -> bool:
         """Whether the object now at `name` has exactly `data` (our own earlier PUT, or one
@@ -350,7 +351,7 @@ class ObjectStore(Store):
         head = self._head(self._name(key))
         if head is not None:
             return self._stored(key, head)
-        return StoredObject(key, len(data), f'"{md5_hex}"', _aware(retain_until))
+        return StoredObject(key, len(data), f'"{md5_hex}"', _aware(retain_until), "COMPLIANCE" if retain_until else None)
 
     def _refuse_retained(self, key: str, head: dict, what: str) -> None:
         until = head.get("ObjectLockRetainUntilDate")

@@ -71,6 +71,7 @@ class StoredObject:
     size: int
     version: str  # opaque: compare for equality only (an ETag on S3, inode and time locally)
     retain_until: dt.datetime | None = None
+    retain_mode: str | None = None  # the store's word for the lock (S3: COMPLIANCE or GOVERNANCE), when retained
 
 
 def check_key(key: str) -> str:

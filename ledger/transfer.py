@@ -64,6 +64,13 @@ class RetentionState:
     earliest: dt.datetime | None = None
     latest: dt.datetime | None = None
     supported: bool = True  # False: the store keeps no retention (a local directory)
+    evidence: list[StoredObject] = field(default_factory=list)  # every evidence object, with the retention the store reports
+
+    @property
+    def modes(self) -> list[str]:
+        """The lock modes of the retained objects (S3: COMPLIANCE, GOVERNANCE), each once."""
+        unprotected = set(self.not_retained)
+        return sorted({o.retain_mode or "unknown" for o in self.evidence if o.key not in unprotected})
 
     def summary(self) -> str:
         if not self.supported:
@@ -96,6 +103,7 @@ def retention_state(store: Store, objects: Iterable[StoredObject] | None = None,
         if not is_evidence(listed.key):
             continue
         obj = listed if listed.retain_until is not None else store.stat(listed.key)
+        state.evidence.append(obj if obj is not None else listed)
         until = obj.retain_until if obj is not None else None
         if until is None or until <= now:
             state.not_retained.append(listed.key)

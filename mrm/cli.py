@@ -148,6 +148,20 @@ def command_mirror() -> Any:
     return ctx.meta.get("mrm.mirror") if ctx is not None else None
 
 
+def command_retention(path: str) -> Any:
+    """The retention state (ledger.transfer.RetentionState) of the ledger the current
+    command reads: the object store's own, read from the store and its listing, when the
+    ledger was given as a store location (never the mirror's, which keeps none); else the
+    directory's, which keeps none."""
+    from ledger.store import LocalStore
+    from ledger.transfer import retention_state
+
+    view = command_mirror()
+    if view is None or str(view.path) != path:
+        return retention_state(LocalStore(path))
+    return retention_state(view.store, view.objects)
+
+
 def writable(path: str) -> str:
     """Where a command that read `path` writes: the store a mirror was read from (its
     writer goes through the store and this machine's local directory), else `path`."""

@@ -18,6 +18,7 @@ from ledger.schema import TABLE_NAMES
 
 from .cli import (
     command_mirror,
+    command_retention,
     existing_ledger,
     writable_ledger,
     EXIT_INTEGRITY,
@@ -140,7 +141,7 @@ def status(path: str, as_json: bool) -> None:
       mrm status ./audit-ledger --json
     """
     doc = ledger_status(path)
-    retention = _retention(path)
+    retention = command_retention(path)
     doc["retention"] = retention.as_json()
     view = command_mirror()
     if view is not None:
@@ -157,18 +158,6 @@ def status(path: str, as_json: bool) -> None:
         click.echo(f"head      seq {head['seq']}  mac {head['mac'][:16]}...  next key {head['key_id']}")
     click.echo(f"keys      {', '.join(doc['key_ids'])}")
     click.echo(f"retention {retention.summary()}")
-
-
-def _retention(path: str):
-    """The retention state of what this command read: the object store's, when the ledger
-    was given as one, else a directory's (which keeps none)."""
-    from ledger.store import LocalStore
-    from ledger.transfer import retention_state
-
-    view = command_mirror()
-    if view is None:
-        return retention_state(LocalStore(path))
-    return retention_state(view.store, view.objects)
 
 
 @click.group()
@@ -394,7 +383,7 @@ def verify(path: str, keyring_file: str | None, public_key: str | None, state_fi
     view = command_mirror()
     if view is not None:
         report.path = view.store.url
-    retention = _retention(path)
+    retention = command_retention(path)
     if as_json:
         emit_json({**report.to_dict(), "checkpoints_given": given, "retention": retention.as_json(),
                    "objects_fetched": None if view is None else view.downloaded})

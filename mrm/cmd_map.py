@@ -20,7 +20,7 @@ from gates.canonical import utc_text
 from mappings.errors import MappingError
 
 from .cli import UsageFailure, emit_json, handle_errors, json_option, keyring_option, usage_errors
-from .cli import existing_ledger
+from .cli import command_retention, existing_ledger
 from .cmd_sql import _verifier, forensic_errors, public_key_option, verify_option
 
 EXIT_GAP = 3
@@ -114,7 +114,7 @@ def map_command(
     if out_dir is not None and out_dir.exists():
         raise UsageFailure(f"--out {out_dir} already exists; give a new directory")
 
-    session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file, public_key))
+    session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file, public_key), retention=command_retention(path))
     try:
         whole = ledger_period(session) if not (start and end) else None
         period = Period(parse_instant(start, "from") if start else whole.start,  # type: ignore[union-attr]

@@ -14,7 +14,7 @@ import click
 from forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
 from forensics.errors import ForensicsError, UnreadableEvidence
 
-from .cli import EXIT_INTEGRITY, UsageFailure, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+from .cli import EXIT_INTEGRITY, UsageFailure, command_retention, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
 from .sql_output import FORMATS
 
 verify_option = click.option(
@@ -104,7 +104,8 @@ def sql(
 
     The seven tables are views (seq, key_id and mac included), with `decisions` (one row per
     request), `registry_history`, `production_periods`, `model_versions`, `evaluations`,
-    `override_reviews`, `alert_responses`, `entries`, `ledger_files`, and macros:
+    `override_reviews`, `alert_responses`, `entries`, `ledger_files`, `ledger_info`,
+    `ledger_retention` (what the store keeps under a retention lock), and macros:
     champion_at(slot, ts), decision_of(request_id), subject_decisions(subject),
     subject_timeline(subject, since := ..., until := ...), manual_overrides(), rejections(),
     guardrail_interventions(), entry(seq). `.tables` in the shell lists them.
@@ -133,7 +134,8 @@ def sql(
         raise UsageFailure(f"--output {output} is inside the ledger; write results outside it")
     if fmt == "parquet" and not output and is_terminal(sys.stdout):
         raise UsageFailure("--format parquet is binary: give --output FILE, or pipe stdout")
-    session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file, public_key), export_dir=export_dir)
+    session = LedgerSQL.open(path, verifier=_verifier(path, verify, keyring_file, public_key), export_dir=export_dir,
+                             retention=command_retention(path))
     try:
         if query is None:
             shell = Shell(session, sys.stdout, sys.stderr, max_rows=max_rows)
