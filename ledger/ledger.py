@@ -393,11 +393,12 @@ class Ledger:
     def _retain(self, record: SegmentRecord) -> None:
         """Put a sealed segment's files, its manifest record and its checkpoint under the
         ledger's retention (after the record, the commit point: what a stopped seal left
-        unrecorded is never retained, so recovery can remove it)."""
+        unrecorded is never retained, so recovery can remove it), and extend LEDGER.json's
+        to the same date: without it no segment can be read as the ledger's."""
         if self.meta.retain_days is None:
             return
         until = _retain_until(self.meta.retain_days)
-        keys = [f.path for f in record.files] + [manifest_key(record.first_seq)]
+        keys = [f.path for f in record.files] + [manifest_key(record.first_seq), META_KEY]
         if self.layout.store.exists(checkpoint_key(record.last_seq + 1)):
             keys.append(checkpoint_key(record.last_seq + 1))
         for key in keys:

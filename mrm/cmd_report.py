@@ -15,7 +15,7 @@ import click
 from reports.errors import ReportError
 from reports.verify import load_verifier_keys, verify_report
 
-from .cli import EXIT_INTEGRITY, UsageFailure, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+from .cli import EXIT_INTEGRITY, UsageFailure, command_retention, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
 
 
 
@@ -323,8 +323,8 @@ def report_evidence(path: str, pack_name: str, since: str | None, until: str | N
         limits = Limits(kept=max_rows, shown=min(rows_shown, max_rows), sample=min(10, max_rows))
         scope = EvidenceScope(pack_name, since, until, as_if_in_force, tuple(pack_dirs(packs_dirs)), limits)
         _announce(trust)
-        written = write_evidence_report(path, scope, plan, signer, out,
-                                        info=_info(institution, prepared_by, report_id), created=_created(created))
+        written = write_evidence_report(path, scope, plan, signer, out, info=_info(institution, prepared_by, report_id),
+                                        created=_created(created), retention=command_retention(path))
     except MappingError as e:
         raise UsageFailure(str(e)) from None
     _finish(written, as_json)

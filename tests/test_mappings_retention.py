@@ -7,6 +7,7 @@ none, and on a directory (which keeps no lock: insufficient evidence)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -23,6 +24,7 @@ from mrm.cli import main
 from .conftest import KEY
 from .helpers import log_event
 
+SIGNING = Keyring.from_key("test-k1", KEY).with_signer(Signer.generate("retention-test"))
 SIX_MONTHS = ("art19-1-provider-log-retention", "art26-6-deployer-log-retention")
 LOCK, SEGMENTS_EU = "store-keeps-a-retention-lock", "segments-locked-six-months"
 KFCPA_RECORDS, SEGMENTS_KR = "art28-1-record-keeping", "segments-locked-ten-years"
@@ -65,8 +67,7 @@ def judged(session, pack: str, requirements):
 def retained_200(s3_server, tmp_path_factory):
     """Six months and more (200 days) of retention: enough for the EU AI Act, not for KFCPA;
     with a signer, so every seal writes a checkpoint."""
-    keyring = Keyring.from_key("test-k1", KEY).with_signer(Signer.generate("retention-test"))
-    return s3_ledger(s3_server, keyring, tmp_path_factory.mktemp("work200"), retain_days=200)
+    return s3_ledger(s3_server, SIGNING, tmp_path_factory.mktemp("work200"), retain_days=200)
 
 
 def test_the_retention_views_hold_what_the_store_reports(retained_200, tmp_path):
@@ -184,3 +185,20 @@ def test_mrm_map_on_a_directory_says_no_lock(segmented):
     assert "a local directory keeps none" in evidence[LOCK]["explanation"]
     assert evidence[SEGMENTS_KR]["status"] == "insufficient_evidence"
 
+
+
+def test_the_evidence_report_on_s3_reads_the_retention_from_the_store(retained_200, tmp_path):
+    ring = tmp_path / "ring.json"
+    SIGNING.save(ring)
+    out = tmp_path / "eu.pdf"
+    made = run("report", "evidence", retained_200, "--pack", "eu-ai-act", "--as-if-in-force", "--keyring", ring,
+               "-o", out, env={"MRM_WORK_DIR": str(tmp_path / "reader")})
+    assert made.exit_code == 0, made.output
+    from pypdf import PdfReader
+
+    text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(out).pages)
+    for evidence in (LOCK, SEGMENTS_EU):
+        shown = [text[m.end():m.end() + 40] for m in re.finditer(rf"Evidence: {evidence}", text)]
+        assert len(shown) == 2 * 2, shown  # Art. 19(1) and 26(6), in the contents and in the body
+        assert all("MET" in s for s in shown[2:]), shown
+    assert "COMPLIANCE" in text and "not read" not in text

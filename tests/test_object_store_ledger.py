@@ -201,6 +201,8 @@ def test_a_ledger_created_with_retention_retains_what_it_seals(url, keyring, tmp
     store = open_store(url)
     state = retention_state(store)
     assert state.retained >= 1 + 3 * 2 and not state.not_retained, state.summary()  # LEDGER.json, 3 segments x (file, record)
+    newest = max(store.stat(o.key).retain_until for o in store.list("manifest/"))
+    assert store.stat("LEDGER.json").retain_until >= newest, "LEDGER.json stays locked as long as the newest segment"
     record = next(o.key for o in store.list("manifest/"))
     with pytest.raises(RetentionRefused):
         store.delete(record)

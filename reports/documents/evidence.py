@@ -28,6 +28,7 @@ from pathlib import Path
 
 from forensics.session import LedgerSQL
 from ledger.note import Signer
+from ledger.transfer import RetentionState
 from mappings.bundle import PARQUET_FILES, evidence_parquet, evidence_tables
 from mappings.catalog import load_pack
 from mappings.evaluate import evaluate, ledger_period
@@ -99,14 +100,17 @@ class EvidenceScope:
 
 
 def build_evidence_report(ledger_path: str | os.PathLike[str], scope: EvidenceScope, plan: TrustPlan,
-                          info: DocumentInfo = DocumentInfo(), *, timings: dict[str, float] | None = None) -> Report:
-    """The examiner evidence pack as a :class:`~reports.model.Report`. ``timings``, when
-    given, receives the seconds each step took (for benchmarks: where the time goes)."""
+                          info: DocumentInfo = DocumentInfo(), *, retention: RetentionState | None = None,
+                          timings: dict[str, float] | None = None) -> Report:
+    """The examiner evidence pack as a :class:`~reports.model.Report`. ``retention``: the
+    retention state of the store the ledger lives in (ledger.transfer.retention_state), for
+    the packs' retention evidence; without it a mirror of an object store shows as not read.
+    ``timings``, when given, receives the seconds each step took (for benchmarks)."""
     clock = _Clock(timings)
     pack = load_pack(scope.pack, scope.packs_dirs)  # a bad pack is refused before the ledger is read
     basis = establish_basis(ledger_path, plan, checked_at=info.assembled_at())
     clock.lap("basis")
-    with LedgerSQL(basis.source) as session:
+    with LedgerSQL(basis.source, retention=retention) as session:
         period = _period(scope, session)
         result = evaluate(session, pack, period, as_if_in_force=scope.as_if_in_force, max_rows=scope.limits.kept)
     clock.lap("evaluate")
@@ -123,9 +127,9 @@ def build_evidence_report(ledger_path: str | os.PathLike[str], scope: EvidenceSc
 
 def write_evidence_report(ledger_path: str | os.PathLike[str], scope: EvidenceScope, plan: TrustPlan, signer: Signer | None,
                           out_path: str | os.PathLike[str] | None = None, *, info: DocumentInfo = DocumentInfo(),
-                          created: dt.datetime | None = None) -> WrittenReport:
+                          created: dt.datetime | None = None, retention: RetentionState | None = None) -> WrittenReport:
     """Build, render, sign and write the evidence pack (default file name: ``<report id>.pdf``)."""
-    report = build_evidence_report(ledger_path, scope, plan, info)
+    report = build_evidence_report(ledger_path, scope, plan, info, retention=retention)
     return write_report(report, signer, out_path, created=created, checkpoint_keys=plan.public_keys)
 
 
