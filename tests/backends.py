@@ -45,13 +45,24 @@ class Backend:
         self.s3 = s3_server
         self._writers = 0
         self._views = 0
+        self._store: Store | None = None
+        self._client = None
 
     def __repr__(self) -> str:
         return f"Backend({self.kind}, {self.location})"
 
     @property
     def store(self) -> Store:
-        return open_store(self.location)
+        if self._store is None:  # one client: making a boto3 client costs half a second
+            self._store = open_store(self.location)
+        return self._store
+
+    @property
+    def client(self):
+        """A boto3 client of the bucket, beside the ledger's own (S3 only)."""
+        if self._client is None:
+            self._client = self.s3.client()
+        return self._client
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -76,11 +87,16 @@ class Backend:
         self._views += 1
         return mirror(self.store, self.scratch / f"mirror-{self._views}").path
 
-    def verify_hmac(self, keyring: Keyring = SIGNED):
-        return verify_ledger(self.view(), keyring, workers=1)
+    def verify_hmac(self, keyring: Keyring = SIGNED, view: Path | None = None):
+        return verify_ledger(view or self.view(), keyring, workers=1)
 
-    def verify_public(self, keyring: Keyring = SIGNED):
-        return verify_public(self.view(), keyring.verifiers(), workers=1)
+    def verify_public(self, keyring: Keyring = SIGNED, view: Path | None = None):
+        return verify_public(view or self.view(), keyring.verifiers(), workers=1)
+
+    def verify_both(self, keyring: Keyring = SIGNED):
+        """HMAC and public verification of what is stored now (one mirror for both)."""
+        view = self.view()
+        return self.verify_hmac(keyring, view), self.verify_public(keyring, view)
 
     # -- an attacker's access ------------------------------------------------------------
 
@@ -98,7 +114,7 @@ class Backend:
             path.write_bytes(data)
         else:
             bucket, name = self._object(key)
-            self.s3.client().put_object(Bucket=bucket, Key=name, Body=data)
+            self.client.put_object(Bucket=bucket, Key=name, Body=data)
 
     def delete(self, key: str) -> None:
         """Remove the object (on a versioned bucket: hide it behind a delete marker, as a
@@ -107,7 +123,7 @@ class Backend:
             (Path(self.location) / key).unlink()
         else:
             bucket, name = self._object(key)
-            self.s3.client().delete_object(Bucket=bucket, Key=name)
+            self.client.delete_object(Bucket=bucket, Key=name)
 
     def rename(self, key: str, new_key: str) -> None:
         data = self.read(key)
@@ -146,7 +162,7 @@ def copy_backend(source: Backend, scratch: Path) -> Backend:
 
         shutil.copytree(source.location, target.location)
         return target
-    client = source.s3.client()
+    client = source.client
     for key in source.keys():
         bucket, name = source._object(key)
         to_bucket, to_name = target._object(key)

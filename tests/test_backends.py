@@ -200,7 +200,7 @@ TAMPERS = {
 
 
 def test_the_untouched_copy_verifies_both_ways(signed):
-    for report in (signed.verify_hmac(), signed.verify_public()):
+    for report in signed.verify_both():
         assert report.ok, report.to_text()
         assert report.entries == 19
 
@@ -209,10 +209,10 @@ def test_the_untouched_copy_verifies_both_ways(signed):
 def test_each_tamper_is_found(signed, template, tamper):
     hmac_kinds, public_kinds = TAMPERS[tamper]
     tamper(signed, template)
-    report = signed.verify_hmac()
+    report, public = signed.verify_both()
     assert not report.ok, f"HMAC verification missed {tamper.__name__}: {report.to_text()}"
     assert hmac_kinds & report.kinds(), report.to_text()
-    report = signed.verify_public()
+    report = public
     if public_kinds is not None:
         assert not report.ok, f"public verification missed {tamper.__name__}: {report.to_text()}"
         assert public_kinds & report.kinds(), report.to_text()
@@ -225,7 +225,7 @@ def test_a_head_behind_by_one_seal_on_a_directory_is_a_note(template, tmp_path):
         pytest.skip("a directory only")
     b = copy_backend(template.backend, tmp_path / "copy")
     b.overwrite("HEAD", template.heads[1])
-    for report in (b.verify_hmac(), b.verify_public()):
+    for report in b.verify_both():
         assert report.ok, report.to_text()
         assert any("past the persisted head" in n for n in report.notes), report.to_text()
 
@@ -246,7 +246,7 @@ def test_entries_only_a_writers_log_holds_fail_verification_elsewhere(backend):
             assert "write-ahead log of writer" in report.to_text() and "cannot be verified" in report.to_text(), report.to_text()
     finally:
         ledger.close()
-    for report in (backend.verify_hmac(), backend.verify_public()):
+    for report in backend.verify_both():
         assert report.ok and report.entries == 4, report.to_text()
 
 
@@ -309,12 +309,13 @@ def test_a_crash_at_each_store_write_of_a_seal_loses_nothing_acknowledged(kind, 
         assert [r["seq"] for r in rows] == list(range(len(rows))), f"crash at write {point}: the chain has a hole"
         held = {r["seq"]: json.loads(r["details"]).get("i") for r in rows}
         assert all(held.get(seq) == i for i, seq in enumerate(acknowledged)), f"crash at write {point}: an acknowledged entry was lost"
-        for report in (b.verify_hmac(), b.verify_public()):
+        for report in b.verify_both():
             assert report.ok, f"crash at write {point}: {report.to_text()}"
         if kind == "local":
             assert not [p for p in Path(b.location).rglob("*") if ".tmp-" in p.name], "temporaries left behind"
         point += 1
     assert writes and writes >= 4, "a seal writes its segment, manifest record, tree and HEAD"
+    print(f"{kind}: a crash before each of the {writes} store writes of one seal recovered")
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -333,17 +334,20 @@ BAD_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("table, row, named", BAD_ROWS, ids=["missing", "out-of-range", "unknown-field", "unknown-table"])
-def test_bad_input_leaves_the_ledger_as_it_was(signed, table, row, named):
+def test_bad_input_leaves_the_ledger_as_it_was(signed):
     ledger = signed.open(actor="test")
     try:
         ledger.flush()
         before = signed.fingerprint()
-        with pytest.raises(LedgerError) as refused:
-            ledger.log(table, row, durable=True)
-        assert named in str(refused.value)
+        for table, row, named in BAD_ROWS:
+            with pytest.raises(LedgerError) as refused:
+                ledger.log(table, row, durable=True)
+            assert named in str(refused.value)
+            with pytest.raises(LedgerError):
+                ledger.append(table, [row, row], durable=True)
         ledger.flush()
         assert signed.fingerprint() == before
+        assert ledger.head.seq == 18
     finally:
         ledger.close()
     report = signed.verify_hmac()
@@ -355,18 +359,23 @@ def test_a_refused_ingest_writes_nothing(signed, tmp_path):
     SIGNED.save(keys)
     good = {"request_id": "a", "subject_id": "s", "model_slot": "m", "model_version": "v", "input_digest": "0" * 64, "decision": "x", "latency_ms": 1.0}
     (tmp_path / "bad.jsonl").write_text(json.dumps(good) + "\n" + json.dumps({**good, "latency_ms": "fast"}) + "\n")
-    before = signed.fingerprint()
+    before, head = signed.fingerprint(), head_doc(signed)
     result = run("ingest", signed.location, "model_inference", tmp_path / "bad.jsonl", "--keyring", keys,
                  env={"MRM_WORK_DIR": str(tmp_path / "work")})
     assert result.exit_code == 2, result.output
-    assert "bad.jsonl:2" in result.output and "latency_ms" in result.output
-    assert signed.fingerprint() == before
+    assert "bad.jsonl:2" in result.output and "latency_ms" in result.output and "nothing was written" in result.output
+    after = signed.fingerprint()
+    assert {k: v for k, v in after.items() if k != "HEAD"} == {k: v for k, v in before.items() if k != "HEAD"}
+    # The command opened the ledger before the batch was refused: on a shared store that
+    # opening names this machine as HEAD's writer (known; ledger.py), and changes nothing else.
+    assert {k: v for k, v in head_doc(signed).items() if k != "writer"} == {k: v for k, v in head.items() if k != "writer"}
+    assert signed.verify_hmac().ok
 
 
 # ------------------------------------------------------------------------------ faults
 
 FAULT_ROUNDS = 50
-FAULT_RATE = 0.08  # of requests; with 6 attempts per operation most operations still succeed
+FAULT_RATE = 0.15  # of requests; with 2 attempts an operation gives up now and then, mid-seal
 
 
 def test_random_server_faults_during_seal_and_checkpoint_lose_nothing(s3_server, tmp_path, monkeypatch):
@@ -376,10 +385,11 @@ def test_random_server_faults_during_seal_and_checkpoint_lose_nothing(s3_server,
     clean = open_store(b.location)
     acknowledged: dict[int, int] = {}  # seq -> i
     failures = 0
+    checked: dict[str, str] = {}
     work = b.scratch / "writer"
-    with FaultyProxy(s3_server.port, stall=1.5) as proxy:
+    with FaultyProxy(s3_server.port, stall=1.0) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
-        faulty = ObjectStore(bucket, prefix, attempts=6, connect_timeout=1.0, read_timeout=1.0, backoff=0.01, max_backoff=0.1)
+        faulty = ObjectStore(bucket, prefix, attempts=2, connect_timeout=0.5, read_timeout=0.6, backoff=0.01, max_backoff=0.05)
         monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
         for round_ in range(FAULT_ROUNDS):
             proxy.policy = Faults.none()
@@ -394,7 +404,7 @@ def test_random_server_faults_during_seal_and_checkpoint_lose_nothing(s3_server,
                 failures += 1
             proxy.policy = Faults.none()
             abandon(ledger)
-            assert_no_half_written_evidence(clean)
+            assert_no_half_written_evidence(clean, checked)
     assert proxy.counts.get("pass", 0) and sum(n for k, n in proxy.counts.items() if k != "pass") >= 10, proxy.counts
     with b.open(work_dir=work, actor="faults") as ledger:
         assert ledger.head.seq >= max(acknowledged)
@@ -403,7 +413,7 @@ def test_random_server_faults_during_seal_and_checkpoint_lose_nothing(s3_server,
     assert [r["seq"] for r in rows] == list(range(len(rows)))
     missing = [seq for seq, i in acknowledged.items() if held.get(seq) != i]
     assert not missing, f"acknowledged entries lost: {missing[:10]}"
-    for report in (b.verify_hmac(), b.verify_public()):
+    for report in b.verify_both():
         assert report.ok, report.to_text()
     print(f"faults: {dict(sorted(proxy.counts.items()))}; operations that gave up: {failures}")
 
@@ -418,26 +428,28 @@ def abandon(ledger) -> None:
     os.close(ledger._lock_fd)
 
 
-def assert_no_half_written_evidence(store) -> None:
+def assert_no_half_written_evidence(store, seen: dict[str, str]) -> None:
     """Every segment file and record listed is whole: each record parses and each file it
-    lists has the size and digest recorded; a segment file no record lists is only ever
-    the next seal's (which the next writer removes)."""
+    lists has the size and digest recorded, each checkpoint is a whole signed note; a
+    segment file no record lists is only ever the next seal's (the next writer removes it).
+    `seen`: key -> version of the objects already checked (they are written once)."""
     import hashlib
 
-    listed = {}
-    last = -1
+    listed, last = {}, -1
+    fresh = lambda obj: seen.get(obj.key) != obj.version  # noqa: E731
     for obj in store.list("manifest/"):
         record = parse_manifest_record(store.read(obj.key))
         last = max(last, record.last_seq)
-        for f in record.files:
-            listed[f.path] = f
+        listed.update({f.path: f for f in record.files})
     for obj in store.list("tables/"):
         f = listed.get(obj.key)
         if f is None:
             assert int(SEGMENT_FILE.fullmatch(obj.key).group(2)) == last + 1, f"{obj.key}: unlisted, and not the next seal's"
-            continue
-        data = store.read(obj.key)
-        assert (len(data), hashlib.sha256(data).hexdigest()) == (f.bytes, f.sha256), f"{obj.key}: not what its record lists"
+        elif fresh(obj):
+            data = store.read(obj.key)
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (f.bytes, f.sha256), f"{obj.key}: not what its record lists"
+            seen[obj.key] = obj.version
     for obj in store.list("checkpoints/"):
-        if obj.key.endswith(".note"):
-            parse_note(store.read(obj.key))  # a signed note, whole (NoteError otherwise)
+        if obj.key.endswith(".note") and fresh(obj):
+            parse_note(store.read(obj.key))  # NoteError if it is not a whole signed note
+            seen[obj.key] = obj.version
