@@ -23,6 +23,7 @@ import pytest
 
 from ledger import Keyring, Ledger, verify_ledger
 from ledger.note import Signer
+from ledger.object_store import ObjectStore
 from ledger.public import verify_public
 from ledger.schema import TABLES
 from ledger.store import LocalStore, Store, open_store
@@ -46,23 +47,25 @@ class Backend:
         self._writers = 0
         self._views = 0
         self._store: Store | None = None
-        self._client = None
 
     def __repr__(self) -> str:
         return f"Backend({self.kind}, {self.location})"
 
     @property
     def store(self) -> Store:
-        if self._store is None:  # one client: making a boto3 client costs half a second
-            self._store = open_store(self.location)
+        """The ledger's store, on one shared client (making a boto3 client costs half a second)."""
+        if self._store is None:
+            if self.kind == "local":
+                self._store = open_store(self.location)
+            else:
+                bucket, _, prefix = self.location[len("s3://"):].partition("/")
+                self._store = ObjectStore(bucket, prefix, client=self.client)
         return self._store
 
     @property
     def client(self):
         """A boto3 client of the bucket, beside the ledger's own (S3 only)."""
-        if self._client is None:
-            self._client = self.s3.client()
-        return self._client
+        return s3_client(self.s3)
 
     # -- the ledger ----------------------------------------------------------------------
 
@@ -74,10 +77,10 @@ class Backend:
         return self.scratch / f"writer-{self._writers}"
 
     def create(self, keyring: Keyring = SIGNED, **options) -> Ledger:
-        return Ledger.create(self.location, keyring, work_dir=self.work_dir(), **options)
+        return Ledger.create(self.store, keyring, work_dir=self.work_dir(), **options)
 
     def open(self, keyring: Keyring = SIGNED, *, work_dir: Path | None = None, store: Store | None = None, **options) -> Ledger:
-        return Ledger.open(store if store is not None else self.location, keyring,
+        return Ledger.open(store if store is not None else self.store, keyring,
                            work_dir=work_dir if work_dir is not None else self.work_dir(), **options)
 
     def view(self) -> Path:
@@ -147,16 +150,32 @@ class Backend:
         return bucket, f"{prefix}/{key}" if prefix else key
 
 
-def new_backend(kind: str, scratch: Path, s3_server=None) -> Backend:
+_CLIENTS: dict[str, object] = {}
+
+
+def s3_client(s3_server):
+    """One boto3 client per test server, shared by every backend of the run."""
+    if s3_server.endpoint not in _CLIENTS:
+        _CLIENTS[s3_server.endpoint] = s3_server.client()
+    return _CLIENTS[s3_server.endpoint]
+
+
+def new_backend(kind: str, scratch: Path, s3_server=None, bucket: str | None = None) -> Backend:
+    """An empty location: a directory under `scratch`, or a new prefix in `bucket` (by
+    default a new bucket with Object Lock)."""
     scratch.mkdir(parents=True, exist_ok=True)
     if kind == "local":
         return Backend(kind, str(scratch / "ledger"), scratch)
-    return Backend(kind, f"s3://{s3_server.new_bucket()}/ledgers/{uuid.uuid4().hex[:8]}", scratch, s3_server)
+    if bucket is None:
+        bucket = f"t-{uuid.uuid4().hex[:20]}"
+        s3_client(s3_server).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    return Backend(kind, f"s3://{bucket}/ledgers/{uuid.uuid4().hex[:8]}", scratch, s3_server)
 
 
 def copy_backend(source: Backend, scratch: Path) -> Backend:
-    """A new location on the same backend holding the same objects (server-side copies on S3)."""
-    target = new_backend(source.kind, scratch, source.s3)
+    """A new location on the same backend holding the same objects (server-side copies on S3,
+    into the same bucket)."""
+    target = new_backend(source.kind, scratch, source.s3, source._object("x")[0] if source.kind == "s3" else None)
     if source.kind == "local":
         import shutil
 
