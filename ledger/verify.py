@@ -15,8 +15,10 @@ file wherever they are known:
     MANIFEST   a manifest line whose MAC or hash link is broken, or that overlaps another
     KEY        no key for a key id, a key that does not match the ledger's key check value
                (wrong key, or a re-keyed ledger), or a key change without a rotation entry
-    TRUNCATED  the data ends before the persisted head
-    HEAD       the persisted head names an entry the data does not hold
+    TRUNCATED  the data ends before the persisted head (also when HEAD says another
+               writer's local log holds the rest: nothing here can show those entries)
+    HEAD       the persisted head is missing, names its entry with another MAC than the
+               one stored, or lags the sealed data further than a writer leaves it
     META       LEDGER.json disagrees with what the entries record (the ledger id changed)
     TILE       a stored tree tile (tree/tile/<level>/...) that is damaged, or whose hashes
                are not the entries' or do not give the signed roots
@@ -803,9 +805,8 @@ def check_head(head, covered_to: int, newest_sealed: tuple[int, int] | None, ent
       log nothing tells them from a head pushed past the data, and a verification vouches
       only for what it read. They verify on that writer's machine, or here once sealed;
     - entries past it are kept (a writer stopped before publishing its head), but only as
-      far as a writer leaves them: on a directory, the newest seal's (its head is fsynced
-      at the seal's end, so a power loss can take it back one seal); on a shared store,
-      none that are sealed (each seal there publishes its head before sealing). A head
+      far as a writer leaves them: the newest seal's at most (a directory's writer fsyncs
+      its head only at a seal's end, so a power loss can take it back one seal). A head
       further back was rolled back (HEAD);
     - its MAC must be the one stored with the entry it names (HEAD): a forged head with
       the right sequence number otherwise passes."""
@@ -819,13 +820,10 @@ def check_head(head, covered_to: int, newest_sealed: tuple[int, int] | None, ent
             add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}", covered_to + 1))
         return
     if head.seq < covered_to:
-        sealed_to = newest_sealed[1] if newest_sealed else -1
-        floor = sealed_to if head.writer else (newest_sealed[0] - 1 if newest_sealed else -1)
-        if head.seq < floor:
-            why = "a writer on a shared store publishes its head before each seal" if head.writer else \
-                "a writer leaves at most its newest seal past the head"
-            add(Problem("HEAD", f"the persisted head is at {head.seq}, behind sealed entries {head.seq + 1}-{sealed_to}: "
-                        f"HEAD was rolled back ({why})", head.seq + 1))
+        first, last = newest_sealed if newest_sealed else (0, -1)
+        if head.seq < first - 1:
+            add(Problem("HEAD", f"the persisted head is at {head.seq}, behind sealed entries {head.seq + 1}-{last}: HEAD was "
+                        "rolled back (a writer leaves at most its newest seal past the head)", head.seq + 1))
             return
         notes.append(f"entries {head.seq + 1}-{covered_to} are past the persisted head (a writer did not close); they verify and are kept")
     if head.seq < 0:
