@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import uuid
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ledger.note import Signer
 from ledger.object_store import ObjectStore
 from ledger.public import verify_public
 from ledger.schema import TABLES
-from ledger.store import LocalStore, Store, open_store
+from ledger.store import Store, open_store
 from ledger.transfer import LOCK_KEYS, mirror
 
 from .conftest import KEY
@@ -177,8 +178,6 @@ def copy_backend(source: Backend, scratch: Path) -> Backend:
     into the same bucket)."""
     target = new_backend(source.kind, scratch, source.s3, source._object("x")[0] if source.kind == "s3" else None)
     if source.kind == "local":
-        import shutil
-
         shutil.copytree(source.location, target.location)
         return target
     client = source.client
@@ -194,7 +193,3 @@ def backend(request, tmp_path) -> Backend:
     """An empty location on one backend (no ledger there yet)."""
     server = request.getfixturevalue("s3_server") if request.param == "s3" else None
     return new_backend(request.param, tmp_path / request.param, server)
-
-
-def is_local(store: Store) -> bool:
-    return isinstance(store, LocalStore)
