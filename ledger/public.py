@@ -24,12 +24,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pyarrow.compute as pc
+
 from .anchors import SignedCheckpoint, check_anchors, check_tree, entry_roots, open_ledger_checkpoint, read_anchors, save_state, tile_problem
 from .checkpoints import ORIGIN_PREFIX, ListedFile, listed, listing_digest, stored_notes, tree_dir
 from .note import Checkpoint, NoteError, Verifier, parse_note
 from .read import snapshot as read_snapshot
 from .storage import SEGMENT_FILE, Layout, held_elsewhere, read_head, read_manifest, read_meta
-from .verify import Problem, VerifyReport, _Collector, _Task, account_files, recorded_losses, run_tasks
+from .verify import Problem, VerifyReport, _Collector, _Task, account_files, check_head, recorded_losses, run_tasks, stored_entry_mac
 
 __all__ = ["SignedCheckpoint", "open_ledger_checkpoint", "verify_public"]
 
@@ -130,11 +132,16 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
             out.add(Problem("MISSING", f"file listed by the checkpoint for size {newest.size} is absent", table=table, file=rel))
             continue
         segments.setdefault((first, last), []).append((table, rel, None, f.sha256))
+    # Files newer than the newest checkpoint: the manifest (unsigned) must list them, or
+    # they are slipped-in files no writer sealed.
+    manifest_listed = {f.path for r in records for f in r.files}
     uncovered_ranges = set()  # newer segments, each once (a segment has a file per table)
     for rel in unlisted:
         m = SEGMENT_FILE.fullmatch(rel)
-        if m and int(m.group(2)) >= newest.size:
+        if m and int(m.group(2)) >= newest.size and rel in manifest_listed:
             uncovered_ranges.add((int(m.group(2)), int(m.group(3))))
+        elif m and int(m.group(2)) >= newest.size:
+            out.add(Problem("EXTRA", f"file is listed neither by the checkpoint for size {newest.size} nor by the manifest", file=rel))
         else:
             out.add(Problem("EXTRA", f"file is not listed by the checkpoint for size {newest.size}", file=rel))
     uncovered = sum(last - first + 1 for first, last in uncovered_ranges) + sum(len(t) for t in snap.unsealed.values())
@@ -174,16 +181,17 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
         if bad is None or seq >= bad.size:  # the entries hash to the signed roots: the tile is what changed
             out.add(tile_problem(tile, f"the leaf hash stored for entry {seq} is not that entry's"))
 
-    # A head that ran further than the data and the checkpoints (unsigned, but kept apart).
+    # The head (unsigned): it may claim no more entries than are here, lag them no further
+    # than a writer leaves them, and must name its entry's stored MAC.
     head = read_head(layout)
     sealed_to = records[-1].last_seq if records else -1
     accounted = max(newest.size, entries.size) + uncovered  # entries the data, checkpoints and log hold
-    if head is not None and head.seq + 1 > accounted and held_elsewhere(layout, head, sealed_to):
-        report.notes.append(f"entries {accounted}-{head.seq} are acknowledged in the write-ahead log "
-                            f"of writer {head.writer} and not yet sealed")
-    elif head is not None and head.seq + 1 > accounted:
-        end = max(newest.size, entries.size)
-        out.add(Problem("TRUNCATED", f"the ledger's head records {head.seq + 1} entries; the data and checkpoints end at {end}", end))
+    if head is not None:
+        report.head_seq = head.seq
+        held = sorted(set(present) | manifest_listed)
+        check_head(head, accounted - 1, (records[-1].first_seq, sealed_to) if records else None,
+                   lambda seq: _unsealed_mac(snap.unsealed, seq) or stored_entry_mac(layout.root, held, seq),
+                   out.add, report.notes, elsewhere=held_elsewhere(layout, head, sealed_to))
 
     return _finish(report, out, started)
 
@@ -212,6 +220,15 @@ def _finish(report: VerifyReport, out: _Collector, started: float) -> VerifyRepo
         report.suppressed[kind] = report.suppressed.get(kind, 0) + n
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _unsealed_mac(unsealed: dict, seq: int) -> bytes | None:
+    """The MAC stored with entry `seq` in this machine's write-ahead log, if it holds it."""
+    for table in unsealed.values():
+        found = table.filter(pc.equal(table.column("seq"), seq))
+        if len(found):
+            return found.column("mac")[0].as_py()
+    return None
 
 
 def _rel(layout: Layout, path: Path | None) -> str | None:

@@ -15,8 +15,10 @@ file wherever they are known:
     MANIFEST   a manifest line whose MAC or hash link is broken, or that overlaps another
     KEY        no key for a key id, a key that does not match the ledger's key check value
                (wrong key, or a re-keyed ledger), or a key change without a rotation entry
-    TRUNCATED  the data ends before the persisted head
-    HEAD       the persisted head names an entry the data does not hold
+    TRUNCATED  the data ends before the persisted head (also when HEAD says another
+               writer's local log holds the rest: nothing here can show those entries)
+    HEAD       the persisted head is missing, names its entry with another MAC than the
+               one stored, or lags the sealed data further than a writer leaves it
     META       LEDGER.json disagrees with what the entries record (the ledger id changed)
     TILE       a stored tree tile (tree/tile/<level>/...) that is damaged, or whose hashes
                are not the entries' or do not give the signed roots
@@ -673,7 +675,14 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector, report)
     report.losses = recorded_losses(key_events)
     covered_to = max(expected_first - 1, frames[-1].last_seq if frames else -1)
-    _check_head(snap.head, covered_to, collector, report, held_elsewhere(layout, snap.head, sealed_to))
+    if snap.head is None:
+        add(Problem("HEAD", "the persisted head (HEAD) is missing or unreadable"))
+    else:
+        report.head_seq = snap.head.seq
+        boundaries = {r.last_seq: bytes.fromhex(r.last_mac) for r in snap.records} | {fr.last_seq: fr.last_mac for fr in frames}
+        check_head(snap.head, covered_to, (snap.records[-1].first_seq, sealed_to) if snap.records else None,
+                   lambda seq: boundaries[seq] if seq in boundaries else stored_entry_mac(layout.root, sorted(present), seq),
+                   add, report.notes, elsewhere=held_elsewhere(layout, snap.head, sealed_to))
 
     problems = collector.problems
     for kind, n in collector.suppressed().items():
@@ -784,20 +793,61 @@ def _json_object(text: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def _check_head(head, covered_to: int, collector: _Collector, report: VerifyReport, elsewhere: bool = False) -> None:
-    """`covered_to` is the last sequence number the manifest and the log account for;
-    `elsewhere`: the entries past the sealed ones are in another writer's log."""
-    if head is None:
-        collector.add(Problem("HEAD", "the persisted head (HEAD) is missing or unreadable"))
+def check_head(head, covered_to: int, newest_sealed: tuple[int, int] | None, entry_mac: Callable[[int], bytes | None],
+               add: Callable[[Problem], None], notes: list[str], *, elsewhere: bool = False) -> None:
+    """The persisted head against the entries a verifier holds (`covered_to`: the last
+    sequence number they account for; `newest_sealed`: the newest sealed segment's range;
+    `entry_mac(seq)`: the MAC stored with an entry, None if it is not held). HEAD carries
+    no MAC of its own, so each of its claims is checked against the entries:
+
+    - it may not count entries that are not here (TRUNCATED). That includes entries HEAD
+      says another writer holds in its local write-ahead log (`elsewhere`): without that
+      log nothing tells them from a head pushed past the data, and a verification vouches
+      only for what it read. They verify on that writer's machine, or here once sealed;
+    - entries past it are kept (a writer stopped before publishing its head), but only as
+      far as a writer leaves them: the newest seal's at most (a directory's writer fsyncs
+      its head only at a seal's end, so a power loss can take it back one seal). A head
+      further back was rolled back (HEAD);
+    - its MAC must be the one stored with the entry it names (HEAD): a forged head with
+      the right sequence number otherwise passes."""
+    if head.seq > covered_to:
+        if elsewhere:
+            add(Problem("TRUNCATED", f"the persisted head counts entries {covered_to + 1}-{head.seq} as acknowledged in the "
+                        f"write-ahead log of writer {head.writer}; no sealed segment holds them, so they cannot be verified "
+                        "here and a head pushed past the data looks the same: verify again once that writer has sealed them, "
+                        "or on its machine", covered_to + 1))
+        else:
+            add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}", covered_to + 1))
         return
-    report.head_seq = head.seq
-    if head.seq > covered_to and elsewhere:
-        report.notes.append(f"entries {covered_to + 1}-{head.seq} are acknowledged in the write-ahead log of writer {head.writer} "
-                            "and not yet sealed; they are verified here once sealed")
-    elif head.seq > covered_to:
-        collector.add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}", covered_to + 1))
-    elif head.seq < covered_to:
-        report.notes.append(f"entries {head.seq + 1}-{covered_to} are past the persisted head (a writer did not close); they verify and are kept")
+    if head.seq < covered_to:
+        first, last = newest_sealed if newest_sealed else (0, -1)
+        if head.seq < first - 1:
+            add(Problem("HEAD", f"the persisted head is at {head.seq}, behind sealed entries {head.seq + 1}-{last}: HEAD was "
+                        "rolled back (a writer leaves at most its newest seal past the head)", head.seq + 1))
+            return
+        notes.append(f"entries {head.seq + 1}-{covered_to} are past the persisted head (a writer did not close); they verify and are kept")
+    if head.seq < 0:
+        return
+    stored = entry_mac(head.seq)
+    if stored is not None and stored.hex() != head.mac:
+        add(Problem("HEAD", f"the persisted head names entry {head.seq} with MAC {head.mac[:16]}..., which is not the MAC "
+                    f"stored with that entry ({stored.hex()[:16]}...): HEAD was forged or comes from another chain", head.seq))
+
+
+def stored_entry_mac(root: str | os.PathLike[str], files: Iterable[str], seq: int) -> bytes | None:
+    """The MAC stored with entry `seq` in whichever of the segment files (relative to
+    `root`) holds it; None if none does or a file cannot be read (reported elsewhere)."""
+    for rel in files:
+        named = SEGMENT_FILE.fullmatch(rel)
+        if named is None or not int(named.group(2)) <= seq <= int(named.group(3)):
+            continue
+        try:
+            data = pq.read_table(Path(root) / rel, columns=["seq", "mac"], filters=[("seq", "=", seq)])
+        except Exception:  # noqa: BLE001 - an unreadable file is a FILE problem of its own
+            continue
+        if len(data):
+            return data.column("mac")[0].as_py()
+    return None
 
 
 def run_tasks(tasks: list[_Task], keys: dict[str, bytes], workers: int | None, progress, total: int) -> list[_Result]:
