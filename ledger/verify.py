@@ -800,10 +800,13 @@ def check_head(head, covered_to: int, newest_sealed: tuple[int, int] | None, ent
     `entry_mac(seq)`: the MAC stored with an entry, None if it is not held). HEAD carries
     no MAC of its own, so each of its claims is checked against the entries:
 
-    - it may not count entries that are not here (TRUNCATED). That includes entries HEAD
-      says another writer holds in its local write-ahead log (`elsewhere`): without that
-      log nothing tells them from a head pushed past the data, and a verification vouches
-      only for what it read. They verify on that writer's machine, or here once sealed;
+    - it may not count entries that are not here (TRUNCATED), with one exception: entries
+      HEAD says another writer holds in its local write-ahead log, not yet sealed
+      (`elsewhere`, only while HEAD claims no sealed entry beyond the data). Nothing in the
+      store can hold them, so nothing here can be missing; they are reported as not
+      verified here (a note naming the writer and the range), and verify on that writer's
+      machine, or anywhere once sealed (within the checkpoint interval while it writes).
+      Failing instead would fail every verification of a live ledger from elsewhere;
     - entries past it are kept (a writer stopped before publishing its head), but only as
       far as a writer leaves them: the newest seal's at most (a directory's writer fsyncs
       its head only at a seal's end, so a power loss can take it back one seal). A head
@@ -811,13 +814,14 @@ def check_head(head, covered_to: int, newest_sealed: tuple[int, int] | None, ent
     - its MAC must be the one stored with the entry it names (HEAD): a forged head with
       the right sequence number otherwise passes."""
     if head.seq > covered_to:
-        if elsewhere:
-            add(Problem("TRUNCATED", f"the persisted head counts entries {covered_to + 1}-{head.seq} as acknowledged in the "
-                        f"write-ahead log of writer {head.writer}; no sealed segment holds them, so they cannot be verified "
-                        "here and a head pushed past the data looks the same: verify again once that writer has sealed them, "
-                        "or on its machine", covered_to + 1))
+        if elsewhere and head.sealed_seq <= covered_to:
+            notes.append(f"NOT VERIFIED HERE: entries {covered_to + 1}-{head.seq} are acknowledged in the write-ahead log of "
+                         f"writer {head.writer}, not yet sealed; no store object holds them. They verify on that writer's "
+                         "machine, or here once sealed")
         else:
-            add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}", covered_to + 1))
+            add(Problem("TRUNCATED", f"the data ends at {covered_to} but the persisted head is at {head.seq}"
+                        + (f" and counts entries up to {head.sealed_seq} as sealed" if head.sealed_seq > covered_to else ""),
+                        covered_to + 1))
         return
     if head.seq < covered_to:
         first, last = newest_sealed if newest_sealed else (0, -1)
