@@ -131,8 +131,7 @@ def crashed_with_unsealed(path: Path, keyring, n: int = 10, *, frames_per_entry:
     with writer._cond:
         writer._cond.notify_all()
     writer._flusher.join()
-    os.close(writer._wal_fd)
-    os.close(writer._lock_fd)
+    writer._writer.close()  # its lock and log descriptors, as the dead process's would be
     return seqs
 
 

@@ -86,7 +86,7 @@ def test_an_index_built_from_other_files_is_ignored(segmented):
 
 
 def test_a_failing_index_write_does_not_fail_the_seal(segmented, keyring, monkeypatch):
-    import ledger.ledger as ledger_module
+    import ledger.commit as ledger_module
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
