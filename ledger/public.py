@@ -31,7 +31,7 @@ from .checkpoints import ORIGIN_PREFIX, ListedFile, listed, listing_digest, stor
 from .note import Checkpoint, NoteError, Verifier, parse_note
 from .read import snapshot as read_snapshot
 from .storage import SEGMENT_FILE, Layout, held_elsewhere, read_head, read_manifest, read_meta
-from .verify import Problem, VerifyReport, _Collector, _Task, account_files, check_head, recorded_losses, run_tasks, stored_entry_mac
+from .verify import Problem, VerifyReport, ProblemCollector, SegmentTask, account_files, check_head, recorded_losses, run_tasks, stored_entry_mac
 
 __all__ = ["SignedCheckpoint", "open_ledger_checkpoint", "verify_public"]
 
@@ -88,7 +88,7 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
                    state_path: str | os.PathLike[str] | None) -> VerifyReport:
     started = time.perf_counter()
     report = VerifyReport(str(layout.root), ledger_id, mode="public")
-    out = _Collector()
+    out = ProblemCollector()
 
     # 1. Checkpoints: signatures, origin, chain; and the anchors given from outside.
     anchors = read_anchors(layout, verifiers, ledger_id, out.add, report.notes,
@@ -151,7 +151,7 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
     # 3. Leaves and roots, and the stored tree's leaves beside them.
     tree = (str(tree_dir(layout)), anchors.tree_size) if anchors.tree_size else None
     tasks = [
-        _Task(str(layout.root), bytes.fromhex(ledger_id), first, last, b"", files, None, public=True, cuts=anchors.cuts(), listed_by="the checkpoint", tree=tree)
+        SegmentTask(str(layout.root), bytes.fromhex(ledger_id), first, last, b"", files, None, public=True, cuts=anchors.cuts(), listed_by="the checkpoint", tree=tree)
         for (first, last), files in sorted(segments.items())
     ]
     total = sum(t.last_seq - t.first_seq + 1 for t in tasks)
@@ -196,7 +196,7 @@ def _verify_public(layout: Layout, ledger_id: str, verifiers: Sequence[Verifier]
     return _finish(report, out, started)
 
 
-def _check_timestamps(layout: Layout, chain: list[SignedCheckpoint], roots: Sequence[Any], out: _Collector, report: VerifyReport) -> None:
+def _check_timestamps(layout: Layout, chain: list[SignedCheckpoint], roots: Sequence[Any], out: ProblemCollector, report: VerifyReport) -> None:
     """RFC 3161 tokens stored beside checkpoints: checked against the given TSA roots."""
     from .timestamp import TimestampError, verify_response
 
@@ -214,7 +214,7 @@ def _check_timestamps(layout: Layout, chain: list[SignedCheckpoint], roots: Sequ
             report.checkpoint["timestamp"] = info.gen_time.isoformat()
 
 
-def _finish(report: VerifyReport, out: _Collector, started: float) -> VerifyReport:
+def _finish(report: VerifyReport, out: ProblemCollector, started: float) -> VerifyReport:
     report.problems = sorted(out.problems, key=lambda p: (p.seq if p.seq is not None else -1, p.kind, p.file or ""))
     for kind, n in out.suppressed().items():
         report.suppressed[kind] = report.suppressed.get(kind, 0) + n

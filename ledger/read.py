@@ -12,7 +12,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,12 +21,14 @@ from . import wal
 from .schema import TABLE_NAMES, TABLES, table_spec
 from .errors import IntegrityError
 from .storage_io import write_file_atomic
-from .storage import Layout, SegmentFile, SegmentRecord, read_manifest, read_meta
+from .storage import Head, Layout, SegmentFile, SegmentRecord, read_head, read_manifest, read_meta
 
 
 @dataclass(frozen=True)
 class LedgerSnapshot:
-    """The ledger's data as of one instant: listed Parquet files and unsealed tables."""
+    """The ledger as of one instant, the one view every reader takes (reading, both
+    verifiers, proofs, the SQL layer): the manifest and the files it lists, HEAD, the files
+    present, and the entries not yet sealed, all read while writers are paused."""
 
     root: Path
     ledger_id: str
@@ -34,20 +36,30 @@ class LedgerSnapshot:
     unsealed: dict[str, pa.Table]  # table -> entries in the write-ahead log
     last_seq: int
     records: tuple[SegmentRecord, ...] = ()  # the manifest lines the files come from, in order
+    manifest_problems: tuple[str, ...] = ()  # manifest objects that could not be read as records
+    head: Head | None = None  # HEAD as persisted
+    present: tuple[str, ...] = ()  # segment files the store holds, listed or not
+    wal_bytes: bytes = b""  # this machine's write-ahead log, as read
+    examined: Any = None  # what `snapshot(examine=...)` found at the same instant
 
 
-def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
+def snapshot(path: str | os.PathLike[str], *, examine: Callable[[Layout], Any] | None = None) -> LedgerSnapshot:
     """The ledger as of now. For a ledger kept in a remote store (a store URL, or its local
     directory) the listed files are fetched into the local mirror first, once each: they
-    never change. Entries not yet sealed are those in this machine's write-ahead log."""
+    never change. Entries not yet sealed are those in this machine's write-ahead log.
+    `examine(layout)`, when given, runs under the same pause (the HMAC verifier reads what
+    a writer's recovery would find, ledger/recovery.examine) and its result is `examined`."""
     layout = Layout(path)
     meta = read_meta(layout)
-    with shared_lock(layout):  # a consistent manifest and log, writers paused briefly
-        records, _ = read_manifest(layout)
+    with shared_lock(layout):  # a consistent manifest, head and log: writers paused briefly
+        records, problems = read_manifest(layout)
+        head = read_head(layout)
         try:
             wal_bytes = layout.wal.read_bytes()
         except FileNotFoundError:
             wal_bytes = b""
+        present = tuple(sorted(layout.data_files()))
+        examined = examine(layout) if examine is not None else None
     files: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
     for r in records:
         for f in r.files:
@@ -62,7 +74,8 @@ def snapshot(path: str | os.PathLike[str]) -> LedgerSnapshot:
         for name, t in frame.tables().items():
             parts.setdefault(name, []).append(t)
     unsealed = {name: pa.concat_tables(ts).cast(TABLES[name].arrow_schema) for name, ts in parts.items()}
-    return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records))
+    return LedgerSnapshot(layout.root, meta.ledger_id, files, unsealed, last, tuple(records), tuple(problems), head,
+                          present, wal_bytes, examined)
 
 
 def _fetched(layout: Layout, listed: SegmentFile) -> Path:

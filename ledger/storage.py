@@ -105,8 +105,10 @@ class Layout:
             if local is None and marker.is_file():
                 root, local = marker.read_text(encoding="utf-8").strip(), root
         self.store: Store = open_store(root)
-        if local is None:
-            local = self.store.local_root if self.store.local_root is not None else work_dir_for(self.store)
+        if self.store.local_root is None:
+            local = work_dir_for(self.store, local)  # marked with the store's URL, or refused if another's
+        elif local is None:
+            local = self.store.local_root
         self.local = Path(local)
 
     def __eq__(self, other: object) -> bool:

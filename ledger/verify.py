@@ -63,9 +63,9 @@ from .errors import LedgerError
 from .recovery import REPAIR_EVENT, Examination, examine
 from .merkle import aligned_subtrees, perfect_root
 from .problems import KINDS, Problem
-from .read import shared_lock
+from .read import LedgerSnapshot, snapshot
 from .schema import TABLES
-from .storage import NO_PREV, SEGMENT_FILE, Layout, held_elsewhere, SegmentRecord, read_head, read_manifest, read_meta, record_mac
+from .storage import NO_PREV, SEGMENT_FILE, Layout, held_elsewhere, SegmentRecord, read_meta, record_mac
 from .tiles import TILE_WIDTH, stored_leaf_tiles
 
 MAX_PROBLEMS_PER_KIND = 50  # per segment; the total count is still reported
@@ -161,8 +161,14 @@ class VerifyReport:
 # ---------------------------------------------------------------------------- one segment
 
 
+# The segment check below is shared by both verifiers (this module and ledger/public.py):
+# a task names one segment's files and what to compute, a result holds what was found.
+
+
 @dataclass
-class _Task:
+class SegmentTask:
+    """One segment (or the unsealed log) to check, in a worker process."""
+
     root: str
     ledger_id: bytes
     first_seq: int
@@ -177,7 +183,9 @@ class _Task:
 
 
 @dataclass
-class _Result:
+class SegmentResult:
+    """What checking one segment found."""
+
     first_seq: int
     last_seq: int
     problems: list[Problem]
@@ -200,7 +208,9 @@ def _init_worker(keys: dict[str, bytes]) -> None:
     _KEYS.update(keys)
 
 
-class _Collector:
+class ProblemCollector:
+    """Problems as found, at most MAX_PROBLEMS_PER_KIND of each kind kept (all counted)."""
+
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.counts: dict[str, int] = {}
@@ -225,7 +235,7 @@ def _ranges(values: np.ndarray) -> list[tuple[int, int]]:
     return [(int(values[s]), int(values[e])) for s, e in zip(starts, ends)]
 
 
-def _load_file(task: _Task, table: str, rel: str, rows: int, digest: str, out: _Collector) -> pa.Table | None:
+def _load_file(task: SegmentTask, table: str, rel: str, rows: int, digest: str, out: ProblemCollector) -> pa.Table | None:
     path = Path(task.root) / rel
     try:
         raw = path.read_bytes()  # read once: hashed, then parsed from memory
@@ -277,7 +287,7 @@ def _low_cardinality_strings(metadata: pq.FileMetaData) -> list[str]:
     return found
 
 
-def _conform(spec, data: pa.Table, rel: str | None, out: _Collector, *, without_mac: bool = False) -> pa.Table | None:
+def _conform(spec, data: pa.Table, rel: str | None, out: ProblemCollector, *, without_mac: bool = False) -> pa.Table | None:
     """The table in exactly the schema a reader is promised (less the MACs, for public
     verification), or None (reported)."""
     schema = spec.arrow_schema
@@ -300,8 +310,8 @@ def _conform(spec, data: pa.Table, rel: str | None, out: _Collector, *, without_
         return None
 
 
-def verify_segment(task: _Task) -> _Result:
-    out = _Collector()
+def verify_segment(task: SegmentTask) -> SegmentResult:
+    out = ProblemCollector()
     parts: list[tuple[str, str | None, pa.Table]] = []
     if task.wal_tables is not None:
         parts = [(name, None, t) for name, t in task.wal_tables.items()]
@@ -368,7 +378,7 @@ def verify_segment(task: _Task) -> _Result:
     subtrees = _subtrees(task, leaves) if complete and (task.public or task.cuts) else None  # only anchors need roots
     mismatches = _tile_mismatches(task, leaves) if complete and task.tree else []
     if task.public:
-        return _Result(
+        return SegmentResult(
             task.first_seq, task.last_seq, out.problems, out.suppressed(), counts, len(seqs), None, [], None, key_events,
             subtrees, mismatches,
         )
@@ -403,7 +413,7 @@ def verify_segment(task: _Task) -> _Result:
     changes = np.flatnonzero(key_codes[1:] != key_codes[:-1]) + 1
     key_changes = [(int(seqs[i]), key_names[key_codes[i]]) for i in changes]
     last = np.flatnonzero(seqs == task.last_seq)
-    return _Result(
+    return SegmentResult(
         task.first_seq,
         task.last_seq,
         out.problems,
@@ -419,7 +429,7 @@ def verify_segment(task: _Task) -> _Result:
     )
 
 
-def _tile_mismatches(task: _Task, leaves: np.ndarray) -> list[tuple[str, int]]:
+def _tile_mismatches(task: SegmentTask, leaves: np.ndarray) -> list[tuple[str, int]]:
     """Each level-0 tile of the stored tree whose leaf hashes differ from the segment's
     (complete) entries, with the first entry that differs. A short or missing tile is left
     to the store's own check."""
@@ -437,7 +447,7 @@ def _tile_mismatches(task: _Task, leaves: np.ndarray) -> list[tuple[str, int]]:
     return out
 
 
-def _subtrees(task: _Task, leaves: np.ndarray) -> list[list[tuple[int, bytes]]]:
+def _subtrees(task: SegmentTask, leaves: np.ndarray) -> list[list[tuple[int, bytes]]]:
     """Perfect subtree roots covering the segment, split at the requested tree sizes."""
     bounds = [task.first_seq, *[c for c in task.cuts if task.first_seq < c <= task.last_seq], task.last_seq + 1]
     out = []
@@ -468,31 +478,17 @@ def _codes(parts: list[pa.Array]) -> tuple[list[str], np.ndarray]:
 # ---------------------------------------------------------------------------- whole ledger
 
 
-@dataclass
-class _Snapshot:
-    records: list[SegmentRecord]
-    manifest_problems: list[str]
-    head: object
-    wal_bytes: bytes
-    data_files: list[str]
-    exam: Examination | None  # what a writer would find; None when the manifest or a key stops it (reported)
-
-
-def _snapshot(layout: Layout, keyring: Keyring, ledger_id: bytes) -> _Snapshot:
-    """Manifest, head, log and file list as of one instant (writers paused briefly)."""
-    with shared_lock(layout):
-        records, problems = read_manifest(layout)
-        head = read_head(layout)
+def _snapshot(layout: Layout, keyring: Keyring, ledger_id: bytes) -> LedgerSnapshot:
+    """The ledger as of one instant (ledger.read.snapshot), with what a writer's recovery
+    would find at that instant (`examined`; None when the manifest or a key stops it,
+    which is reported)."""
+    def writers_view(at: Layout) -> Examination | None:
         try:
-            wal_bytes = layout.wal.read_bytes()
-        except FileNotFoundError:
-            wal_bytes = b""
-        files = sorted(layout.data_files())
-        try:
-            exam = examine(layout, keyring, ledger_id)
+            return examine(at, keyring, ledger_id)
         except LedgerError:
-            exam = None
-    return _Snapshot(records, problems, head, wal_bytes, files, exam)
+            return None
+
+    return snapshot(layout.root, examine=writers_view)
 
 
 def account_files(listed: Iterable[str], present: Iterable[str], notes: list[str], sealed_to: int | None = None) -> tuple[set[str], list[str]]:
@@ -561,7 +557,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     ledger_id = bytes.fromhex(ledger_id_hex)
     snap = _snapshot(layout, keyring, ledger_id)
     report = VerifyReport(str(layout.root), ledger_id_hex)
-    collector = _Collector()
+    collector = ProblemCollector()
     add = collector.add
 
     # 1. The manifest: MACs, hash links, contiguous ranges.
@@ -586,7 +582,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
 
     # 2. The set of files.
     listed = {f.path: (r, f) for r in snap.records for f in r.files}
-    present, unlisted = account_files(listed, snap.data_files, report.notes, snap.records[-1].last_seq if snap.records else -1)
+    present, unlisted = account_files(listed, snap.present, report.notes, snap.records[-1].last_seq if snap.records else -1)
     for rel in unlisted:
         add(Problem("EXTRA", "file is not listed in the manifest", file=rel))
     for rel in sorted(listed.keys() - present):
@@ -601,7 +597,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     prev_mac = GENESIS_PREV
     for r in snap.records:
         files = [(f.table, f.path, f.rows, f.sha256) for f in r.files if f.path in present]
-        tasks.append(_Task(str(layout.root), ledger_id, r.first_seq, r.last_seq, prev_mac, files, cuts=anchors.cuts(), tree=tree))
+        tasks.append(SegmentTask(str(layout.root), ledger_id, r.first_seq, r.last_seq, prev_mac, files, cuts=anchors.cuts(), tree=tree))
         prev_mac = bytes.fromhex(r.last_mac)
     results = run_tasks(tasks, keyring.keys, workers, progress, sum(r.last_seq - r.first_seq + 1 for r in snap.records))
     sealed = list(results)
@@ -611,9 +607,9 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     scan = wal.scan(io.BytesIO(snap.wal_bytes), keep_payload=True)
     sealed_to = snap.records[-1].last_seq if snap.records else -1
     frames = [fr for fr in scan.frames if fr.last_seq > sealed_to]
-    if snap.exam is not None:
-        frames = snap.exam.kept
-        _check_log_frames(snap.exam, snap.head, add, report.notes)
+    if snap.examined is not None:
+        frames = snap.examined.kept
+        _check_log_frames(snap.examined, snap.head, add, report.notes)
     if scan.problem:
         if snap.head is not None and scan.valid_end < snap.head.wal_size:
             add(Problem("TRUNCATED", f"write-ahead log: {scan.problem}, inside the {snap.head.wal_size} bytes the persisted head counts as acknowledged"))
@@ -627,7 +623,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
         if frames[0].first_seq != expected_first:
             add(Problem("GAP", f"write-ahead log starts at {frames[0].first_seq}, expected {expected_first}", min(expected_first, frames[0].first_seq)))
         _init_worker(keyring.keys)
-        wal_task = _Task(str(layout.root), ledger_id, frames[0].first_seq, frames[-1].last_seq, prev_mac, [], {n: pa.concat_tables(ts) for n, ts in tables.items()})
+        wal_task = SegmentTask(str(layout.root), ledger_id, frames[0].first_seq, frames[-1].last_seq, prev_mac, [], {n: pa.concat_tables(ts) for n, ts in tables.items()})
         wal_result = verify_segment(wal_task)
         results.append(wal_result)
         report.wal_entries = wal_result.entries
@@ -638,7 +634,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     key_changes: list[tuple[int, str]] = []
     key_events: list[tuple[int, str, str]] = []
     previous_key: str | None = None
-    for record, result in zip(snap.records + [None] * (len(results) - len(snap.records)), results):
+    for record, result in zip(list(snap.records) + [None] * (len(results) - len(snap.records)), results):
         for p in result.problems:
             add(p)
         for kind, n in result.suppressed.items():
@@ -693,7 +689,7 @@ def _verify_hmac(layout: Layout, ledger_id_hex: str, keyring: Keyring, state_pat
     return report, _genesis_ledger_id(key_events)
 
 
-def _not_this_chain(record: SegmentRecord, result: _Result) -> Problem:
+def _not_this_chain(record: SegmentRecord, result: SegmentResult) -> Problem:
     """A segment whose entries end in another MAC than its manifest line records: entries
     from another copy of the chain (a fork). Pinned where the stored tree's leaves show the
     entries diverge, else at the segment's first entry (the earliest that may)."""
@@ -724,7 +720,7 @@ def _check_log_frames(exam: Examination, head, add, notes: list[str]) -> None:
                      f"sequence order; every frame continues the chain and was verified in chain order; {refused}")
 
 
-def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector: _Collector, report: VerifyReport) -> None:
+def _check_keys(ledger_id_hex, keyring, key_changes, key_events, missing_keys, collector: ProblemCollector, report: VerifyReport) -> None:
     """Key ids must follow the genesis and rotation entries, and each key must be the one
     the ledger recorded when it started using it."""
     ledger_id = bytes.fromhex(ledger_id_hex)
@@ -854,11 +850,11 @@ def stored_entry_mac(root: str | os.PathLike[str], files: Iterable[str], seq: in
     return None
 
 
-def run_tasks(tasks: list[_Task], keys: dict[str, bytes], workers: int | None, progress, total: int) -> list[_Result]:
+def run_tasks(tasks: list[SegmentTask], keys: dict[str, bytes], workers: int | None, progress, total: int) -> list[SegmentResult]:
     """Verify segments, in worker processes when there is enough to share."""
     workers = workers or os.cpu_count() or 1
     done = 0
-    results: list[_Result] = []
+    results: list[SegmentResult] = []
     if workers <= 1 or len(tasks) <= 1 or total < PARALLEL_MIN_ENTRIES:
         _init_worker(keys)
         for t in tasks:

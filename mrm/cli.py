@@ -100,8 +100,9 @@ class LedgerLocation(click.ParamType):
     A command that reads a ledger kept in a store reads a local mirror (ledger/transfer.py)
     holding exactly what the store lists now, and ``ctx.meta["mrm.mirror"]`` keeps that
     listing (for the retention state). A command that writes (`writes=True`) gets the
-    ledger's local directory on this machine ($MRM_WORK_DIR, else one per store under
-    ~/.local/state/mrm-ledger), which holds the write-ahead log and names the store."""
+    ledger's local directory on this machine (`mrm --work-dir DIR`, else $MRM_WORK_DIR, else
+    one per store under ~/.local/state/mrm-ledger), which holds the write-ahead log and
+    names the store."""
 
     name = "ledger"
 
@@ -115,11 +116,12 @@ class LedgerLocation(click.ParamType):
             from ledger.store import open_store
             from ledger.transfer import mirror
 
+            local = ctx.meta.get(WORK_DIR_META) if ctx is not None else None
             try:
                 store = open_store(text)
                 if self.writes:
-                    return str(work_dir_for(store))
-                view = mirror(store, work_dir_for(store) / "mirror")
+                    return str(work_dir_for(store, local))
+                view = mirror(store, work_dir_for(store, local) / "mirror")
             except LedgerError as e:
                 raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
             if ctx is not None:
@@ -178,9 +180,21 @@ class OrderedGroup(click.Group):
         return list(self.commands)
 
 
+WORK_DIR_META = "mrm.work_dir"
+
+
+def given_work_dir() -> Path | None:
+    """`mrm --work-dir DIR`, if given (else the ledger's default local directory is used)."""
+    return click.get_current_context().meta.get(WORK_DIR_META)
+
+
 @click.group(cls=OrderedGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="mrm-ledger")
-def main() -> None:
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="For a ledger on object storage (s3://...): this machine's directory for it (write-ahead log, "
+                   "lock, mirror). Default: $MRM_WORK_DIR, else one per store under ~/.local/state/mrm-ledger.")
+@click.pass_context
+def main(ctx: click.Context, work_dir: Path | None) -> None:
     """mrm: tamper-evident evidence of what models decided, and why.
 
     \b
@@ -189,6 +203,8 @@ def main() -> None:
       mrm status demo-out/ledger       what the ledger holds
       mrm verify demo-out/ledger --keyring demo-out/ledger.keyring.json
     """
+    if work_dir is not None:
+        ctx.meta[WORK_DIR_META] = work_dir
 
 
 def _register() -> None:

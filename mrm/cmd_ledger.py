@@ -18,6 +18,7 @@ from ledger.schema import TABLE_NAMES
 
 from .cli import (
     command_mirror,
+    given_work_dir,
     command_retention,
     existing_ledger,
     writable_ledger,
@@ -74,7 +75,8 @@ def init(path: str, keyring_file: str | None, key_id: str | None, actor: str | N
         keyring = Keyring.generate(key_id)
     if retain_days is not None and not path.startswith("s3://"):
         raise UsageFailure(f"{path}: a directory keeps no retention lock; --retain-days needs s3://bucket/prefix")
-    ledger = Ledger.create(path, keyring, actor=actor, **({"retain_days": retain_days} if retain_days else {}))
+    ledger = Ledger.create(path, keyring, actor=actor, work_dir=given_work_dir() if path.startswith("s3://") else None,
+                           **({"retain_days": retain_days} if retain_days else {}))
     if generated_at is not None:
         try:
             keyring.save(generated_at)

@@ -127,12 +127,18 @@ def crashed_with_unsealed(path: Path, keyring, n: int = 10, *, frames_per_entry:
     writer = Ledger.open(path, keyring, checkpoint_interval=3600)
     seqs = [log_event(writer, i, durable=frames_per_entry) for i in range(n)]
     writer.flush()
-    writer._closed = True  # stop its flusher without sealing: what a SIGKILL leaves behind
-    with writer._cond:
-        writer._cond.notify_all()
-    writer._flusher.join()
-    writer._writer.close()  # its lock and log descriptors, as the dead process's would be
+    abandon(writer)
     return seqs
+
+
+def abandon(ledger) -> None:
+    """Leave a writer as a killed process would: no seal, no head written, its flusher
+    stopped and its lock and log descriptors closed."""
+    ledger._closed = True
+    with ledger._cond:
+        ledger._cond.notify_all()
+    ledger._flusher.join()
+    ledger._writer.close()
 
 
 def wal_frames(path: Path):
@@ -140,3 +146,17 @@ def wal_frames(path: Path):
 
     with open(path / "wal.log", "rb") as f:
         return wal.scan(f).frames
+
+
+CLOCK_START = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def fixed_clock():
+    """A clock that ticks the same way in two ledgers, so they write identical entries."""
+    now = [CLOCK_START]
+
+    def tick() -> int:
+        now[0] += 1000
+        return now[0]
+
+    return tick

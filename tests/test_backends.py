@@ -27,21 +27,9 @@ from mrm.cli import main
 from tests.faulty_proxy import Faults, FaultyProxy
 
 from .backends import KINDS, SIGNED, Backend, backend, copy_backend, new_backend  # noqa: F401  (fixture)
+from .helpers import abandon, fixed_clock
 
 FORK = multiprocessing.get_context("fork")
-CLOCK_START = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
-
-
-def fixed_clock():
-    now = [CLOCK_START]
-
-    def tick() -> int:
-        now[0] += 1000
-        return now[0]
-
-    return tick
-
-
 def write_segment(ledger, labels) -> None:
     for label in labels:
         ledger.log_operation(event_type="monitor_check", component="drift", status="ok", actor="test", details={"label": label})
@@ -442,17 +430,6 @@ def test_random_server_faults_during_seal_and_checkpoint_lose_nothing(s3_server,
                 assert report.ok, report.to_text()
     injected = sum(n for k, n in proxy.counts.items() if k != "pass")
     assert injected >= FAULT_ROUNDS and gave_up, (proxy.counts, gave_up)  # faults landed, and some seals did stop
-    print(f"faults: {dict(sorted(proxy.counts.items()))}; seals or checkpoints that gave up: {gave_up} of {FAULT_ROUNDS}")
-
-
-def abandon(ledger) -> None:
-    """Leave a writer as a killed process would: no seal, no head written, files closed."""
-    ledger._closed = True
-    with ledger._cond:
-        ledger._cond.notify_all()
-    ledger._flusher.join()
-    os.close(ledger._wal_fd)
-    os.close(ledger._lock_fd)
 
 
 def assert_no_half_written_evidence(store, seen: dict[str, str]) -> None:

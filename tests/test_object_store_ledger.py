@@ -135,6 +135,22 @@ def test_the_cli_writes_and_reads_a_ledger_on_object_storage(url, tmp_path, keyr
     assert no_key.exit_code == 2 and "keeps no key beside it" in no_key.output
 
 
+def test_mrm_work_dir_chooses_this_machines_directory_for_a_store(url, tmp_path, keyring_file):
+    env = {"MRM_WORK_DIR": str(tmp_path / "from-env")}
+    given = tmp_path / "given"
+    created = run("--work-dir", given, "init", url, "--keyring", keyring_file, "--json", env=env)
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["work_dir"] == str(given)
+    assert (given / "STORE").read_text().strip() == url and (given / "wal.log").exists()
+    rows = tmp_path / "ops.jsonl"
+    rows.write_text(json.dumps({"event_type": "batch", "component": "etl", "status": "ok"}) + "\n")
+    assert run("--work-dir", given, "ingest", url, "operation", rows, "--keyring", keyring_file, env=env).exit_code == 0
+    status = run("--work-dir", given, "status", url, "--json", env=env)
+    assert json.loads(status.output)["tables"]["operation"] == 2
+    assert (given / "mirror" / "LEDGER.json").exists(), "readers mirror into the directory given"
+    assert not (tmp_path / "from-env").exists(), "the option wins over $MRM_WORK_DIR"
+
+
 def test_two_writers_never_fork_the_chain(url, keyring, tmp_path):
     Ledger.create(url, keyring, work_dir=tmp_path / "a", actor="a").close()
     first = Ledger.open(url, keyring, work_dir=tmp_path / "a", actor="a")

@@ -23,25 +23,11 @@ from ledger.tiles import CorruptTileError, _State
 from mrm.cli import main
 
 from .conftest import KEY
-from .helpers import write_manifest_lines, crashed_with_unsealed, manifest_lines, read_rows, records, segment_files, wal_frames, write_rows
+from .helpers import fixed_clock, write_manifest_lines, crashed_with_unsealed, manifest_lines, read_rows, records, segment_files, wal_frames, write_rows
 
 SIGNER = Signer.parse("PRIVATE+KEY+mrm-test+64b144e8+AQABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f")
 SIGNED = Keyring.from_key("test-k1", KEY).with_signer(SIGNER)
 WT = Path(__file__).resolve().parents[1]
-CLOCK_START = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
-
-
-def fixed_clock():
-    """A clock that ticks the same way in two ledgers, so they write identical entries."""
-    now = [CLOCK_START]
-
-    def tick() -> int:
-        now[0] += 1000
-        return now[0]
-
-    return tick
-
-
 def write_segment(ledger: Ledger, labels) -> None:
     for label in labels:
         ledger.log_operation(event_type="monitor_check", component="drift", status="ok", actor="test", details={"label": label})
