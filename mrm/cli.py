@@ -101,25 +101,29 @@ class LedgerLocation(click.ParamType):
     holding exactly what the store lists now, and ``ctx.meta["mrm.mirror"]`` keeps that
     listing (for the retention state). A command that writes (`writes=True`) gets the
     ledger's local directory on this machine ($MRM_WORK_DIR, else one per store under
-    ~/.local/state/mrm-ledger), which holds the write-ahead log and names the store."""
+    ~/.local/state/mrm-ledger), which holds the write-ahead log and names the store. A
+    command that only reads entries (`entries_only=True`: `mrm sql`, `mrm reconstruct`)
+    fetches only what that needs (ledger.transfer.is_entry_data: no tree tiles, no
+    checkpoints), and `whole_ledger` fetches the rest when it verifies after all."""
 
     name = "ledger"
 
-    def __init__(self, *, writes: bool = False):
+    def __init__(self, *, writes: bool = False, entries_only: bool = False):
         self.writes = writes
+        self.entries_only = entries_only
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = os.fspath(value)
         if text.startswith("s3://"):
             from ledger.storage import work_dir_for
             from ledger.store import open_store
-            from ledger.transfer import mirror
+            from ledger.transfer import is_entry_data, mirror
 
             try:
                 store = open_store(text)
                 if self.writes:
                     return str(work_dir_for(store))
-                view = mirror(store, work_dir_for(store) / "mirror")
+                view = mirror(store, work_dir_for(store) / "mirror", only=is_entry_data if self.entries_only else None)
             except LedgerError as e:
                 raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
             if ctx is not None:
@@ -133,12 +137,13 @@ class LedgerLocation(click.ParamType):
         return text
 
 
-def ledger_argument(*, writes: bool = False) -> Callable[[Callable], Callable]:
-    return click.argument("path", type=LedgerLocation(writes=writes))
+def ledger_argument(*, writes: bool = False, entries_only: bool = False) -> Callable[[Callable], Callable]:
+    return click.argument("path", type=LedgerLocation(writes=writes, entries_only=entries_only))
 
 
 existing_ledger = ledger_argument()
 writable_ledger = ledger_argument(writes=True)
+entries_ledger = ledger_argument(entries_only=True)
 
 
 def command_mirror() -> Any:
@@ -146,6 +151,20 @@ def command_mirror() -> Any:
     when the ledger was given as an object-store location; else None."""
     ctx = click.get_current_context(silent=True)
     return ctx.meta.get("mrm.mirror") if ctx is not None else None
+
+
+def whole_ledger(path: str) -> None:
+    """Before verifying a ledger that `entries_ledger` mirrored in part: fetch the rest
+    (the tree's tiles and the checkpoints) into the same mirror."""
+    view = command_mirror()
+    if view is None or str(view.path) != path:
+        return
+    from ledger.transfer import mirror
+
+    try:
+        click.get_current_context().meta["mrm.mirror"] = mirror(view.store, view.path)
+    except LedgerError as e:
+        raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
 
 
 def writable(path: str) -> str:
