@@ -51,9 +51,14 @@ def is_evidence(key: str) -> bool:
     return key == META_KEY or key.startswith(("tables/", "manifest/")) or (key.startswith("checkpoints/") and key.endswith(".note"))
 
 
-def ledger_objects(store: Store) -> list[StoredObject]:
-    """What a ledger consists of in `store`: every object but the writers' lock files."""
-    return [o for o in store.list() if o.key not in LOCK_KEYS]
+def ledger_objects(store: Store, prefixes: tuple[str, ...] | None = None) -> list[StoredObject]:
+    """What a ledger consists of in `store`: every object but the writers' lock files (only
+    those under `prefixes`, one listing each, when given)."""
+    if prefixes is None:
+        listed = store.list()
+    else:
+        listed = sorted({o.key: o for p in prefixes for o in store.list(p)}.values(), key=lambda o: o.key)
+    return [o for o in listed if o.key not in LOCK_KEYS]
 
 
 @dataclass
@@ -117,25 +122,22 @@ class Mirror:
     downloaded: int  # objects fetched in this run (the others were already there, unchanged)
 
 
-def is_entry_data(key: str) -> bool:
-    """What a reader of entries needs (`read.snapshot`, the key index): the metadata, the
-    head, the manifest records, the segments and their key index files. Not the tree's tiles
-    or the checkpoints, which only verification and proofs read."""
-    return key in (META_KEY, "HEAD") or key.startswith(("manifest/", "tables/", "index/"))
+# What a reader of entries needs (`read.snapshot`, the key index): the metadata, the head,
+# the manifest records, the segments and their key index files; not the tree's tiles or the
+# checkpoints, which only verification and proofs read. Key prefixes, listed one by one.
+ENTRY_DATA = (META_KEY, "HEAD", "manifest/", "tables/", "index/")
 
 
-def mirror(store: Store, into: str | os.PathLike[str] | None = None, *,
-           only: Callable[[str], bool] | None = None) -> Mirror:
+def mirror(store: Store, into: str | os.PathLike[str] | None = None, *, only: tuple[str, ...] | None = None) -> Mirror:
     """A local directory that holds exactly the ledger objects `store` lists now.
 
     A local store is its own mirror. Otherwise objects are fetched into `into` (by default
     the mirror in the ledger's local directory, see ledger.storage.default_work_dir) when
     their version differs from the one fetched before, and local files the store no longer
     lists are removed, so the directory shows the store as it is: a deleted or added object
-    there is deleted or added here. With `only`, just the listed objects whose key it
-    accepts are fetched (`is_entry_data`: what reading entries needs); a local copy of any
-    other object that changed on the store is removed, so the directory never shows an old
-    version, and a later full mirror fetches the rest.
+    there is deleted or added here. With `only` (key prefixes, e.g. `ENTRY_DATA`), just the
+    objects under them are listed and mirrored, and the mirror's listing holds only those;
+    a later full mirror into the same directory brings the rest up to date.
 
     Objects are fetched `FETCH_THREADS` at a time: on object storage each GET is a round
     trip, and nearly all of a ledger's objects are small tiles."""
@@ -149,23 +151,15 @@ def mirror(store: Store, into: str | os.PathLike[str] | None = None, *,
         fetched: dict[str, str] = json.loads(state_file.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         fetched = {}
-    objects = ledger_objects(store)
+    objects = ledger_objects(store, only)
     if not any(o.key == META_KEY for o in objects):
         raise InputError(f"{store.url}: not a ledger (no {META_KEY} is listed there)")
     listed = {o.key for o in objects}
-    for stale in ledger_objects(local):
-        if stale.key not in listed and stale.key != MIRROR_STATE:
+    for stale in ledger_objects(local):  # one walk of the directory (a listing per prefix walks it each time)
+        if stale.key not in listed and stale.key != MIRROR_STATE and (only is None or stale.key.startswith(only)):
             local.delete(stale.key)
             fetched.pop(stale.key, None)
-    wanted: list[StoredObject] = []
-    for obj in objects:
-        if fetched.get(obj.key) == obj.version and local.exists(obj.key):
-            continue
-        if only is None or only(obj.key):
-            wanted.append(obj)
-        elif obj.key in fetched:  # an older version, not fetched again now: not shown either
-            local.delete(obj.key)
-            del fetched[obj.key]
+    wanted = [o for o in objects if not (fetched.get(o.key) == o.version and local.exists(o.key))]
     try:
         for obj in fetch_into(store, local, wanted):
             fetched[obj.key] = obj.version

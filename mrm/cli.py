@@ -103,7 +103,7 @@ class LedgerLocation(click.ParamType):
     ledger's local directory on this machine ($MRM_WORK_DIR, else one per store under
     ~/.local/state/mrm-ledger), which holds the write-ahead log and names the store. A
     command that only reads entries (`entries_only=True`: `mrm sql`, `mrm reconstruct`)
-    fetches only what that needs (ledger.transfer.is_entry_data: no tree tiles, no
+    lists and fetches only what that needs (ledger.transfer.ENTRY_DATA: no tree tiles, no
     checkpoints), and `whole_ledger` fetches the rest when it verifies after all."""
 
     name = "ledger"
@@ -117,13 +117,13 @@ class LedgerLocation(click.ParamType):
         if text.startswith("s3://"):
             from ledger.storage import work_dir_for
             from ledger.store import open_store
-            from ledger.transfer import is_entry_data, mirror
+            from ledger.transfer import ENTRY_DATA, mirror
 
             try:
                 store = open_store(text)
                 if self.writes:
                     return str(work_dir_for(store))
-                view = mirror(store, work_dir_for(store) / "mirror", only=is_entry_data if self.entries_only else None)
+                view = mirror(store, work_dir_for(store) / "mirror", only=ENTRY_DATA if self.entries_only else None)
             except LedgerError as e:
                 raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
             if ctx is not None:
