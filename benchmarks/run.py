@@ -9,6 +9,7 @@ module with the machine and time of the run that measured it.
     python -m benchmarks.run                  # every module, full scale
     python -m benchmarks.run --scale quick    # small sizes, for a smoke run
     python -m benchmarks.run ledger sql       # only these modules
+    make bench BENCH_ARGS=storage BENCH_STORAGE_ENTRIES=3000000   # bench_storage.py's size
 """
 
 from __future__ import annotations

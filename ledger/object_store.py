@@ -19,11 +19,16 @@ Life of an object
    ``x-amz-object-lock-mode: COMPLIANCE`` and ``x-amz-object-lock-retain-until-date``: the
    retention is set atomically with the bytes, so there is no instant at which the object
    exists unretained. The bucket must have Object Lock enabled (which makes it versioned).
-2. ``replace_if_unchanged`` (``HEAD``, the tree's state) is a ``HEAD`` (to refuse a retained
-   object, since S3 itself would keep the retained version and stack a new one on top) and a
-   ``PUT`` with ``If-Match: <ETag>`` (or ``If-None-Match: *`` when no object is expected).
-   Durable and visible on 200, like 1; of two writers that saw one ETag exactly one wins,
-   the other gets 412 or 409 (`VersionConflict`). ``durable=False`` changes nothing here.
+2. ``replace_if_unchanged`` (``HEAD``, the tree's state) is a ``PUT`` with ``If-Match: <ETag>``
+   (or ``If-None-Match: *`` when no object is expected): the condition alone is the
+   compare-and-swap. Durable and visible on 200, like 1; of two writers that saw one ETag
+   exactly one wins, the other gets 412 or 409 (`VersionConflict`). ``durable=False``
+   changes nothing here. A ``HEAD`` goes first only when the store has not itself seen the
+   expected version without retention (written by it, or read by `stat`): it refuses a
+   retained object, which S3 would keep while stacking the new version on top. A writer
+   replaces what it wrote or stat'ed, so its commits are one PUT. Retention set on that
+   version by someone else meanwhile is not seen; S3 keeps the retained version all the
+   same, and the ledger never retains what it replaces (``HEAD``, the tree's state).
 3. ``delete`` removes every version of the key (a plain DELETE on a versioned bucket only
    hides them behind a delete marker). A retained version cannot be deleted: S3 answers 403,
    and the store raises `RetentionRefused` (it checks the current version first, so a
@@ -48,8 +53,8 @@ a retried ``replace_if_unchanged`` does the same. Other 4xx answers are not retr
 
 Requests per operation: ``read`` 1 GET; ``stat`` 1 HEAD; ``list`` 1 LIST per 1,000 keys;
 ``put_if_absent`` 1 PUT (plus a HEAD, and a GET if the ETag is no MD5, only after an
-ambiguous retry); ``replace_if_unchanged`` 1 HEAD + 1 PUT; ``delete`` 1 HEAD + 1 version
-LIST + 1 DELETE per version.
+ambiguous retry); ``replace_if_unchanged`` 1 PUT (1 HEAD + 1 PUT for a version this store
+has not seen unretained); ``delete`` 1 HEAD + 1 version LIST + 1 DELETE per version.
 
 Why boto3
 ---------
@@ -111,6 +116,7 @@ T = TypeVar("T")
 _RETRY_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "RequestTimeTooSkewed"}
 _MISSING_CODES = {"NoSuchKey", "404", "NotFound"}
 _LIST_PAGE = 1000  # S3's own maximum
+_UNRETAINED_KEPT = 1024  # versions remembered as unretained (a writer replaces a handful of keys)
 
 
 class _Ambiguous(Exception):
@@ -142,6 +148,9 @@ class ObjectStore(Store):
                              "AWS_PROFILE and ~/.aws/config") from None
         self._rng = random.Random()
         self._rng_lock = threading.Lock()
+        # key -> the version this store last wrote or stat'ed without retention: replacing it
+        # needs no HEAD first (see replace_if_unchanged). Bounded: a hint, never evidence.
+        self._unretained: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> "ObjectStore":
@@ -178,7 +187,12 @@ class ObjectStore(Store):
     def stat(self, key: str) -> StoredObject | None:
         name = self._name(key)
         head = self._retry("stat", key, lambda: self._head(name))
-        return None if head is None else self._stored(key, head)
+        if head is None:
+            self._unretained.pop(key, None)
+            return None
+        stored = self._stored(key, head)
+        self._note_retention(stored, retained=_held(head))
+        return stored
 
     def list(self, prefix: str = "") -> list[StoredObject]:
         if prefix:
@@ -231,7 +245,9 @@ class ObjectStore(Store):
             return StoredObject(key, len(data), response.get("ETag") or f'"{md5.hexdigest()}"',
                                 _aware(retain_until))
 
-        return self._retry("put_if_absent", key, put, pass_retried=True)
+        stored = self._retry("put_if_absent", key, put, pass_retried=True)
+        self._note_retention(stored, retained=retain_until is not None)
+        return stored
 
     def replace_if_unchanged(self, key: str, data: bytes, expected: str | None, *, durable: bool = True) -> StoredObject:
         name = self._name(key)
@@ -243,6 +259,7 @@ class ObjectStore(Store):
             args["IfNoneMatch"] = "*"
         else:
             args["IfMatch"] = expected
+        if expected is not None and self._unretained.get(key) != expected:
             current = self._retry("replace_if_unchanged", key, lambda: self._head(name))
             if current is None:
                 raise VersionConflict(f"{self.where(key)}: changed by another writer (expected version "
@@ -270,7 +287,13 @@ class ObjectStore(Store):
                 raise
             return StoredObject(key, len(data), response.get("ETag") or f'"{md5.hexdigest()}"')
 
-        return self._retry("replace_if_unchanged", key, put, pass_retried=True)
+        try:
+            stored = self._retry("replace_if_unchanged", key, put, pass_retried=True)
+        except VersionConflict:
+            self._unretained.pop(key, None)
+            raise
+        self._note_retention(stored, retained=False)  # a replacement is written without retention
+        return stored
 
     def delete(self, key: str) -> None:
         name = self._name(key)
@@ -296,6 +319,7 @@ class ObjectStore(Store):
 
     def retain(self, key: str, until: dt.datetime) -> StoredObject:
         name = self._name(key)
+        self._unretained.pop(key, None)
         until = _retention_date(self, key, until)
         head = self._retry("retain", key, lambda: self._head(name))
         if head is None:
@@ -323,6 +347,14 @@ class ObjectStore(Store):
             if _status(e) == 404 or _code(e) in _MISSING_CODES:
                 return None
             raise
+
+    def _note_retention(self, stored: StoredObject, *, retained: bool) -> None:
+        if retained:
+            self._unretained.pop(stored.key, None)
+            return
+        if len(self._unretained) >= _UNRETAINED_KEPT and stored.key not in self._unretained:
+            self._unretained.clear()
+        self._unretained[stored.key] = stored.version
 
     def _stored(self, key: str, head: dict) -> StoredObject:
         until = head.get("ObjectLockRetainUntilDate")
@@ -445,6 +477,12 @@ def _code(e: BaseException) -> str:
 
 def _status(e: BaseException) -> int:
     return int(getattr(e, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def _held(head: dict) -> bool:
+    """Whether a HEAD answer shows retention or a legal hold (past dates included: a clock
+    step must not let the store skip its check)."""
+    return head.get("ObjectLockRetainUntilDate") is not None or head.get("ObjectLockLegalHoldStatus") == "ON"
 
 
 def _aware(when: dt.datetime | None) -> dt.datetime | None:

@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 from . import wal
 from .schema import TABLE_NAMES, TABLES, table_spec
 from .errors import IntegrityError
-from .storage_io import write_file_atomic
 from .storage import Head, Layout, SegmentFile, SegmentRecord, read_head, read_manifest, read_meta
 
 
@@ -63,7 +62,8 @@ def snapshot(path: str | os.PathLike[str], *, examine: Callable[[Layout], Any] |
     files: dict[str, list[Path]] = {t: [] for t in TABLE_NAMES}
     for r in records:
         for f in r.files:
-            files[f.table].append(_fetched(layout, f))
+            files[f.table].append(layout.root / f.path)
+    _fetch_missing(layout, [f for r in records for f in r.files])
     sealed_to = records[-1].last_seq if records else -1
     parts: dict[str, list[pa.Table]] = {}
     last = sealed_to
@@ -78,18 +78,25 @@ def snapshot(path: str | os.PathLike[str], *, examine: Callable[[Layout], Any] |
                           present, wal_bytes, examined)
 
 
-def _fetched(layout: Layout, listed: SegmentFile) -> Path:
-    """A listed file as a local path: in place for a directory, else fetched into the
-    mirror (checked against the manifest's digest, so a reader never caches other bytes)."""
-    path = layout.root / listed.path
-    if layout.store.local_root is not None or (path.exists() and path.stat().st_size == listed.bytes):
-        return path
-    data = layout.store.read(listed.path)
-    if hashlib.sha256(data).hexdigest() != listed.sha256:
-        raise IntegrityError(f"{layout.store.where(listed.path)}: its bytes are not the ones the manifest lists; run `mrm verify`")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(path, data, durable=False)  # a cache: fetched again if lost
-    return path
+def _fetch_missing(layout: Layout, listed: Sequence[SegmentFile]) -> None:
+    """For a ledger kept in a remote store, fetch the listed files the local mirror lacks
+    (in parallel), each checked against the manifest's digest so a reader never caches
+    other bytes. A directory's files are read in place."""
+    if layout.store.local_root is not None:
+        return
+    from .store import LocalStore, StoredObject
+    from .transfer import fetch_into
+
+    by_path = {f.path: f for f in listed}
+    missing = [StoredObject(f.path, f.bytes, "") for f in by_path.values()
+               if not ((path := layout.root / f.path).exists() and path.stat().st_size == f.bytes)]
+
+    def check(obj: StoredObject, data: bytes) -> None:
+        if hashlib.sha256(data).hexdigest() != by_path[obj.key].sha256:
+            raise IntegrityError(f"{layout.store.where(obj.key)}: its bytes are not the ones the manifest lists; run `mrm verify`")
+
+    for _ in fetch_into(layout.store, LocalStore(layout.root), missing, check):
+        pass
 
 
 def as_snapshot(source: str | os.PathLike[str] | LedgerSnapshot) -> LedgerSnapshot:

@@ -21,7 +21,8 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +51,14 @@ def is_evidence(key: str) -> bool:
     return key == META_KEY or key.startswith(("tables/", "manifest/")) or (key.startswith("checkpoints/") and key.endswith(".note"))
 
 
-def ledger_objects(store: Store) -> list[StoredObject]:
-    """What a ledger consists of in `store`: every object but the writers' lock files."""
-    return [o for o in store.list() if o.key not in LOCK_KEYS]
+def ledger_objects(store: Store, prefixes: tuple[str, ...] | None = None) -> list[StoredObject]:
+    """What a ledger consists of in `store`: every object but the writers' lock files (only
+    those under `prefixes`, one listing each, when given)."""
+    if prefixes is None:
+        listed = store.list()
+    else:
+        listed = sorted({o.key: o for p in prefixes for o in store.list(p)}.values(), key=lambda o: o.key)
+    return [o for o in listed if o.key not in LOCK_KEYS]
 
 
 @dataclass
@@ -124,14 +130,25 @@ class Mirror:
     downloaded: int  # objects fetched in this run (the others were already there, unchanged)
 
 
-def mirror(store: Store, into: str | os.PathLike[str] | None = None) -> Mirror:
+# What a reader of entries needs (`read.snapshot`, the key index): the metadata, the head,
+# the manifest records, the segments and their key index files; not the tree's tiles or the
+# checkpoints, which only verification and proofs read. Key prefixes, listed one by one.
+ENTRY_DATA = (META_KEY, "HEAD", "manifest/", "tables/", "index/")
+
+
+def mirror(store: Store, into: str | os.PathLike[str] | None = None, *, only: tuple[str, ...] | None = None) -> Mirror:
     """A local directory that holds exactly the ledger objects `store` lists now.
 
     A local store is its own mirror. Otherwise objects are fetched into `into` (by default
     the mirror in the ledger's local directory, see ledger.storage.default_work_dir) when
     their version differs from the one fetched before, and local files the store no longer
     lists are removed, so the directory shows the store as it is: a deleted or added object
-    there is deleted or added here."""
+    there is deleted or added here. With `only` (key prefixes, e.g. `ENTRY_DATA`), just the
+    objects under them are listed and mirrored, and the mirror's listing holds only those;
+    a later full mirror into the same directory brings the rest up to date.
+
+    Objects are fetched `FETCH_THREADS` at a time: on object storage each GET is a round
+    trip, and nearly all of a ledger's objects are small tiles."""
     if isinstance(store, LocalStore):
         return Mirror(store.root, store, tuple(ledger_objects(store)), 0)
     root = Path(into) if into is not None else Layout(store).root
@@ -142,26 +159,52 @@ def mirror(store: Store, into: str | os.PathLike[str] | None = None) -> Mirror:
         fetched: dict[str, str] = json.loads(state_file.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         fetched = {}
-    objects = ledger_objects(store)
+    objects = ledger_objects(store, only)
     if not any(o.key == META_KEY for o in objects):
         raise InputError(f"{store.url}: not a ledger (no {META_KEY} is listed there)")
     listed = {o.key for o in objects}
-    for stale in ledger_objects(local):
-        if stale.key not in listed and stale.key != MIRROR_STATE:
+    for stale in ledger_objects(local):  # one walk of the directory (a listing per prefix walks it each time)
+        if stale.key not in listed and stale.key != MIRROR_STATE and (only is None or stale.key.startswith(only)):
             local.delete(stale.key)
             fetched.pop(stale.key, None)
-    downloaded = 0
-    for obj in objects:
-        if fetched.get(obj.key) == obj.version and local.exists(obj.key):
-            continue
+    wanted = [o for o in objects if not (fetched.get(o.key) == o.version and local.exists(o.key))]
+    try:
+        for obj in fetch_into(store, local, wanted):
+            fetched[obj.key] = obj.version
+    finally:  # what was fetched stays fetched, even when another object failed
+        state_file.write_text(json.dumps(fetched, sort_keys=True), encoding="utf-8")
+    return Mirror(root, store, tuple(objects), len(wanted))
+
+
+FETCH_THREADS = 16  # concurrent GETs per fetch (boto3's client is thread-safe; its pool holds 32)
+
+
+def fetch_into(store: Store, local: LocalStore, objects: Sequence[StoredObject],
+               check: Callable[[StoredObject, bytes], None] | None = None) -> Iterator[StoredObject]:
+    """Fetch `objects` from `store` into the directory `local`, `FETCH_THREADS` at a time,
+    yielding each once its file is written. `check` may refuse an object's bytes (it raises)
+    before they are written. The files are a cache of the store, so not fsynced."""
+
+    def fetch(obj: StoredObject) -> StoredObject:
         data = store.read(obj.key)
+        if check is not None:
+            check(obj, data)
         path = local.path(obj.key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_file_atomic(path, data, durable=False)  # a cache of the store: fetched again if lost
-        fetched[obj.key] = obj.version
-        downloaded += 1
-    state_file.write_text(json.dumps(fetched, sort_keys=True), encoding="utf-8")
-    return Mirror(root, store, tuple(objects), downloaded)
+        write_file_atomic(path, data, durable=False)
+        return obj
+
+    if len(objects) <= 1:
+        yield from map(fetch, objects)
+        return
+    with ThreadPoolExecutor(max_workers=min(FETCH_THREADS, len(objects)), thread_name_prefix="mrm-fetch") as pool:
+        futures = [pool.submit(fetch, obj) for obj in objects]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
 
 
 def frozen_view(store: LocalStore, into: Path) -> Mirror:

@@ -102,26 +102,30 @@ class LedgerLocation(click.ParamType):
     listing (for the retention state). A command that writes (`writes=True`) gets the
     ledger's local directory on this machine (`mrm --work-dir DIR`, else $MRM_WORK_DIR, else
     one per store under ~/.local/state/mrm-ledger), which holds the write-ahead log and
-    names the store."""
+    names the store. A command that only reads entries (`entries_only=True`: `mrm sql`,
+    `mrm reconstruct`) lists and fetches only what that needs (ledger.transfer.ENTRY_DATA:
+    no tree tiles, no checkpoints), and `whole_ledger` fetches the rest when it verifies
+    after all."""
 
     name = "ledger"
 
-    def __init__(self, *, writes: bool = False):
+    def __init__(self, *, writes: bool = False, entries_only: bool = False):
         self.writes = writes
+        self.entries_only = entries_only
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = os.fspath(value)
         if text.startswith("s3://"):
             from ledger.storage import work_dir_for
             from ledger.store import open_store
-            from ledger.transfer import mirror
+            from ledger.transfer import ENTRY_DATA, mirror
 
             local = ctx.meta.get(WORK_DIR_META) if ctx is not None else None
             try:
                 store = open_store(text)
                 if self.writes:
                     return str(work_dir_for(store, local))
-                view = mirror(store, work_dir_for(store, local) / "mirror")
+                view = mirror(store, work_dir_for(store, local) / "mirror", only=ENTRY_DATA if self.entries_only else None)
             except LedgerError as e:
                 raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
             if ctx is not None:
@@ -135,12 +139,13 @@ class LedgerLocation(click.ParamType):
         return text
 
 
-def ledger_argument(*, writes: bool = False) -> Callable[[Callable], Callable]:
-    return click.argument("path", type=LedgerLocation(writes=writes))
+def ledger_argument(*, writes: bool = False, entries_only: bool = False) -> Callable[[Callable], Callable]:
+    return click.argument("path", type=LedgerLocation(writes=writes, entries_only=entries_only))
 
 
 existing_ledger = ledger_argument()
 writable_ledger = ledger_argument(writes=True)
+entries_ledger = ledger_argument(entries_only=True)
 
 
 def command_mirror() -> Any:
@@ -161,7 +166,24 @@ def command_retention(path: str) -> Any:
     view = command_mirror()
     if view is None or str(view.path) != path:
         return retention_state(LocalStore(path))
-    return retention_state(view.store, view.objects)
+    objects = view.objects
+    if not any(o.key.startswith("checkpoints/") for o in objects):
+        objects += tuple(view.store.list("checkpoints/"))  # an entries-only mirror did not list them
+    return retention_state(view.store, objects)
+
+
+def whole_ledger(path: str) -> None:
+    """Before verifying a ledger that `entries_ledger` mirrored in part: fetch the rest
+    (the tree's tiles and the checkpoints) into the same mirror."""
+    view = command_mirror()
+    if view is None or str(view.path) != path:
+        return
+    from ledger.transfer import mirror
+
+    try:
+        click.get_current_context().meta["mrm.mirror"] = mirror(view.store, view.path)
+    except LedgerError as e:
+        raise (IntegrityFailure if e.exit_code == EXIT_INTEGRITY else UsageFailure)(str(e)) from None
 
 
 def writable(path: str) -> str:

@@ -14,7 +14,18 @@ import click
 from forensics.attestation import HmacChainVerifier, IntegrityFailure, LedgerChanged, SignedCheckpointVerifier, Verifier
 from forensics.errors import ForensicsError, UnreadableEvidence
 
-from .cli import EXIT_INTEGRITY, UsageFailure, command_retention, existing_ledger, emit_json, handle_errors, json_option, keyring_option, resolve_keyring
+from .cli import (
+    EXIT_INTEGRITY,
+    UsageFailure,
+    command_retention,
+    emit_json,
+    entries_ledger,
+    handle_errors,
+    json_option,
+    keyring_option,
+    resolve_keyring,
+    whole_ledger,
+)
 from .sql_output import FORMATS
 
 verify_option = click.option(
@@ -67,6 +78,7 @@ def _verifier(path: str, verify: bool, keyring_file: str | None, public_key: str
     if keyring_file and public_key:
         raise UsageFailure("give --keyring (HMAC chain) or --public-key (signed checkpoints), not both")
     click.echo("verifying the ledger first...", err=True)
+    whole_ledger(path)
     if public_key:
         try:
             return SignedCheckpointVerifier.from_file(public_key)
@@ -84,7 +96,7 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 @click.command()
-@existing_ledger
+@entries_ledger
 @click.argument("query", required=False)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result to this file (outside the ledger) instead of stdout.")
@@ -202,7 +214,7 @@ class _stdout:
 
 
 @click.command()
-@existing_ledger
+@entries_ledger
 @click.option("--request-id", help="The request to reconstruct.")
 @click.option("--subject", "subject_id", help="The subject whose decision to reconstruct (with --at, or their latest).")
 @click.option("--at", help="With --subject: the decision in force at this instant (ISO 8601 with a time zone).")

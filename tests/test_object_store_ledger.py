@@ -14,7 +14,7 @@ from ledger import IntegrityError, Keyring, Ledger, LedgerError, WriterConflict,
 from ledger.public import verify_public
 from ledger.storage import Layout, read_head, read_manifest
 from ledger.store import RetentionRefused, open_store
-from ledger.transfer import mirror, retention_state
+from ledger.transfer import ledger_objects, mirror, retention_state
 from mrm.cli import main
 
 from .helpers import fingerprint, log_event
@@ -229,3 +229,29 @@ def test_a_ledger_created_with_retention_retains_what_it_seals(url, keyring, tmp
     assert status["retention"]["retained"] == state.retained and not status["retention"]["not_retained"]
     refused = run("init", tmp_path / "dir-ledger", "--keyring", keyring_file, "--retain-days", "5")
     assert refused.exit_code == 2 and "keeps no retention" in refused.output
+
+
+def test_reconstruct_fetches_only_entry_data_until_it_verifies(url, keyring, tmp_path, keyring_file):
+    """`mrm reconstruct s3://...` mirrors the manifest, segments and key index, not the
+    tree's tiles or the checkpoints; with --verify it fetches those too, and verifies."""
+    from mrm.synthetic import inference_batch
+
+    Ledger.create(url, keyring, work_dir=tmp_path / "work", actor="test").close()
+    batch = inference_batch(600, seed=3)
+    with Ledger.open(url, keyring, work_dir=tmp_path / "work", actor="test") as ledger:
+        ledger.append("model_inference", batch)
+    request_id = batch.column("request_id")[123].as_py()
+    reader = tmp_path / "reader"
+    env = {"MRM_WORK_DIR": str(reader)}
+    result = run("reconstruct", url, "--request-id", request_id, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["inference"]["request_id"] == request_id
+    fetched = {p.relative_to(reader / "mirror").as_posix() for p in (reader / "mirror").rglob("*") if p.is_file()}
+    assert any(k.startswith("tables/model_inference/") for k in fetched) and "HEAD" in fetched
+    assert not any(k.startswith(("tree/", "checkpoints/")) for k in fetched), sorted(fetched)
+    stored = {o.key for o in ledger_objects(open_store(url))}
+    assert any(k.startswith("tree/") for k in stored), "the ledger has tiles the reader did not need"
+    result = run("reconstruct", url, "--request-id", request_id, "--verify", "--keyring", keyring_file, env=env)
+    assert result.exit_code == 0, result.output
+    assert {k for k in stored if k.startswith("tree/")} <= {p.relative_to(reader / "mirror").as_posix()
+                                                            for p in (reader / "mirror").rglob("*") if p.is_file()}

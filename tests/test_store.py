@@ -201,6 +201,37 @@ def test_retained_object_cannot_be_deleted_or_overwritten(s3_store, s3_server):
     assert isinstance(RetentionRefused("x"), StoreError)
 
 
+def test_swapping_a_version_the_store_saw_unretained_is_one_put(s3_store):
+    """A writer's commit is one conditional PUT: no HEAD first for a version the store wrote
+    itself or stat'ed without retention; a version it has not seen, or one it retained, is
+    checked first, so retention is still refused."""
+    calls: list[str] = []
+    s3_store._client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    first = s3_store.replace_if_unchanged("HEAD", b"seq 1", None)
+    calls.clear()
+    second = s3_store.replace_if_unchanged("HEAD", b"seq 2", first.version)
+    assert calls == ["PutObject"]
+    with pytest.raises(VersionConflict):
+        s3_store.replace_if_unchanged("HEAD", b"stale", first.version)
+    other = open_store(s3_store.url)  # another process: it has seen no version
+    other_calls: list[str] = []
+    other._client.meta.events.register("before-call.s3", lambda model, **_: other_calls.append(model.name))
+    third = other.replace_if_unchanged("HEAD", b"seq 3", second.version)
+    assert other_calls == ["HeadObject", "PutObject"]
+    assert other.stat("HEAD").version == third.version
+    other_calls.clear()
+    other.replace_if_unchanged("HEAD", b"seq 4", other.stat("HEAD").version)
+    assert other_calls == ["HeadObject", "PutObject"]  # the stat's HEAD, then the PUT alone
+    retained = s3_store.put_if_absent("checkpoints/1", b"signed", retain_until=later())
+    with pytest.raises(RetentionRefused):
+        s3_store.replace_if_unchanged("checkpoints/1", b"forged", retained.version)
+    plain = s3_store.put_if_absent("tables/1", b"rows")
+    s3_store.retain("tables/1", later())
+    with pytest.raises(RetentionRefused):
+        s3_store.replace_if_unchanged("tables/1", b"forged", plain.version)
+    assert s3_store.read("checkpoints/1") == b"signed" and s3_store.read("tables/1") == b"rows"
+
+
 def test_the_server_itself_refuses_to_remove_retained_bytes(s3_store, s3_server):
     """Behind the store's own check: S3 (here moto) refuses to delete a retained version,
     and a PUT that goes around the store stacks a new version, leaving the retained one."""
