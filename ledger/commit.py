@@ -102,6 +102,7 @@ class ChainWriter:
         layout.local.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
         self._wal_fd = -1  # opened (and created if absent) by recovery, once it finds nothing lost
+        self._swapped_at: tuple[int, int, int] | None = None  # the log as it was when this writer last swapped HEAD
 
     def close(self) -> None:
         """Release the lock and close the log (what a crashed process leaves is the same)."""
@@ -131,7 +132,10 @@ class ChainWriter:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self.locked = True
         try:
-            head, self.head_version = read_head_versioned(self.layout)
+            if recover or not self._holds_head():
+                head, self.head_version = read_head_versioned(self.layout)
+            else:
+                head = self.head  # no request: the next swap finds out if another writer took over
             if (recover or self.unfinished_seal or head is None or os.fstat(self._wal_fd).st_size != head.wal_size
                     or head.writer != self.writer_id):
                 head = self.recover()
@@ -140,6 +144,16 @@ class ChainWriter:
         except BaseException:
             self.release()
             raise
+
+    def _holds_head(self) -> bool:
+        """Whether HEAD in a remote store is still what this writer last swapped in, as far as
+        this machine can tell: no writer here touched the log since (another process
+        sharing this work directory would have). Then acquiring needs no request, and
+        another machine that took the ledger over is found out by the next swap, which
+        compares versions, before anything is acknowledged."""
+        return (self.layout.store.local_root is None and self.head is not None and not self.unfinished_seal
+                and self.head.writer == self.writer_id and self._swapped_at is not None
+                and self._swapped_at == _log_stamp(self.layout))
 
     def release(self) -> None:
         if self.locked:
@@ -240,13 +254,19 @@ class ChainWriter:
     def swap_head(self, head: Head, *, durable: bool) -> str:
         """Publish `head` if HEAD is still as this writer last saw it (lock held)."""
         try:
-            return write_head(self.layout, head, durable=durable, expected=self.head_version)
+            version = write_head(self.layout, head, durable=durable, expected=self.head_version)
         except VersionConflict:
+            self._swapped_at = None
             theirs, self.head_version = read_head_versioned(self.layout)
             raise WriterConflict(
                 f"{self.layout.where}: another writer ({theirs.writer if theirs and theirs.writer else 'unknown'}) took over "
                 "the ledger; this writer stops here and what it had not acknowledged was not written. Open it again to go on"
             ) from None
+        except BaseException:
+            self._swapped_at = None  # the swap may or may not have happened: read HEAD again
+            raise
+        self._swapped_at = _log_stamp(self.layout)
+        return version
 
     def sealed_parts(self, pending: Pending) -> list[list[tuple[str, pa.Table]]]:
         """The pending entries as frames of (table, rows with their MACs), in sequence order.
@@ -469,6 +489,15 @@ def _writer_id(layout: Layout) -> str:
             f.flush()
             os.fsync(f.fileno())
         return ident
+
+
+def _log_stamp(layout: Layout) -> tuple[int, int, int] | None:
+    """The local log's identity, size and modification time: any write to it changes them."""
+    try:
+        st = os.stat(layout.wal)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _read_segment(layout: Layout, record: SegmentRecord) -> dict[str, pa.Table]:

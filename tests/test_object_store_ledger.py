@@ -151,6 +151,29 @@ def test_mrm_work_dir_chooses_this_machines_directory_for_a_store(url, tmp_path,
     assert not (tmp_path / "from-env").exists(), "the option wins over $MRM_WORK_DIR"
 
 
+def test_a_commit_by_the_writer_holding_the_ledger_is_one_request(url, keyring, tmp_path):
+    Ledger.create(url, keyring, work_dir=tmp_path / "a", actor="a").close()
+    store = open_store(url)
+    requests = []
+    store._client.meta.events.register("before-send", lambda request, **kw: requests.append(request.method))
+    with Ledger.open(store, keyring, work_dir=tmp_path / "a", actor="a") as ledger:
+        log_event(ledger, 0)  # the first commit after opening
+        requests.clear()
+        for i in range(1, 4):
+            log_event(ledger, i)
+        assert requests == ["PUT"] * 3, "each commit swaps HEAD and reads nothing"
+        # Another process on this machine, sharing the work directory, takes its turn: this
+        # writer sees the log changed and reads HEAD again, so it adopts that head.
+        with Ledger.open(url, keyring, work_dir=tmp_path / "a", actor="a2") as other:
+            log_event(other, 10)
+        requests.clear()
+        assert log_event(ledger, 4) == 6
+        assert requests.count("GET") >= 1
+    view = mirror(open_store(url), tmp_path / "mirror")
+    report = verify_ledger(view.path, keyring)
+    assert report.ok and report.entries == 7, report.to_text()
+
+
 def test_two_writers_never_fork_the_chain(url, keyring, tmp_path):
     Ledger.create(url, keyring, work_dir=tmp_path / "a", actor="a").close()
     first = Ledger.open(url, keyring, work_dir=tmp_path / "a", actor="a")
