@@ -2,7 +2,7 @@
 
 from .errors import EntryError, IntegrityError, KeyringError, LedgerError, LedgerFormatError, WriterConflict
 from .keys import Keyring
-from .ledger import Ledger
+from .ledger import Ledger, PreparedBatch, prepare_batch
 from .schema import TABLE_NAMES, TABLES
 from .tiles import CorruptTileError
 from .verify import Problem, VerifyReport, verify_ledger
@@ -16,10 +16,12 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerFormatError",
+    "PreparedBatch",
     "Problem",
     "TABLE_NAMES",
     "TABLES",
     "VerifyReport",
+    "prepare_batch",
     "verify_ledger",
     "WriterConflict",
 ]

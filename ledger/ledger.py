@@ -26,6 +26,7 @@ import shutil
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -53,7 +54,7 @@ def default_actor() -> str:
     return os.environ.get("MRM_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def _now_micros() -> int:
+def now_micros() -> int:
     return time.time_ns() // 1000
 
 
@@ -61,6 +62,38 @@ def _now_micros() -> int:
 # itself (an entry's default ``ts``, a checkpoint's time) comes from it. The default is the
 # system clock; a simulation (the demo's year of operations) or a test passes its own.
 Clock = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch validated and normalised for one table, `ts` and `actor` filled in where
+    missing: what `Ledger.append` writes. Preparing needs no open ledger, so bad input can
+    be refused before one is opened (on a shared store, opening takes the ledger over)."""
+
+    table: str
+    rows: pa.Table
+
+
+def prepare_batch(table: str, rows: Any, *, ts: int, actor: str, normalizer: RowNormalizer | None = None) -> PreparedBatch:
+    """`rows` (list of dicts, pyarrow Table or pandas DataFrame) as a `PreparedBatch`, or
+    EntryError naming the row and field refused. `ts` (ledger clock microseconds) and
+    `actor` fill the entries that carry none."""
+    spec = table_spec(table)
+    normalizer = normalizer or RowNormalizer(TABLES[spec.name])
+    if isinstance(rows, pa.Table):
+        batch = normalize_arrow(spec, rows, normalizer)
+    elif _is_dataframe(rows):
+        batch = normalize_arrow(spec, _from_pandas(spec, rows), normalizer)
+    else:
+        if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
+            raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
+        defaults = {"ts": ts, "actor": actor}
+        batch = rows_to_arrow(spec, [normalizer(r, index=i, defaults=defaults) for i, r in enumerate(rows)], include_assigned=False)
+    if len(batch):
+        batch = batch.set_column(batch.schema.get_field_index("ts"), "ts",
+                                 pc.fill_null(batch.column("ts"), pa.scalar(ts, spec.column("ts").type)))
+        batch = batch.set_column(batch.schema.get_field_index("actor"), "actor", pc.fill_null(batch.column("actor"), actor))
+    return PreparedBatch(spec.name, batch)
 
 
 class Ledger:
@@ -93,7 +126,7 @@ class Ledger:
         self.seal_entries = seal_entries
         self.checkpoint_interval = checkpoint_interval
         self.timestamper = timestamper
-        self._clock: Clock = clock or _now_micros
+        self._clock: Clock = clock or now_micros
         self._normalizers = {t: RowNormalizer(TABLES[t]) for t in TABLE_NAMES}
         self._mutex = threading.RLock()
         self._cond = threading.Condition(self._mutex)
@@ -161,7 +194,7 @@ class Ledger:
     @classmethod
     def _write_genesis(cls, layout: Layout, where: str | os.PathLike[str] | Store, keyring: Keyring, options: dict,
                        retain_days: int | None) -> None:
-        clock = options.get("clock") or _now_micros
+        clock = options.get("clock") or now_micros
         meta = new_meta(micros_to_datetime(clock()), retain_days)
         write_meta(layout, meta)
         if retain_days is not None:
@@ -279,31 +312,25 @@ class Ledger:
         return seq
 
     def append(self, table: str, rows: Any, *, durable: bool = False) -> range:
-        """Write a batch (list of dicts, pyarrow Table or pandas DataFrame) to one table,
-        all or nothing; returns the range of sequence numbers assigned."""
+        """Write a batch (list of dicts, pyarrow Table, pandas DataFrame, or a
+        `PreparedBatch`) to one table, all or nothing; returns the range of sequence
+        numbers assigned."""
         spec = table_spec(table)
-        normalizer = self._normalizers[table]
-        if isinstance(rows, pa.Table):
-            batch = normalize_arrow(spec, rows, normalizer)
-        elif _is_dataframe(rows):
-            batch = normalize_arrow(spec, _from_pandas(spec, rows), normalizer)
+        if isinstance(rows, PreparedBatch):
+            if rows.table != spec.name:
+                raise EntryError(f"a batch prepared for {rows.table} cannot be appended to {spec.name}", table=table)
+            prepared = rows
         else:
-            if isinstance(rows, Mapping) or not isinstance(rows, Iterable):
-                raise EntryError("a batch is a list of mappings, a pyarrow Table or a pandas DataFrame", table=table)
-            defaults = {"ts": self._clock(), "actor": self.actor}
-            batch = rows_to_arrow(spec, [normalizer(r, index=i, defaults=defaults) for i, r in enumerate(rows)], include_assigned=False)
+            prepared = prepare_batch(spec.name, rows, ts=self._clock(), actor=self.actor, normalizer=self._normalizers[spec.name])
+        batch = prepared.rows
         n = len(batch)
         if n == 0:
             return range(0)
-        batch = batch.set_column(
-            batch.schema.get_field_index("ts"), "ts", pc.fill_null(batch.column("ts"), pa.scalar(self._clock(), spec.column("ts").type))
-        )
-        batch = batch.set_column(batch.schema.get_field_index("actor"), "actor", pc.fill_null(batch.column("actor"), self.actor))
         with self._mutex:
             self._check_writable()
             self._writer.acquire()
             first = self._writer.take(n)
-            self._pending.append(("batch", table, _with_assigned(spec, batch, first, self._writer.head.key_id)))
+            self._pending.append(("batch", spec.name, _with_assigned(spec, batch, first, self._writer.head.key_id)))
             self._after_write(durable)
         return range(first, first + n)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from ledger import EntryError, Keyring, Ledger, verify_ledger
+from ledger import EntryError, Keyring, Ledger, prepare_batch, verify_ledger
+from ledger.ledger import default_actor, now_micros
 from ledger.files import FORMATS, read_batch
 from ledger.inspect import ledger_status
 from ledger.keys import ENV_KEYRING, new_key_id
@@ -119,11 +120,14 @@ def ingest(path: str, table: str, file: str, fmt: str | None, keyring_file: str 
     """
     keyring = resolve_keyring(path, keyring_file)
     batch = read_batch(file, table, fmt)
+    try:
+        # Refused before the ledger is opened: on a shared store opening takes it over, and
+        # a refused file must leave every stored object as it was.
+        prepared = prepare_batch(table, batch.rows, ts=now_micros(), actor=actor or default_actor())
+    except EntryError as e:
+        raise UsageFailure(f"{batch.where(Path(file), e.row)}: {e}; nothing was written") from None
     with Ledger.open(path, keyring, actor=actor) as ledger:
-        try:
-            seqs = ledger.append(table, batch.rows, durable=True)
-        except EntryError as e:
-            raise UsageFailure(f"{batch.where(Path(file), e.row)}: {e}; nothing was written") from None
+        seqs = ledger.append(table, prepared, durable=True)
     result = {"table": table, "entries": len(seqs), "first_seq": seqs.start if seqs else None, "last_seq": seqs.stop - 1 if seqs else None}
     if as_json:
         emit_json(result)
