@@ -15,8 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from ledger.checkpoints import checkpoint_key
-from ledger.storage import MIRROR_STATE, SegmentRecord, manifest_key
-from ledger.transfer import META_KEY, RetentionState
+from ledger.storage import META_KEY, MIRROR_STATE, SegmentRecord, manifest_key
+from ledger.transfer import RetentionState
 
 DIRECTORY, OBJECT_STORAGE = "directory", "object storage"
 _WHEN = pa.timestamp("us", tz="UTC")

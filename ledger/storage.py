@@ -362,10 +362,12 @@ class ManifestCache:
 
     FILE = "manifest-cache.jsonl"
 
-    def __init__(self, local: Path):
+    def __init__(self, local: Path, *, load: bool = True):
         self.path = Path(local) / self.FILE
         self._known: dict[str, tuple[str, bytes]] = {}
         self._new: list[bytes] = []
+        if not load:
+            return  # only to append to (a seal adds its own record without reading the others)
         try:
             lines = self.path.read_bytes().splitlines()
         except OSError:
@@ -409,7 +411,7 @@ def write_manifest_record(layout: Layout, record: SegmentRecord) -> None:
     except ObjectExists:
         raise VersionConflict(f"{layout.store.where(key)}: another writer sealed this range") from None
     if layout.store.local_root is None:
-        cache = ManifestCache(layout.local)
+        cache = ManifestCache(layout.local, load=False)
         cache.add(key, written.version, data)
         cache.save()
 

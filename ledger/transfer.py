@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError, IntegrityError
-from .storage import MIRROR_STATE, Layout
+from .storage import META_KEY, MIRROR_STATE, Layout
 from .storage_io import write_file_atomic
 from .store import LocalStore, ObjectExists, Store, StoredObject, open_store
 
-META_KEY = "LEDGER.json"
 # Coordination files of a writer on one machine: never evidence, never copied.
 LOCK_KEYS = frozenset({"LOCK", "tree/lock"})
 # What a writer changes in place; everything else under a ledger is written once.

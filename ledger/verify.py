@@ -15,8 +15,8 @@ file wherever they are known:
     MANIFEST   a manifest line whose MAC or hash link is broken, or that overlaps another
     KEY        no key for a key id, a key that does not match the ledger's key check value
                (wrong key, or a re-keyed ledger), or a key change without a rotation entry
-    TRUNCATED  the data ends before the persisted head (also when HEAD says another
-               writer's local log holds the rest: nothing here can show those entries)
+    TRUNCATED  the data ends before the persisted head (entries HEAD says another
+               writer's local log holds, unsealed, are a note: not verified here)
     HEAD       the persisted head is missing, names its entry with another MAC than the
                one stored, or lags the sealed data further than a writer leaves it
     META       LEDGER.json disagrees with what the entries record (the ledger id changed)
